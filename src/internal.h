@@ -1,0 +1,40 @@
+/* Internal helpers shared by the library's modules (not installed). */
+#ifndef PNO_INTERNAL_H
+#define PNO_INTERNAL_H
+
+#include "pno/core.h"
+
+#include <stdarg.h>
+
+#if defined(__GNUC__)
+#define PNO__PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define PNO__PRINTF(a, b)
+#endif
+
+/* Record a failure message for pno_last_error() and return `s`. */
+enum pno_status pno__errorf(enum pno_status s, const char *fmt, ...)
+	PNO__PRINTF(2, 3);
+/* Prefix the current error message with more context ("file.h5: ..."). */
+enum pno_status pno__error_prefix(enum pno_status s, const char *fmt, ...)
+	PNO__PRINTF(2, 3);
+
+int pno__log_enabled(enum pno_log_level level);
+void pno__logf(enum pno_log_level level, const char *fmt, ...)
+	PNO__PRINTF(2, 3);
+#define PNO_LOG(level, ...)                                                   \
+	do {                                                                  \
+		if (pno__log_enabled(level))                                  \
+			pno__logf(level, __VA_ARGS__);                        \
+	} while (0)
+
+/* Size arithmetic that reports overflow instead of wrapping. */
+static inline int pno__mul_overflow(size_t a, size_t b, size_t *out)
+{
+	return __builtin_mul_overflow(a, b, out);
+}
+
+#define PNO__MIN(a, b) ((a) < (b) ? (a) : (b))
+#define PNO__MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#endif
