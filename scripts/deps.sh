@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="build-essential cmake pkg-config libfftw3-dev libopenblas-openmp-dev
-libhdf5-dev hdf5-tools libjansson-dev libcmocka-dev"
+libhdf5-dev hdf5-tools libjansson-dev libcmocka-dev libsodium-dev"
 
 missing=""
 for p in $PKGS; do

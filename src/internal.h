@@ -37,4 +37,8 @@ static inline int pno__mul_overflow(size_t a, size_t b, size_t *out)
 #define PNO__MIN(a, b) ((a) < (b) ? (a) : (b))
 #define PNO__MAX(a, b) ((a) > (b) ? (a) : (b))
 
+/* Route jansson's allocations through the hooks (idempotent; call before
+ * any jansson use). Memory from jansson is then released with pno_free. */
+void pno__json_setup(void);
+
 #endif

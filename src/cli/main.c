@@ -1,3 +1,476 @@
-#include <stdio.h>
+/* pno: the command-line tool. Thin: parses flags, calls the library.
+ * Exit status: 0 success, 1 runtime error, 2 usage error. */
+#include "flags.h"
+
 #include "pno/core.h"
-int main(void) { printf("pno %s\n", PNO_VERSION_STRING); return 0; }
+#include "pno/fno.h"
+#include "pno/io.h"
+#include "pno/pde.h"
+#include "pno/train.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define NF(f) ((int)(sizeof(f) / sizeof((f)[0])))
+
+static int quiet;
+
+static void log_stderr(void *ud, enum pno_log_level level, const char *msg)
+{
+	static const char *names[] = {"debug", "info", "warning", "error"};
+	(void)ud;
+	if (quiet && level < PNO_LOG_LEVEL_WARN)
+		return;
+	fprintf(stderr, "pno: %s: %s\n", names[level], msg);
+}
+
+static int runtime_error(const char *cmd, enum pno_status s)
+{
+	const char *detail = pno_last_error();
+	fprintf(stderr, "pno %s: %s\n", cmd, *detail ? detail : pno_status_str(s));
+	return 1;
+}
+
+static int exists(const char *path)
+{
+	struct stat sb;
+	return stat(path, &sb) == 0;
+}
+
+/* The directory that will hold `path` must exist and be writable: checked
+ * before any work so a long run never fails at the end. */
+static int check_out_path(const char *cmd, const char *path, int force)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+	if (exists(path) && !force) {
+		fprintf(stderr, "pno %s: %s exists (use --force to overwrite)\n",
+			cmd, path);
+		return 2;
+	}
+	if (!slash)
+		snprintf(dir, sizeof dir, ".");
+	else if (slash == path)
+		snprintf(dir, sizeof dir, "/");
+	else
+		snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+	if (access(dir, W_OK | X_OK) != 0) {
+		fprintf(stderr, "pno %s: cannot write %s: directory %s is "
+			"missing or not writable\n", cmd, path, dir);
+		return 2;
+	}
+	return 0;
+}
+
+/* ---- generate ---- */
+static const char *generate_usage =
+	"usage: pno generate <pde> --samples N --res R --out FILE.h5 [options]\n"
+	"\n"
+	"Generate a dataset in PDEBench's HDF5 layout.\n"
+	"PDEs: heat (periodic heat equation, exact; --dim 1 or 2)\n";
+
+static int cmd_generate(int argc, char **argv)
+{
+	struct pno_heat_opts ho;
+	int dim = 1, threads = 0, force = 0, help = 0;
+	const char *out = NULL;
+	const char *pos[1];
+	int npos = 0;
+	pno_heat_opts_default(&ho, 1);
+	ho.samples = 1000;
+	ho.res = 0;
+	struct flag f[] = {
+		{"samples", FLAG_INT, &ho.samples, 1, 1e7, "number of samples", 0, 0},
+		{"res", FLAG_INT, &ho.res, 4, 1 << 20, "grid points per axis (default 256 in 1D, 64 in 2D)", 0, 0},
+		{"dim", FLAG_INT, &dim, 1, 2, "spatial dimensions (heat)", 0, 0},
+		{"kappa", FLAG_DOUBLE, &ho.kappa, 1e-12, 1e6, "diffusivity (heat)", 0, 0},
+		{"t-final", FLAG_DOUBLE, &ho.t_final, 1e-12, 1e9, "final time", 0, 0},
+		{"alpha", FLAG_DOUBLE, &ho.grf.alpha, 1e-6, 100, "GRF smoothness alpha", 0, 0},
+		{"tau", FLAG_DOUBLE, &ho.grf.tau, 0, 1e6, "GRF length-scale tau", 0, 0},
+		{"sigma", FLAG_DOUBLE, &ho.grf.sigma, 1e-12, 1e12, "GRF amplitude sigma", 0, 0},
+		{"seed", FLAG_U64, &ho.seed, 0, 0, "random seed", 0, 0},
+		{"threads", FLAG_INT, &threads, 0, 1024, "threads (0: all cores)", 0, 0},
+		{"out", FLAG_STRING, &out, 0, 0, "output HDF5 file", 1, 0},
+		{"force", FLAG_BOOL, &force, 0, 0, "overwrite an existing output", 0, 0},
+		{"quiet", FLAG_BOOL, &quiet, 0, 0, "no progress output", 0, 0},
+		{"help", FLAG_BOOL, &help, 0, 0, "show this help", 0, 0},
+	};
+	for (int i = 2; i < argc; i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			printf("%s\noptions:\n", generate_usage);
+			flags_help(stdout, f, NF(f));
+			return 0;
+		}
+	if (flags_parse("generate", f, NF(f), argc, argv, 2, pos, 1, &npos))
+		return 2;
+	if (npos != 1) {
+		fprintf(stderr, "pno generate: name the PDE (see pno generate --help)\n");
+		return 2;
+	}
+	if (strcmp(pos[0], "heat") != 0) {
+		fprintf(stderr, "pno generate: unknown PDE '%s' (known: heat)\n", pos[0]);
+		return 2;
+	}
+	if (check_out_path("generate", out, force))
+		return 2;
+	ho.dims = dim;
+	if (ho.res == 0)
+		ho.res = dim == 1 ? 256 : 64;
+	pno_threads_set(threads);
+	enum pno_status s = pno_generate_heat(&ho, out, force);
+	if (s == PNO_STATUS_INVALID || s == PNO_STATUS_EXISTS) {
+		fprintf(stderr, "pno generate: %s\n", pno_last_error());
+		return 2;
+	}
+	if (s != PNO_STATUS_OK)
+		return runtime_error("generate", s);
+	if (!quiet)
+		printf("wrote %s: heat %dD, %d samples at %d%s\n", out, dim,
+		       ho.samples, ho.res, dim == 2 ? "x" : "");
+	return 0;
+}
+
+/* ---- train ---- */
+static const char *train_usage =
+	"usage: pno train --data FILE.h5 --out MODEL.safetensors [options]\n"
+	"\n"
+	"Train a neural operator on a dataset (PDEBench layout: Darcy 'nu' ->\n"
+	"'tensor', or a time series 'tensor' from step --t-in to --t-out). The\n"
+	"samples are split in order: the first --ntrain for training, the next\n"
+	"--nval for validation, the last --ntest for the test error. Prints the\n"
+	"train/validation loss per epoch and the test relative L2 error.\n";
+
+struct progress {
+	int tty;
+};
+
+static void on_batch(void *ud, int epoch, int batch, int n_batches, double loss)
+{
+	struct progress *pr = ud;
+	if (!pr->tty || quiet)
+		return;
+	int width = 30, done = (int)((double)batch / n_batches * width);
+	char bar[64];
+	for (int i = 0; i < width; i++)
+		bar[i] = i < done ? '#' : '.';
+	bar[width] = '\0';
+	fprintf(stderr, "\r  epoch %d [%s] %d/%d loss %.4e", epoch, bar, batch,
+		n_batches, loss);
+	if (batch == n_batches)
+		fprintf(stderr, "\r%*s\r", 80, "");
+}
+
+static void on_epoch(void *ud, const struct pno_epoch_stats *s)
+{
+	(void)ud;
+	if (quiet)
+		return;
+	printf("epoch %4d/%d  train %.4e  val %.4e  lr %.2e  %.2f s\n", s->epoch,
+	       s->epochs, s->train_loss, s->val_loss, s->lr, s->seconds);
+	fflush(stdout);
+}
+
+/* BLAKE2b-256 of a file as hex (libsodium), for provenance. */
+static int file_hash(const char *path, char hex[65])
+{
+	unsigned char buf[1 << 16], h[32];
+	crypto_generichash_state st;
+	FILE *fp = fopen(path, "rb");
+	size_t n;
+	if (!fp)
+		return -1;
+	crypto_generichash_init(&st, NULL, 0, sizeof h);
+	while ((n = fread(buf, 1, sizeof buf, fp)) > 0)
+		crypto_generichash_update(&st, buf, n);
+	int err = ferror(fp);
+	fclose(fp);
+	if (err)
+		return -1;
+	crypto_generichash_final(&st, h, sizeof h);
+	sodium_bin2hex(hex, 65, h, sizeof h);
+	return 0;
+}
+
+static int cmd_train(int argc, char **argv)
+{
+	const char *data = NULL, *out = NULL, *model = "fno", *resume = NULL;
+	const char *checkpoint = NULL;
+	int width = 32, modes = 12, modes2 = 0, layers = 4, epochs = 50;
+	int batch = 20, threads = 0, ntrain = 0, nval = -1, ntest = -1;
+	int step_size = 0, t_in = 0, t_out = -1, force = 0, adam = 0;
+	int proj = 128;
+	double lr = 1e-3, wd = 1e-4, gamma = 0.5, clip = 0;
+	uint64_t seed = 0;
+	struct flag f[] = {
+		{"data", FLAG_STRING, &data, 0, 0, "training data (HDF5)", 1, 0},
+		{"out", FLAG_STRING, &out, 0, 0, "output model (safetensors)", 1, 0},
+		{"model", FLAG_STRING, &model, 0, 0, "method: fno", 0, 0},
+		{"width", FLAG_INT, &width, 1, 4096, "channels in the Fourier layers", 0, 0},
+		{"modes", FLAG_INT, &modes, 1, 1 << 20, "retained Fourier modes (first axis)", 0, 0},
+		{"modes2", FLAG_INT, &modes2, 0, 1 << 20, "modes on the second axis (0: same as --modes)", 0, 0},
+		{"layers", FLAG_INT, &layers, 1, PNO_FNO_MAX_LAYERS, "Fourier layers", 0, 0},
+		{"proj-hidden", FLAG_INT, &proj, 1, 65536, "projection hidden width", 0, 0},
+		{"epochs", FLAG_INT, &epochs, 1, 1000000, "training epochs", 0, 0},
+		{"batch", FLAG_INT, &batch, 1, 65536, "mini-batch size", 0, 0},
+		{"lr", FLAG_DOUBLE, &lr, 1e-12, 10, "learning rate", 0, 0},
+		{"weight-decay", FLAG_DOUBLE, &wd, 0, 10, "weight decay", 0, 0},
+		{"adam", FLAG_BOOL, &adam, 0, 0, "Adam with L2 penalty instead of AdamW", 0, 0},
+		{"step-size", FLAG_INT, &step_size, 0, 1000000, "epochs between lr decays (0: constant lr)", 0, 0},
+		{"gamma", FLAG_DOUBLE, &gamma, 1e-6, 1, "lr decay factor", 0, 0},
+		{"clip", FLAG_DOUBLE, &clip, 0, 1e9, "max gradient norm (0: off)", 0, 0},
+		{"seed", FLAG_U64, &seed, 0, 0, "random seed", 0, 0},
+		{"ntrain", FLAG_INT, &ntrain, 0, 1 << 30, "training samples (0: 80%)", 0, 0},
+		{"nval", FLAG_INT, &nval, -1, 1 << 30, "validation samples (-1: 10%)", 0, 0},
+		{"ntest", FLAG_INT, &ntest, -1, 1 << 30, "test samples (-1: 10%)", 0, 0},
+		{"t-in", FLAG_INT, &t_in, 0, 1 << 20, "time series: input step", 0, 0},
+		{"t-out", FLAG_INT, &t_out, -1, 1 << 20, "time series: output step (-1: last)", 0, 0},
+		{"checkpoint", FLAG_STRING, &checkpoint, 0, 0, "checkpoint written after every epoch", 0, 0},
+		{"resume", FLAG_STRING, &resume, 0, 0, "continue from a checkpoint", 0, 0},
+		{"threads", FLAG_INT, &threads, 0, 1024, "threads (0: all cores)", 0, 0},
+		{"force", FLAG_BOOL, &force, 0, 0, "overwrite an existing --out", 0, 0},
+		{"quiet", FLAG_BOOL, &quiet, 0, 0, "print only the result", 0, 0},
+	};
+	for (int i = 2; i < argc; i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			printf("%s\noptions:\n", train_usage);
+			flags_help(stdout, f, NF(f));
+			return 0;
+		}
+	if (flags_parse("train", f, NF(f), argc, argv, 2, NULL, 0, NULL))
+		return 2;
+	if (strcmp(model, "fno") != 0) {
+		fprintf(stderr, "pno train: unknown --model '%s' (known: fno)\n", model);
+		return 2;
+	}
+	if (check_out_path("train", out, force))
+		return 2;
+	if (!exists(data)) {
+		fprintf(stderr, "pno train: --data %s: no such file\n", data);
+		return 2;
+	}
+	if (resume && !exists(resume)) {
+		fprintf(stderr, "pno train: --resume %s: no such file\n", resume);
+		return 2;
+	}
+	pno_threads_set(threads);
+
+	struct pno_dataset d = {0};
+	struct pno_dataset_opts dopt = PNO_DATASET_OPTS_DEFAULT;
+	dopt.t_in = t_in;
+	dopt.t_out = t_out;
+	enum pno_status s = pno_dataset_read(&d, data, &dopt);
+	if (s != PNO_STATUS_OK)
+		return runtime_error("train", s);
+	int rc = 1;
+	struct pno_fno m = {0};
+	char *prov = NULL;
+
+	if (nval < 0)
+		nval = d.N / 10;
+	if (ntest < 0)
+		ntest = d.N / 10;
+	if (ntrain == 0)
+		ntrain = d.N - nval - ntest;
+	if (ntrain < 1 || (long)ntrain + nval + ntest > d.N) {
+		fprintf(stderr, "pno train: split %d train + %d validation + %d "
+			"test does not fit the %d samples of %s\n", ntrain, nval,
+			ntest, d.N, data);
+		rc = 2;
+		goto out;
+	}
+	struct pno_fno_arch a = {d.dims, d.Cin, d.Cout, width, modes,
+				 d.dims == 2 ? (modes2 ? modes2 : modes) : 1,
+				 layers, proj};
+	int maxm1 = d.dims == 1 ? d.X / 2 + 1 : d.X / 2;
+	if (modes > maxm1 || (d.dims == 2 && a.modes2 > d.Y / 2 + 1)) {
+		fprintf(stderr, "pno train: --modes %d x %d too large for the %d x "
+			"%d grid of %s (at most %d x %d)\n", a.modes1, a.modes2,
+			d.X, d.Y, data, maxm1, d.dims == 2 ? d.Y / 2 + 1 : 1);
+		rc = 2;
+		goto out;
+	}
+	if (batch > ntrain)
+		batch = ntrain;
+	s = pno_fno_init(&m, &a, d.X, d.Y, batch, seed);
+	if (s != PNO_STATUS_OK) {
+		rc = runtime_error("train", s);
+		goto out;
+	}
+	char hash[65] = "unavailable";
+	if (file_hash(data, hash) != 0)
+		snprintf(hash, sizeof hash, "unreadable");
+	json_t *pj = json_pack("{s:s, s:s, s:I, s:i, s:i, s:f, s:f, s:i, s:i, s:i}",
+			       "data", data, "data_blake2b", hash, "seed",
+			       (json_int_t)seed, "epochs", epochs, "batch", batch,
+			       "lr", lr, "weight_decay", wd, "ntrain", ntrain,
+			       "nval", nval, "ntest", ntest);
+	char *pjs = pj ? json_dumps(pj, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(pj);
+	json_t *wrap = pjs ? json_pack("{s:s}", "provenance", pjs) : NULL;
+	free(pjs);
+	prov = wrap ? json_dumps(wrap, JSON_COMPACT) : NULL;
+	json_decref(wrap);
+
+	struct progress pr = {isatty(2)};
+	struct pno_train_opts o;
+	pno_train_opts_default(&o);
+	o.epochs = epochs;
+	o.batch = batch;
+	o.lr = (float)lr;
+	o.weight_decay = (float)wd;
+	o.adamw = !adam;
+	o.step_size = step_size;
+	o.gamma = (float)gamma;
+	o.clip = (float)clip;
+	o.seed = seed;
+	o.n_train = ntrain;
+	o.n_val = nval;
+	o.n_test = ntest;
+	o.checkpoint = checkpoint;
+	o.resume = resume;
+	o.provenance_json = prov;
+	o.on_epoch = on_epoch;
+	o.on_batch = on_batch;
+	o.ud = &pr;
+	if (!quiet) {
+		printf("data %s: %d samples, %dD grid %d%s%d, %d -> %d channels\n",
+		       data, d.N, d.dims, d.X, d.dims == 2 ? "x" : "",
+		       d.dims == 2 ? d.Y : 0, d.Cin, d.Cout);
+		printf("model fno: width %d, modes %d%s%d, layers %d, %zu "
+		       "parameters; %d threads\n", width, a.modes1,
+		       d.dims == 2 ? "x" : "", d.dims == 2 ? a.modes2 : 0, layers,
+		       m.n_params, pno_threads_get());
+		printf("split: %d train, %d validation, %d test\n", ntrain, nval, ntest);
+	}
+	struct pno_train_result r;
+	s = pno_train_fno(&m, &d, &o, &r);
+	if (s != PNO_STATUS_OK) {
+		rc = runtime_error("train", s);
+		goto out;
+	}
+	char metrics[256], extra[1024];
+	snprintf(metrics, sizeof metrics,
+		 "{\"test_rel_l2\": %.6g, \"val_rel_l2\": %.6g, "
+		 "\"train_rel_l2\": %.6g, \"epochs\": %d, \"seconds\": %.3f}",
+		 r.test_rel_l2, r.val_loss, r.train_loss, r.epochs_run, r.seconds);
+	json_t *ej = prov ? json_loads(prov, 0, NULL) : json_object();
+	if (ej)
+		json_object_set_new(ej, "metrics", json_string(metrics));
+	char *ejs = ej ? json_dumps(ej, JSON_COMPACT) : NULL;
+	json_decref(ej);
+	snprintf(extra, sizeof extra, "%s", ejs ? ejs : "{}");
+	free(ejs);
+	s = pno_fno_save(&m, out, extra);
+	if (s != PNO_STATUS_OK) {
+		rc = runtime_error("train", s);
+		goto out;
+	}
+	printf("test relative L2: %.4e (%d samples)\n", r.test_rel_l2, ntest);
+	if (!quiet)
+		printf("saved %s (%.1f s)\n", out, r.seconds);
+	rc = 0;
+out:
+	free(prov);
+	pno_fno_free(&m);
+	pno_dataset_free(&d);
+	return rc;
+}
+
+/* ---- info ---- */
+static int cmd_info(int argc, char **argv)
+{
+	if (argc != 3 || !strcmp(argv[2], "--help")) {
+		fprintf(argc == 3 ? stdout : stderr,
+			"usage: pno info MODEL.safetensors\n\nPrint a model's "
+			"architecture and metadata.\n");
+		return argc == 3 ? 0 : 2;
+	}
+	const char *path = argv[2];
+	struct pno_fno m;
+	enum pno_status s = pno_fno_load(&m, path, 0, 0, 1);
+	if (s != PNO_STATUS_OK)
+		return runtime_error("info", s);
+	struct pno_safetensors st = {0};
+	s = pno_safetensors_read(&st, path);
+	if (s != PNO_STATUS_OK) {
+		pno_fno_free(&m);
+		return runtime_error("info", s);
+	}
+	const struct pno_fno_arch *a = &m.arch;
+	printf("model      %s\n", path);
+	printf("method     fno\n");
+	printf("dims       %d (grid %d%s%d at training)\n", a->dims, m.X,
+	       a->dims == 2 ? "x" : "", a->dims == 2 ? m.Y : 0);
+	printf("channels   %d -> %d\n", a->in_ch, a->out_ch);
+	printf("width      %d\nmodes      %d", a->width, a->modes1);
+	if (a->dims == 2)
+		printf(" x %d", a->modes2);
+	printf("\nlayers     %d\nproj       %d\nparameters %zu\n", a->layers,
+	       a->proj_hidden, m.n_params);
+	printf("tensors    %d\n", st.n);
+	json_t *md = json_loads(st.metadata_json, 0, NULL);
+	const char *k;
+	json_t *v;
+	if (md)
+		json_object_foreach(md, k, v)
+		{
+			if (!strcmp(k, "architecture"))
+				continue;
+			printf("%-10s %s\n", k, json_string_value(v));
+		}
+	json_decref(md);
+	pno_safetensors_free(&st);
+	pno_fno_free(&m);
+	return 0;
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"pno %s: probabilistic neural operators\n\n"
+		"usage: pno <command> [options]\n\n"
+		"commands:\n"
+		"  generate   make a PDE dataset (HDF5, PDEBench layout)\n"
+		"  train      train a model on a dataset\n"
+		"  info       print a model's architecture and metadata\n"
+		"  version    print the version\n\n"
+		"'pno <command> --help' lists a command's options.\n",
+		PNO_VERSION_STRING);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (sodium_init() < 0) {
+		fprintf(stderr, "pno: libsodium failed to initialize\n");
+		return 1;
+	}
+	pno_log_set(log_stderr, NULL, PNO_LOG_LEVEL_INFO);
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "generate"))
+		return cmd_generate(argc, argv);
+	if (!strcmp(cmd, "train"))
+		return cmd_train(argc, argv);
+	if (!strcmp(cmd, "info"))
+		return cmd_info(argc, argv);
+	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+		printf("pno %s\n", PNO_VERSION_STRING);
+		return 0;
+	}
+	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "pno: unknown command '%s'\n\n", cmd);
+	usage(stderr);
+	return 2;
+}

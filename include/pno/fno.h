@@ -1,0 +1,132 @@
+/*
+ * The Fourier neural operator (Li et al. 2021) in 1D and 2D.
+ *
+ *   input (B, Cin, grid) -> z-score -> append grid coordinates
+ *     -> lift (pointwise, Cin + dims -> W)
+ *     -> L blocks: h = GELU(spectral(h) + pointwise(h)), no GELU after the last
+ *     -> proj1 (W -> H), GELU, proj2 (H -> Cout) -> undo output z-score
+ *
+ * Parameters, gradients and activations each live in one contiguous block
+ * with named views (llm.c style). The parameter names and shapes follow
+ * the reference FNO so a PyTorch user can load them:
+ *   lift.weight (W, Cin+dims), lift.bias (W),
+ *   spectral.{l}.weight (W, W, M1, 2) in 1D, (W, W, 2*M1, M2, 2) in 2D,
+ *   pointwise.{l}.weight (W, W), pointwise.{l}.bias (W),
+ *   proj1.weight (H, W), proj1.bias (H), proj2.weight (Cout, H), proj2.bias.
+ *
+ * The model is resolution-independent; its workspace is sized at init for
+ * a grid and a batch bound. The normalization statistics (per-channel mean
+ * and std of inputs and outputs from the training split) are part of the
+ * model: forward takes and returns physical values.
+ */
+#ifndef PNO_FNO_H
+#define PNO_FNO_H
+
+#include "pno/core.h"
+#include "pno/spectral.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PNO_FNO_MAX_LAYERS 16
+#define PNO_FNO_MAX_CH 16
+
+struct pno_fno_arch {
+	int dims;		/* 1 or 2 */
+	int in_ch, out_ch;	/* physical channels (grid channels excluded) */
+	int width;		/* W */
+	int modes1, modes2;	/* M1, M2 (M2 unused in 1D) */
+	int layers;		/* L */
+	int proj_hidden;	/* H, 128 in the reference */
+};
+
+/* Checks every field; PNO_STATUS_INVALID with the field's name and range. */
+enum pno_status pno_fno_arch_check(const struct pno_fno_arch *a);
+
+struct pno_fno_norm {
+	float in_mean[PNO_FNO_MAX_CH], in_std[PNO_FNO_MAX_CH];
+	float out_mean[PNO_FNO_MAX_CH], out_std[PNO_FNO_MAX_CH];
+};
+
+/* Named views into a parameter-sized block. */
+struct pno_fno_params {
+	float *lift_w, *lift_b;
+	float *spec_w[PNO_FNO_MAX_LAYERS];
+	float *pw_w[PNO_FNO_MAX_LAYERS], *pw_b[PNO_FNO_MAX_LAYERS];
+	float *proj1_w, *proj1_b, *proj2_w, *proj2_b;
+};
+
+struct pno_fno {
+	struct pno_fno_arch arch;
+	struct pno_fno_norm norm;
+	int Bmax, X, Y, P;	/* workspace bounds; P = X*Y (Y = 1 in 1D) */
+
+	size_t n_params;
+	float *params, *grads;	/* n_params each */
+	struct pno_fno_params p, g;
+
+	struct pno_spectral spec;	/* workspace shared by all layers */
+
+	/* activations, sized for Bmax (one block) */
+	float *acts;
+	float *grid;			/* (dims, P) coordinates */
+	float *xin;			/* (B, Cin+dims, P) */
+	float *h[PNO_FNO_MAX_LAYERS + 1]; /* block inputs/outputs (B, W, P) */
+	float *pre[PNO_FNO_MAX_LAYERS];	/* pre-activations (B, W, P) */
+	float *xhat[PNO_FNO_MAX_LAYERS];	/* spectral input modes */
+	float *modes_scratch;		/* (B, W) modes */
+	float *q, *qa;			/* proj1 pre/post GELU (B, H, P) */
+	float *out;			/* (B, Cout, P) physical */
+	float *dh, *dh2;		/* (B, W, P) gradient scratch */
+	float *dq;			/* (B, H, P) */
+	float *dout;			/* (B, Cout, P) */
+	int last_B;			/* batch of the last forward */
+};
+
+/* Builds the model for a grid X (x Y) and batches up to Bmax; weights are
+ * initialized from `seed` as the reference FNO does (uniform +-1/sqrt(fan_in)
+ * for pointwise layers, scale/(W*W) * U[0,1) for spectral weights).
+ * Normalization starts as identity. */
+enum pno_status pno_fno_init(struct pno_fno *m, const struct pno_fno_arch *a,
+			     int X, int Y, int Bmax, uint64_t seed);
+void pno_fno_free(struct pno_fno *m);
+
+/* Forward: out = model(x) for B <= Bmax. Returns a pointer to the output
+ * (B, Cout, P) held by the model (valid until the next forward). */
+const float *pno_fno_forward(struct pno_fno *m,
+			     const float *x, /* (B, Cin, X[, Y]) physical */
+			     int B);
+/* Backward of the last forward: grads += d loss / d params. */
+void pno_fno_backward(struct pno_fno *m,
+		      const float *dout, /* (B, Cout, P) d loss / d out */
+		      int B);
+void pno_fno_zero_grad(struct pno_fno *m);
+
+/* Iterate over the named parameter tensors (index 0..count-1). */
+int pno_fno_tensor_count(const struct pno_fno *m);
+/* Name, shape and parameter offset of tensor i. */
+void pno_fno_tensor_info(const struct pno_fno *m, int i, char *name,
+			 size_t name_size, int *ndim, int64_t shape[8],
+			 size_t *offset, size_t *count);
+
+/* ---- files ---- */
+/* Save the model as safetensors with metadata; `extra_json` (NULL or a
+ * JSON object text) is merged into the metadata ("provenance", "metrics",
+ * ... as JSON-string values). Atomic. */
+enum pno_status pno_fno_save(const struct pno_fno *m, const char *path,
+			     const char *extra_json);
+/* Load a model saved by pno_fno_save, sized for grid X (x Y) and Bmax. If
+ * X <= 0 the training grid recorded in the file is used. Checks every
+ * tensor's presence and shape. */
+enum pno_status pno_fno_load(struct pno_fno *m, const char *path, int X,
+			     int Y, int Bmax);
+
+/* Architecture and normalization as JSON text (pno_free the result). */
+char *pno_fno_arch_json(const struct pno_fno_arch *a);
+enum pno_status pno_fno_arch_parse(struct pno_fno_arch *a, const char *json);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

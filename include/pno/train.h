@@ -1,0 +1,107 @@
+/*
+ * Training: Adam/AdamW, learning-rate schedule, gradient clipping, the
+ * relative L2 loss, and the FNO training loop with checkpoints.
+ *
+ * The loop is deterministic: mini-batches are a Philox permutation of the
+ * training split drawn from (seed, epoch), so the same seed and thread
+ * count give the same loss trajectory to the bit, and a run resumed from a
+ * checkpoint continues exactly as the uninterrupted run would have. No
+ * allocation happens inside a training step.
+ */
+#ifndef PNO_TRAIN_H
+#define PNO_TRAIN_H
+
+#include "pno/fno.h"
+#include "pno/io.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct pno_adam {
+	int decoupled;		/* 1: AdamW (decoupled weight decay) */
+	float lr, beta1, beta2, eps, weight_decay;
+	int64_t step;
+	size_t n;
+	float *m, *v;		/* first and second moments (n each) */
+};
+enum pno_status pno_adam_init(struct pno_adam *o, size_t n, float lr,
+			      float weight_decay, int decoupled);
+void pno_adam_free(struct pno_adam *o);
+/* One update of params from grads (both n long). */
+void pno_adam_step(struct pno_adam *o, float *params, const float *grads);
+
+/* Scale grads so their global L2 norm is at most max_norm (if > 0);
+ * returns the norm before clipping (may be inf or nan). */
+double pno_grad_clip(float *grads, size_t n, float max_norm);
+
+/* Mean over the batch of ||pred_b - y_b|| / ||y_b|| (norms over the N
+ * values of a sample). If dpred is not NULL it is OVERWRITTEN with the
+ * gradient of that mean. Samples with ||y_b|| = 0 use ||y_b|| = 1. */
+double pno_loss_rel_l2(float *dpred,	/* (B, N) or NULL */
+		       const float *pred,	/* (B, N) */
+		       const float *y,		/* (B, N) */
+		       int B, size_t N);
+
+struct pno_epoch_stats {
+	int epoch, epochs;	/* 1-based epoch just finished */
+	double train_loss;	/* mean relative L2 over the epoch's batches */
+	double val_loss;	/* relative L2 on the validation split (NAN if empty) */
+	double seconds;		/* wall time of the epoch */
+	float lr;		/* learning rate used */
+	int skipped_steps;	/* steps skipped for non-finite loss/grads */
+};
+
+struct pno_train_opts {
+	int epochs, batch;
+	float lr, weight_decay;
+	int adamw;		/* 1: AdamW, 0: Adam with L2 in the gradient */
+	int step_size;		/* epochs between lr *= gamma (0: never) */
+	float gamma;
+	float clip;		/* max gradient norm (0: off) */
+	uint64_t seed;
+	int n_train, n_val, n_test; /* split: first n_train, next n_val, last n_test */
+	const char *checkpoint;	/* written atomically after every epoch (or NULL) */
+	const char *resume;	/* checkpoint to continue from (or NULL) */
+	const char *provenance_json; /* JSON object text kept in checkpoints */
+	void (*on_epoch)(void *ud, const struct pno_epoch_stats *s);
+	void (*on_batch)(void *ud, int epoch, int batch, int n_batches,
+			 double loss);
+	void *ud;
+};
+void pno_train_opts_default(struct pno_train_opts *o);
+
+struct pno_train_result {
+	int epochs_run;
+	double train_loss, val_loss, test_rel_l2;
+	double seconds;
+};
+
+/* Check a dataset against a model: channels, dimensions, enough samples
+ * for the split. Message names what differs. */
+enum pno_status pno_train_check_data(const struct pno_fno *m,
+				     const struct pno_dataset *d,
+				     const struct pno_train_opts *o);
+
+/* Fill the model's normalization from the training split. */
+void pno_fno_fit_normalization(struct pno_fno *m, const struct pno_dataset *d,
+			       int n_train);
+
+/* Train m on d. The model must be initialized for the data's grid. */
+enum pno_status pno_train_fno(struct pno_fno *m, const struct pno_dataset *d,
+			      const struct pno_train_opts *o,
+			      struct pno_train_result *r);
+
+/* Mean relative L2 of the model on samples [first, first+count). */
+enum pno_status pno_eval_rel_l2(struct pno_fno *m, const struct pno_dataset *d,
+				int first, int count, double *out);
+
+/* Save model plus optimizer state and the epoch to finish next. */
+enum pno_status pno_checkpoint_save(const struct pno_fno *m,
+				    const struct pno_adam *o, int epoch,
+				    const char *path, const char *extra_json);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,458 @@
+/* Adam/AdamW, clipping, relative L2 loss, the training loop, checkpoints. */
+#include "pno/train.h"
+#include "internal.h"
+#include "fno_internal.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- optimizer ---- */
+enum pno_status pno_adam_init(struct pno_adam *o, size_t n, float lr,
+			      float weight_decay, int decoupled)
+{
+	memset(o, 0, sizeof *o);
+	o->decoupled = decoupled;
+	o->lr = lr;
+	o->beta1 = 0.9f;
+	o->beta2 = 0.999f;
+	o->eps = 1e-8f;
+	o->weight_decay = weight_decay;
+	o->n = n;
+	o->m = pno_calloc(n, sizeof(float));
+	o->v = pno_calloc(n, sizeof(float));
+	if (!o->m || !o->v) {
+		pno_adam_free(o);
+		return pno__errorf(PNO_STATUS_NOMEM, "optimizer: out of memory");
+	}
+	return PNO_STATUS_OK;
+}
+
+void pno_adam_free(struct pno_adam *o)
+{
+	if (!o)
+		return;
+	pno_free(o->m);
+	pno_free(o->v);
+	memset(o, 0, sizeof *o);
+}
+
+/* The update of torch.optim.Adam / AdamW (amsgrad off). */
+void pno_adam_step(struct pno_adam *o, float *params, const float *grads)
+{
+	o->step++;
+	const float b1 = o->beta1, b2 = o->beta2, eps = o->eps, lr = o->lr;
+	const float wd = o->weight_decay;
+	const float bc1 = 1.0f - powf(b1, (float)o->step);
+	const float bc2s = sqrtf(1.0f - powf(b2, (float)o->step));
+	const float step_size = lr / bc1;
+	const int dec = o->decoupled;
+	float *restrict m = o->m, *restrict v = o->v;
+	const size_t n = o->n;
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+	for (size_t i = 0; i < n; i++) {
+		float p = params[i], g = grads[i];
+		if (dec)
+			p *= 1.0f - lr * wd;
+		else
+			g += wd * p;
+		m[i] = b1 * m[i] + (1.0f - b1) * g;
+		v[i] = b2 * v[i] + (1.0f - b2) * g * g;
+		params[i] = p - step_size * m[i] / (sqrtf(v[i]) / bc2s + eps);
+	}
+}
+
+double pno_grad_clip(float *grads, size_t n, float max_norm)
+{
+	double s = 0.0;
+	for (size_t i = 0; i < n; i++)
+		s += (double)grads[i] * grads[i];
+	double norm = sqrt(s);
+	if (max_norm > 0 && isfinite(norm) && norm > max_norm) {
+		float scale = (float)(max_norm / (norm + 1e-6));
+		for (size_t i = 0; i < n; i++)
+			grads[i] *= scale;
+	}
+	return norm;
+}
+
+/* ---- loss ---- */
+double pno_loss_rel_l2(float *dpred, const float *pred, const float *y,
+		       int B, size_t N)
+{
+	double total = 0.0;
+	for (int b = 0; b < B; b++) {
+		const float *pb = pred + (size_t)b * N, *yb = y + (size_t)b * N;
+		double nd = 0.0, ny = 0.0;
+		for (size_t i = 0; i < N; i++) {
+			double d = (double)pb[i] - yb[i];
+			nd += d * d;
+			ny += (double)yb[i] * yb[i];
+		}
+		nd = sqrt(nd);
+		ny = ny > 0 ? sqrt(ny) : 1.0;
+		total += nd / ny;
+		if (dpred) {
+			float *g = dpred + (size_t)b * N;
+			double c = nd > 0 ? 1.0 / (nd * ny * B) : 0.0;
+			for (size_t i = 0; i < N; i++)
+				g[i] = (float)(((double)pb[i] - yb[i]) * c);
+		}
+	}
+	return total / B;
+}
+
+/* ---- data ---- */
+void pno_train_opts_default(struct pno_train_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->epochs = 100;
+	o->batch = 20;
+	o->lr = 1e-3f;
+	o->weight_decay = 1e-4f;
+	o->adamw = 1;
+	o->step_size = 0;
+	o->gamma = 0.5f;
+	o->clip = 0.0f;
+	o->seed = 0;
+}
+
+enum pno_status pno_train_check_data(const struct pno_fno *m,
+				     const struct pno_dataset *d,
+				     const struct pno_train_opts *o)
+{
+	const struct pno_fno_arch *a = &m->arch;
+	if (d->dims != a->dims)
+		return pno__errorf(PNO_STATUS_SHAPE,
+				   "data is %dD, the model is %dD", d->dims,
+				   a->dims);
+	if (d->Cin != a->in_ch || d->Cout != a->out_ch)
+		return pno__errorf(PNO_STATUS_SHAPE,
+				   "data has %d input / %d output channels, "
+				   "the model %d / %d", d->Cin, d->Cout,
+				   a->in_ch, a->out_ch);
+	if (d->X != m->X || (d->dims == 2 && d->Y != m->Y))
+		return pno__errorf(PNO_STATUS_SHAPE,
+				   "data grid %d x %d differs from the model's "
+				   "workspace grid %d x %d", d->X, d->Y, m->X,
+				   m->Y);
+	if (o) {
+		if (o->n_train < 1 || o->n_val < 0 || o->n_test < 0 ||
+		    (long)o->n_train + o->n_val + o->n_test > d->N)
+			return pno__errorf(PNO_STATUS_INVALID,
+					   "split %d train + %d validation + "
+					   "%d test needs more than the %d "
+					   "samples in the data", o->n_train,
+					   o->n_val, o->n_test, d->N);
+	}
+	return PNO_STATUS_OK;
+}
+
+void pno_fno_fit_normalization(struct pno_fno *m, const struct pno_dataset *d,
+			       int n_train)
+{
+	size_t P = (size_t)d->X * d->Y;
+	for (int io = 0; io < 2; io++) {
+		int C = io ? d->Cout : d->Cin;
+		const float *src = io ? d->out : d->in;
+		for (int c = 0; c < C; c++) {
+			double s = 0, s2 = 0;
+			for (int n = 0; n < n_train; n++) {
+				const float *v = src + ((size_t)n * C + c) * P;
+				for (size_t p = 0; p < P; p++)
+					s += v[p];
+			}
+			double cnt = (double)n_train * P, mean = s / cnt;
+			for (int n = 0; n < n_train; n++) {
+				const float *v = src + ((size_t)n * C + c) * P;
+				for (size_t p = 0; p < P; p++)
+					s2 += (v[p] - mean) * (v[p] - mean);
+			}
+			double sd = sqrt(s2 / cnt);
+			if (!(sd > 1e-12))
+				sd = 1.0;
+			if (io) {
+				m->norm.out_mean[c] = (float)mean;
+				m->norm.out_std[c] = (float)sd;
+			} else {
+				m->norm.in_mean[c] = (float)mean;
+				m->norm.in_std[c] = (float)sd;
+			}
+		}
+	}
+}
+
+enum pno_status pno_eval_rel_l2(struct pno_fno *m, const struct pno_dataset *d,
+				int first, int count, double *out)
+{
+	size_t P = (size_t)m->P;
+	size_t nin = (size_t)d->Cin * P, nout = (size_t)d->Cout * P;
+	double s = 0.0;
+	if (count <= 0) {
+		*out = NAN;
+		return PNO_STATUS_OK;
+	}
+	for (int i = 0; i < count; i += m->Bmax) {
+		int B = PNO__MIN(m->Bmax, count - i);
+		const float *x = d->in + (size_t)(first + i) * nin;
+		const float *y = d->out + (size_t)(first + i) * nout;
+		const float *pred = pno_fno_forward(m, x, B);
+		s += pno_loss_rel_l2(NULL, pred, y, B, nout) * B;
+	}
+	*out = s / count;
+	return PNO_STATUS_OK;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void permutation(int *perm, int n, uint64_t seed, int epoch)
+{
+	for (int i = 0; i < n; i++)
+		perm[i] = i;
+	for (int i = n - 1; i > 0; i--) {
+		uint64_t r = pno_rng_u64(seed, 0xE9000000ull + (uint64_t)epoch,
+					 (uint64_t)i);
+		int j = (int)(r % (uint64_t)(i + 1));
+		int t = perm[i];
+		perm[i] = perm[j];
+		perm[j] = t;
+	}
+}
+
+static float lr_at(const struct pno_train_opts *o, int epoch)
+{
+	if (o->step_size <= 0)
+		return o->lr;
+	return o->lr * powf(o->gamma, (float)((epoch - 1) / o->step_size));
+}
+
+/* ---- checkpoints ---- */
+enum pno_status pno_checkpoint_save(const struct pno_fno *m,
+				    const struct pno_adam *o, int epoch,
+				    const char *path, const char *extra_json)
+{
+	struct pno_tensor_view xt[2] = {
+		{"optimizer.exp_avg", 1, {(int64_t)o->n}, o->m},
+		{"optimizer.exp_avg_sq", 1, {(int64_t)o->n}, o->v},
+	};
+	char state[256];
+	json_t *md = NULL;
+	char *meta = NULL;
+	enum pno_status st;
+	pno__json_setup();
+	snprintf(state, sizeof state,
+		 "{\"epoch\": %d, \"step\": %lld, \"decoupled\": %d}", epoch,
+		 (long long)o->step, o->decoupled);
+	if (extra_json) {
+		json_error_t err;
+		md = json_loads(extra_json, 0, &err);
+	} else {
+		md = json_object();
+	}
+	if (!json_is_object(md) ||
+	    json_object_set_new(md, "checkpoint", json_string(state)) != 0) {
+		json_decref(md);
+		return pno__errorf(PNO_STATUS_NOMEM,
+				   "checkpoint metadata: out of memory");
+	}
+	meta = json_dumps(md, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(md);
+	if (!meta)
+		return pno__errorf(PNO_STATUS_NOMEM,
+				   "checkpoint metadata: out of memory");
+	st = pno__fno_save_ext(m, path, meta, xt, 2);
+	pno_free(meta);
+	return st;
+}
+
+/* Load model weights, normalization and optimizer state; *epoch is the
+ * last finished epoch. */
+static enum pno_status checkpoint_load(struct pno_fno *m, struct pno_adam *o,
+				       int *epoch, const char *path)
+{
+	struct pno_fno tmp;
+	struct pno_safetensors st = {0};
+	enum pno_status s;
+	json_t *md = NULL, *cp = NULL;
+	json_error_t err;
+
+	pno__json_setup();
+	if ((s = pno_fno_load(&tmp, path, m->X, m->Y, 1)) != PNO_STATUS_OK)
+		return s;
+	if (memcmp(&tmp.arch, &m->arch, sizeof m->arch) != 0) {
+		pno_fno_free(&tmp);
+		return pno__errorf(PNO_STATUS_SHAPE,
+				   "%s: checkpoint architecture differs from "
+				   "the requested model", path);
+	}
+	memcpy(m->params, tmp.params, m->n_params * sizeof(float));
+	m->norm = tmp.norm;
+	pno_fno_free(&tmp);
+
+	if ((s = pno_safetensors_read(&st, path)) != PNO_STATUS_OK)
+		return s;
+	const struct pno_st_entry *em = pno_safetensors_find(&st, "optimizer.exp_avg");
+	const struct pno_st_entry *ev = pno_safetensors_find(&st, "optimizer.exp_avg_sq");
+	if (!em || !ev || em->count != o->n || ev->count != o->n) {
+		s = pno__errorf(PNO_STATUS_FORMAT,
+				"%s: no optimizer state of %zu values (not a "
+				"training checkpoint?)", path, o->n);
+		goto out;
+	}
+	md = json_loads(st.metadata_json, 0, &err);
+	json_t *v = md ? json_object_get(md, "checkpoint") : NULL;
+	cp = json_is_string(v) ? json_loads(json_string_value(v), 0, &err) : NULL;
+	json_t *je = cp ? json_object_get(cp, "epoch") : NULL;
+	json_t *js = cp ? json_object_get(cp, "step") : NULL;
+	if (!json_is_integer(je) || !json_is_integer(js) ||
+	    json_integer_value(je) < 0 || json_integer_value(js) < 0) {
+		s = pno__errorf(PNO_STATUS_FORMAT,
+				"%s: metadata \"checkpoint\" missing or invalid",
+				path);
+		goto out;
+	}
+	*epoch = (int)json_integer_value(je);
+	o->step = json_integer_value(js);
+	memcpy(o->m, em->data, o->n * sizeof(float));
+	memcpy(o->v, ev->data, o->n * sizeof(float));
+	s = PNO_STATUS_OK;
+out:
+	json_decref(cp);
+	json_decref(md);
+	pno_safetensors_free(&st);
+	return s;
+}
+
+static int all_finite(const float *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!isfinite(v[i]))
+			return 0;
+	return 1;
+}
+
+enum pno_status pno_train_fno(struct pno_fno *m, const struct pno_dataset *d,
+			      const struct pno_train_opts *o,
+			      struct pno_train_result *r)
+{
+	enum pno_status s;
+	struct pno_adam opt = {0};
+	int *perm = NULL;
+	float *xb = NULL, *yb = NULL, *dpred = NULL;
+	int start_epoch = 0;
+	size_t P = (size_t)m->P;
+	size_t nin = (size_t)d->Cin * P, nout = (size_t)d->Cout * P;
+	int Bt = PNO__MIN(o->batch, m->Bmax);
+	double t_start = now_s();
+
+	memset(r, 0, sizeof *r);
+	if (o->epochs < 1 || o->batch < 1 || !(o->lr > 0) || o->weight_decay < 0 ||
+	    o->clip < 0 || (o->step_size > 0 && !(o->gamma > 0)))
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "training options: need epochs >= 1, batch "
+				   ">= 1, lr > 0, weight decay >= 0, clip >= 0");
+	if (o->batch > m->Bmax)
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "batch %d exceeds the model's batch bound %d",
+				   o->batch, m->Bmax);
+	if ((s = pno_train_check_data(m, d, o)) != PNO_STATUS_OK)
+		return s;
+	if ((s = pno_adam_init(&opt, m->n_params, o->lr, o->weight_decay,
+			       o->adamw)) != PNO_STATUS_OK)
+		return s;
+	perm = pno_malloc((size_t)o->n_train * sizeof *perm);
+	xb = pno_malloc((size_t)Bt * nin * sizeof(float));
+	yb = pno_malloc((size_t)Bt * nout * sizeof(float));
+	dpred = pno_malloc((size_t)Bt * nout * sizeof(float));
+	if (!perm || !xb || !yb || !dpred) {
+		s = pno__errorf(PNO_STATUS_NOMEM, "training: out of memory");
+		goto out;
+	}
+	if (o->resume) {
+		if ((s = checkpoint_load(m, &opt, &start_epoch, o->resume)))
+			goto out;
+		PNO_LOG(PNO_LOG_LEVEL_INFO, "resumed from %s after epoch %d",
+			o->resume, start_epoch);
+	} else {
+		pno_fno_fit_normalization(m, d, o->n_train);
+	}
+
+	int n_batches = (o->n_train + Bt - 1) / Bt;
+	for (int epoch = start_epoch + 1; epoch <= o->epochs; epoch++) {
+		struct pno_epoch_stats es = {0};
+		double t0 = now_s(), sum = 0.0;
+		int counted = 0;
+		opt.lr = lr_at(o, epoch);
+		permutation(perm, o->n_train, o->seed, epoch);
+		for (int bi = 0; bi < n_batches; bi++) {
+			int B = PNO__MIN(Bt, o->n_train - bi * Bt);
+			for (int k = 0; k < B; k++) {
+				int idx = perm[bi * Bt + k];
+				memcpy(xb + k * nin, d->in + (size_t)idx * nin,
+				       nin * sizeof(float));
+				memcpy(yb + k * nout, d->out + (size_t)idx * nout,
+				       nout * sizeof(float));
+			}
+			pno_fno_zero_grad(m);
+			const float *pred = pno_fno_forward(m, xb, B);
+			double loss = pno_loss_rel_l2(dpred, pred, yb, B, nout);
+			if (!isfinite(loss)) {
+				es.skipped_steps++;
+				continue;
+			}
+			pno_fno_backward(m, dpred, B);
+			double gn = pno_grad_clip(m->grads, m->n_params, o->clip);
+			if (!isfinite(gn) || !all_finite(m->grads, m->n_params)) {
+				es.skipped_steps++;
+				continue;
+			}
+			pno_adam_step(&opt, m->params, m->grads);
+			sum += loss;
+			counted++;
+			if (o->on_batch)
+				o->on_batch(o->ud, epoch, bi + 1, n_batches, loss);
+		}
+		es.epoch = epoch;
+		es.epochs = o->epochs;
+		es.train_loss = counted ? sum / counted : NAN;
+		pno_eval_rel_l2(m, d, o->n_train, o->n_val, &es.val_loss);
+		es.seconds = now_s() - t0;
+		es.lr = opt.lr;
+		if (es.skipped_steps)
+			PNO_LOG(PNO_LOG_LEVEL_WARN,
+				"epoch %d: skipped %d steps with non-finite "
+				"loss or gradients", epoch, es.skipped_steps);
+		if (counted == 0) {
+			s = pno__errorf(PNO_STATUS_NONFINITE,
+					"epoch %d: every step had a non-finite "
+					"loss or gradient", epoch);
+			goto out;
+		}
+		r->epochs_run++;
+		r->train_loss = es.train_loss;
+		r->val_loss = es.val_loss;
+		if (o->on_epoch)
+			o->on_epoch(o->ud, &es);
+		if (o->checkpoint &&
+		    (s = pno_checkpoint_save(m, &opt, epoch, o->checkpoint,
+					     o->provenance_json)) != PNO_STATUS_OK)
+			goto out;
+	}
+	pno_eval_rel_l2(m, d, d->N - o->n_test, o->n_test, &r->test_rel_l2);
+	r->seconds = now_s() - t_start;
+	s = PNO_STATUS_OK;
+out:
+	pno_adam_free(&opt);
+	pno_free(perm);
+	pno_free(xb);
+	pno_free(yb);
+	pno_free(dpred);
+	return s;
+}
