@@ -78,10 +78,10 @@ static void init_ok(struct pno_spectral *s, const struct shape *h, int Bmax,
 /* Float32 against double: every output is a sum over the N = X*Y grid
  * points (and Ci channels) of O(1) terms; the GEMM and FFT sums round with
  * a relative error ~ eps * log2(N) .. eps * sqrt(N) (eps = 6e-8), i.e.
- * < 1e-6 for these grids. 2e-5 in relative L2 leaves room for the matrix
- * entries themselves being rounded to float, yet catches any wrong mode
- * (which gives O(1) errors). */
-#define TOL_FWD 2e-5
+ * < 1e-6 for these grids (observed <= 4e-7). 5e-6 in relative L2 leaves
+ * room for the rounded DFT matrix entries, yet any wrong mode, sign or
+ * Hermitian factor gives O(1e-1) errors. */
+#define TOL_FWD 5e-6
 
 static void test_forward_vs_naive(void **state)
 {
@@ -202,8 +202,9 @@ static void test_adjoints(void **state)
 /* L = sum(y * r) with y from the naive double reference (rounded to
  * float). L is linear in x and in w separately, so a central difference
  * with a large step (eps = 0.5) has no truncation error; what remains is
- * the float rounding of y, ~1e-7 relative. Normalized error
- * ||g_fd - g|| / ||g_fd|| < 1e-3 (a missing factor 2 or sign is O(1)). */
+ * the float rounding of y, ~1e-7 relative (observed <= 4e-7 incl. the fast
+ * gradient's own rounding). Normalized error ||g_fd - g|| / ||g_fd|| <
+ * 1e-5; a missing factor 2 or sign is O(1). */
 static double naive_loss(const struct pno_spectral *s, float *y,
 			 const float *x, const float *w, const float *r,
 			 size_t ny, int B)
@@ -257,7 +258,7 @@ static void test_gradients_fd(void **state)
 			fd_grad(&s, gx, b.x, b.nx, b.ref, b.x, b.w, r, b.ny, h->B);
 			fd_grad(&s, gw, b.w, b.nw, b.ref, b.x, b.w, r, b.ny, h->B);
 			double ex = tu_rel_l2(dx, gx, b.nx), ew = tu_rel_l2(dw, gw, b.nw);
-			if (!(ex < 1e-3 && ew < 1e-3))
+			if (!(ex < 1e-5 && ew < 1e-5))
 				fail_msg("shape %zu path %d: dx err %.3g, dw err %.3g",
 					 i, p, ex, ew);
 
