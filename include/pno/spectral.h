@@ -49,11 +49,42 @@ struct pno_spectral {
 	struct pno_spectral__impl *impl;
 };
 
-/* Validates sizes: M1 <= X/2 + 1 in 1D; in 2D 2*M1 <= X and
- * M2 <= Y/2 + 1. Returns PNO_STATUS_INVALID with a message otherwise. */
+/* Validates sizes: Bmax, Ci, Co, X, M1 >= 1; M1 <= X/2 + 1 in 1D (Y and
+ * M2 must be 0 or 1 there and are stored as 1); in 2D Y, M2 >= 1,
+ * 2*M1 <= X and M2 <= Y/2 + 1. Returns PNO_STATUS_INVALID with a message
+ * otherwise (also if the buffers would be too large for BLAS int sizes),
+ * PNO_STATUS_NOMEM if out of memory. The path is chosen as for
+ * PNO_SPECTRAL_PATH_AUTO. On failure *s is left zeroed. */
 enum pno_status pno_spectral_init(struct pno_spectral *s, int dims, int Bmax,
 				  int Ci, int Co, int X, int Y, int M1, int M2);
 void pno_spectral_free(struct pno_spectral *s);
+
+/* How the transforms are computed. Both give the same result up to float
+ * rounding; each is bit-reproducible for a fixed thread count.
+ *   GEMM  only the retained modes, as real GEMMs by precomputed DFT
+ *         matrices (last axis, then the 2*M1 rows of the first axis)
+ *   FFTW  full r2c / c2r transforms with FFTW (FFTW_ESTIMATE plans, so the
+ *         plan and hence the bits do not depend on timing)
+ * AUTO picks one from a flop-count cost model of the sizes given at init,
+ * never from timing, so the choice is the same on every run. */
+enum pno_spectral_path {
+	PNO_SPECTRAL_PATH_AUTO,
+	PNO_SPECTRAL_PATH_GEMM,
+	PNO_SPECTRAL_PATH_FFTW
+};
+
+/* Force a path (tests, benchmarks). May allocate the other path's
+ * workspace or plans: returns PNO_STATUS_NOMEM / INTERNAL on failure and
+ * leaves the current path in place. Not to be called concurrently with
+ * the stage functions. */
+enum pno_status pno_spectral_set_path(struct pno_spectral *s,
+				      enum pno_spectral_path path);
+/* The path in use (GEMM or FFTW, never AUTO). */
+enum pno_spectral_path pno_spectral_path_get(const struct pno_spectral *s);
+/* The path AUTO chooses for these sizes (no side effects). */
+enum pno_spectral_path pno_spectral_path_auto(int dims, int Bmax, int Ci,
+					      int Co, int X, int Y, int M1,
+					      int M2);
 
 /* Number of floats in the weight tensor: Ci*Co*K*2. */
 size_t pno_spectral_weight_count(const struct pno_spectral *s);
@@ -64,6 +95,8 @@ void pno_spectral_analyze(struct pno_spectral *s,
 			  float *xhat,		/* modes (B, Ci) */
 			  const float *x,	/* (B, Ci, X[, Y]) */
 			  int B);
+/* Stage functions do nothing for B < 1 or B > Bmax (a caller bug; logged
+ * at PNO_LOG_LEVEL_ERROR). */
 void pno_spectral_mix(struct pno_spectral *s,
 		      float *yhat,		/* modes (B, Co) */
 		      const float *xhat,	/* modes (B, Ci) */

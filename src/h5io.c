@@ -1,0 +1,687 @@
+/* HDF5 datasets in the PDEBench layout: atomic writer (float32, chunked,
+ * deflate) and a validating reader producing (input, output) pairs. */
+#include "internal.h"
+#include "io_internal.h"
+#include "pno/io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define H5_CHUNK_MAX_ELEMS ((hsize_t)1 << 20)	/* 4 MB of float32 */
+
+static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+static herr_t h5_err_walk(unsigned n, const H5E_error2_t *e, void *ud)
+{
+	char *buf = ud;
+	if (n == 0 && e->desc)
+		snprintf(buf, 200, "%s", e->desc);
+	return 0;
+}
+
+/* The innermost HDF5 error description, for messages ("" if none). */
+static const char *h5_err_text(char buf[200])
+{
+	buf[0] = '\0';
+	H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, h5_err_walk, buf);
+	H5Eclear2(H5E_DEFAULT);
+	return buf;
+}
+
+#define H5_CLOSE(fn, id)                                                      \
+	do {                                                                  \
+		if ((id) >= 0)                                                \
+			fn(id);                                               \
+		(id) = -1;                                                    \
+	} while (0)
+
+/* ---- writer ---- */
+
+static enum pno_status check_array(const struct pno_h5_array *a, int i,
+				   const char *path, size_t *count)
+{
+	*count = 1;
+	if (!a->name || !*a->name)
+		return pno__errorf(PNO_STATUS_INVALID, "%s: array %d has no name",
+				   path, i);
+	if (a->ndim < 0 || a->ndim > PNO_MAX_DIMS)
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "%s: dataset '%s' has ndim %d (allowed 0..%d)", path,
+				   a->name, a->ndim, PNO_MAX_DIMS);
+	for (int d = 0; d < a->ndim; d++)
+		if (a->shape[d] < 0 ||
+		    pno__mul_overflow(*count, (size_t)a->shape[d], count))
+			return pno__errorf(PNO_STATUS_INVALID,
+					   "%s: dataset '%s' has an invalid shape", path,
+					   a->name);
+	if (*count > 0 && !a->data)
+		return pno__errorf(PNO_STATUS_INVALID, "%s: dataset '%s' has no data",
+				   path, a->name);
+	return PNO_STATUS_OK;
+}
+
+/* Chunks of one sample along the first axis (the whole array in 1D),
+ * halved along the largest axis until at most H5_CHUNK_MAX_ELEMS. */
+static hid_t make_dcpl(const struct pno_h5_array *a, size_t count)
+{
+	hsize_t chunk[PNO_MAX_DIMS], elems = 1;
+	unsigned cfg = 0;
+	hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+	if (dcpl < 0 || a->ndim == 0 || count == 0)
+		return dcpl;	/* scalar or empty: contiguous */
+	for (int d = 0; d < a->ndim; d++) {
+		chunk[d] = (hsize_t)a->shape[d];
+		if (d == 0 && a->ndim > 1)
+			chunk[d] = 1;
+		elems *= chunk[d];
+	}
+	while (elems > H5_CHUNK_MAX_ELEMS) {
+		int big = 0;
+		for (int d = 1; d < a->ndim; d++)
+			if (chunk[d] > chunk[big])
+				big = d;
+		elems /= chunk[big];
+		chunk[big] = (chunk[big] + 1) / 2;
+		elems *= chunk[big];
+	}
+	if (H5Pset_chunk(dcpl, a->ndim, chunk) < 0)
+		goto fail;
+	if (H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0 &&
+	    H5Zget_filter_info(H5Z_FILTER_DEFLATE, &cfg) >= 0 &&
+	    (cfg & H5Z_FILTER_CONFIG_ENCODE_ENABLED)) {
+		if (H5Pset_shuffle(dcpl) < 0 || H5Pset_deflate(dcpl, 4) < 0)
+			goto fail;
+	}
+	return dcpl;
+fail:
+	H5Pclose(dcpl);
+	return -1;
+}
+
+static enum pno_status write_array(hid_t file, const struct pno_h5_array *a,
+				   size_t count, const char *path)
+{
+	enum pno_status s = PNO_STATUS_OK;
+	hsize_t dims[PNO_MAX_DIMS];
+	hid_t space = -1, dcpl = -1, ds = -1;
+	char eb[200];
+	for (int d = 0; d < a->ndim; d++)
+		dims[d] = (hsize_t)a->shape[d];
+	space = a->ndim ? H5Screate_simple(a->ndim, dims, NULL)
+			: H5Screate(H5S_SCALAR);
+	if (space < 0 || (dcpl = make_dcpl(a, count)) < 0)
+		goto h5fail;
+	ds = H5Dcreate2(file, a->name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl,
+			H5P_DEFAULT);
+	if (ds < 0)
+		goto h5fail;
+	if (count > 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL,
+				  H5P_DEFAULT, a->data) < 0)
+		goto h5fail;
+	goto cleanup;
+h5fail:
+	s = pno__errorf(PNO_STATUS_IO, "%s: cannot write dataset '%s': %s", path,
+			a->name, h5_err_text(eb));
+cleanup:
+	H5_CLOSE(H5Dclose, ds);
+	H5_CLOSE(H5Pclose, dcpl);
+	H5_CLOSE(H5Sclose, space);
+	return s;
+}
+
+/* Strings as variable-length UTF-8 (h5py reads them as str). */
+static enum pno_status write_attr(hid_t file, const struct pno_h5_attr *at,
+				  const char *path)
+{
+	enum pno_status s = PNO_STATUS_OK;
+	hid_t space = -1, type = -1, attr = -1;
+	char eb[200];
+	if (!at->name || !*at->name)
+		return pno__errorf(PNO_STATUS_INVALID, "%s: attribute without a name",
+				   path);
+	space = H5Screate(H5S_SCALAR);
+	if (space < 0)
+		goto h5fail;
+	if (at->str) {
+		type = H5Tcopy(H5T_C_S1);
+		if (type < 0 || H5Tset_size(type, H5T_VARIABLE) < 0 ||
+		    H5Tset_cset(type, H5T_CSET_UTF8) < 0)
+			goto h5fail;
+		attr = H5Acreate2(file, at->name, type, space, H5P_DEFAULT,
+				  H5P_DEFAULT);
+		if (attr < 0 || H5Awrite(attr, type, &at->str) < 0)
+			goto h5fail;
+	} else {
+		attr = H5Acreate2(file, at->name, H5T_IEEE_F64LE, space,
+				  H5P_DEFAULT, H5P_DEFAULT);
+		if (attr < 0 || H5Awrite(attr, H5T_NATIVE_DOUBLE, &at->num) < 0)
+			goto h5fail;
+	}
+	goto cleanup;
+h5fail:
+	s = pno__errorf(PNO_STATUS_IO, "%s: cannot write attribute '%s': %s",
+			path, at->name, h5_err_text(eb));
+cleanup:
+	H5_CLOSE(H5Aclose, attr);
+	H5_CLOSE(H5Tclose, type);
+	H5_CLOSE(H5Sclose, space);
+	return s;
+}
+
+enum pno_status pno_h5_write(const char *path, const struct pno_h5_array *a,
+			     int n_arrays, const struct pno_h5_attr *attrs,
+			     int n_attrs, int overwrite)
+{
+	enum pno_status s = PNO_STATUS_OK;
+	char *tmp = NULL;
+	hid_t file = -1;
+	size_t len;
+	int fd;
+	char eb[200];
+	struct stat sb;
+
+	h5_quiet();
+	if (!path || !*path)
+		return pno__errorf(PNO_STATUS_INVALID, "h5 write: empty path");
+	if (n_arrays < 0 || (n_arrays > 0 && !a) || n_attrs < 0 ||
+	    (n_attrs > 0 && !attrs))
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "%s: invalid array or attribute list", path);
+	for (int i = 0; i < n_arrays; i++) {
+		size_t count;
+		if ((s = check_array(&a[i], i, path, &count)) != PNO_STATUS_OK)
+			return s;
+	}
+	if (!overwrite) {
+		if (lstat(path, &sb) == 0)
+			return pno__errorf(PNO_STATUS_EXISTS,
+					   "%s: file exists (refusing to overwrite)",
+					   path);
+		if (errno != ENOENT)
+			return pno__errorf(PNO_STATUS_IO, "%s: cannot stat: %s", path,
+					   strerror(errno));
+	}
+	len = strlen(path);
+	tmp = pno_malloc(len + sizeof ".tmp.XXXXXX");
+	if (!tmp)
+		return pno__errorf(PNO_STATUS_NOMEM, "%s: out of memory", path);
+	memcpy(tmp, path, len);
+	memcpy(tmp + len, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
+	fd = mkstemp(tmp);
+	if (fd < 0) {
+		s = pno__errorf(PNO_STATUS_IO, "%s: cannot create temporary file %s: %s",
+				path, tmp, strerror(errno));
+		pno_free(tmp);
+		return s;
+	}
+	(void)fchmod(fd, 0644);
+	close(fd);
+	file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+	if (file < 0) {
+		s = pno__errorf(PNO_STATUS_IO, "%s: cannot create HDF5 file %s: %s",
+				path, tmp, h5_err_text(eb));
+		goto cleanup;
+	}
+	for (int i = 0; i < n_arrays; i++) {
+		size_t count;
+		check_array(&a[i], i, path, &count);
+		if ((s = write_array(file, &a[i], count, path)) != PNO_STATUS_OK)
+			goto cleanup;
+	}
+	for (int i = 0; i < n_attrs; i++)
+		if ((s = write_attr(file, &attrs[i], path)) != PNO_STATUS_OK)
+			goto cleanup;
+	if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0 || H5Fclose(file) < 0) {
+		file = -1;
+		s = pno__errorf(PNO_STATUS_IO, "%s: cannot flush HDF5 file %s: %s",
+				path, tmp, h5_err_text(eb));
+		goto cleanup;
+	}
+	file = -1;
+	/* HDF5 does not fsync: do it before the rename */
+	fd = open(tmp, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || pno__io_fault() || fsync(fd) != 0) {
+		s = pno__errorf(PNO_STATUS_IO, "%s: fsync of %s failed: %s", path,
+				tmp, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		goto cleanup;
+	}
+	close(fd);
+	s = pno_atomic_rename(tmp, path);
+cleanup:
+	H5_CLOSE(H5Fclose, file);
+	if (s != PNO_STATUS_OK)
+		unlink(tmp);	/* harmless if the rename already happened */
+	pno_free(tmp);
+	return s;
+}
+
+/* ---- reader ---- */
+
+/* Open `path` for reading: NOTFOUND if missing, FORMAT if not HDF5. */
+static enum pno_status h5_open(hid_t *file, const char *path)
+{
+	char eb[200];
+	htri_t is;
+	*file = -1;
+	if (!path || !*path)
+		return pno__errorf(PNO_STATUS_INVALID, "h5 read: empty path");
+	if (access(path, R_OK) != 0)
+		return pno__errorf(errno == ENOENT ? PNO_STATUS_NOTFOUND
+						   : PNO_STATUS_IO,
+				   "%s: cannot open: %s", path, strerror(errno));
+	is = H5Fis_hdf5(path);
+	if (is <= 0) {
+		H5Eclear2(H5E_DEFAULT);
+		return pno__errorf(PNO_STATUS_FORMAT, "%s: not an HDF5 file", path);
+	}
+	*file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+	if (*file < 0)
+		return pno__errorf(PNO_STATUS_FORMAT, "%s: cannot open HDF5 file: %s",
+				   path, h5_err_text(eb));
+	return PNO_STATUS_OK;
+}
+
+static int h5_has(hid_t file, const char *name)
+{
+	htri_t r = H5Lexists(file, name, H5P_DEFAULT);
+	if (r > 0) {
+		H5O_info_t oi;
+		if (H5Oget_info_by_name(file, name, &oi, H5P_DEFAULT) >= 0 &&
+		    oi.type == H5O_TYPE_DATASET)
+			return 1;
+	}
+	H5Eclear2(H5E_DEFAULT);
+	return 0;
+}
+
+/* Read a string attribute of `obj` into buf. */
+static enum pno_status attr_string(hid_t obj, const char *path,
+				   const char *name, char *buf, size_t bufsize)
+{
+	enum pno_status s = PNO_STATUS_OK;
+	hid_t attr = -1, type = -1, mtype = -1, space = -1;
+	char *vstr = NULL, *fixed = NULL;
+	const char *val;
+	size_t sz;
+	htri_t ex = H5Aexists(obj, name);
+	char eb[200];
+	if (ex <= 0) {
+		H5Eclear2(H5E_DEFAULT);
+		return pno__errorf(PNO_STATUS_NOTFOUND, "%s: no attribute '%s'", path,
+				   name);
+	}
+	if ((attr = H5Aopen(obj, name, H5P_DEFAULT)) < 0 ||
+	    (type = H5Aget_type(attr)) < 0 || (space = H5Aget_space(attr)) < 0)
+		goto h5fail;
+	if (H5Tget_class(type) != H5T_STRING ||
+	    H5Sget_simple_extent_npoints(space) != 1) {
+		s = pno__errorf(PNO_STATUS_FORMAT,
+				"%s: attribute '%s' is not a single string", path, name);
+		goto cleanup;
+	}
+	if ((mtype = H5Tcopy(H5T_C_S1)) < 0)
+		goto h5fail;
+	if (H5Tis_variable_str(type) > 0) {
+		if (H5Tset_size(mtype, H5T_VARIABLE) < 0 ||
+		    H5Aread(attr, mtype, &vstr) < 0)
+			goto h5fail;
+		val = vstr ? vstr : "";
+	} else {
+		sz = H5Tget_size(type);
+		if (sz == 0 || sz > (1u << 20) || H5Tset_size(mtype, sz + 1) < 0)
+			goto h5fail;
+		if (!(fixed = pno_calloc(1, sz + 1))) {
+			s = pno__errorf(PNO_STATUS_NOMEM, "%s: out of memory", path);
+			goto cleanup;
+		}
+		if (H5Aread(attr, mtype, fixed) < 0)
+			goto h5fail;
+		val = fixed;
+	}
+	if (strlen(val) >= bufsize) {
+		s = pno__errorf(PNO_STATUS_RANGE,
+				"%s: attribute '%s' has %zu bytes, buffer holds %zu",
+				path, name, strlen(val), bufsize ? bufsize - 1 : 0);
+		goto cleanup;
+	}
+	memcpy(buf, val, strlen(val) + 1);
+	goto cleanup;
+h5fail:
+	s = pno__errorf(PNO_STATUS_FORMAT, "%s: cannot read attribute '%s': %s",
+			path, name, h5_err_text(eb));
+cleanup:
+	if (vstr)
+		H5free_memory(vstr);
+	pno_free(fixed);
+	H5_CLOSE(H5Tclose, mtype);
+	H5_CLOSE(H5Sclose, space);
+	H5_CLOSE(H5Tclose, type);
+	H5_CLOSE(H5Aclose, attr);
+	return s;
+}
+
+enum pno_status pno_h5_attr_string(const char *path, const char *name,
+				   char *buf, size_t bufsize)
+{
+	enum pno_status s;
+	hid_t file;
+	h5_quiet();
+	if (!name || !buf || bufsize == 0)
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "pno_h5_attr_string: invalid arguments");
+	if ((s = h5_open(&file, path)) != PNO_STATUS_OK)
+		return s;
+	s = attr_string(file, path, name, buf, bufsize);
+	H5Fclose(file);
+	return s;
+}
+
+/* An open dataset and its extent. */
+struct h5_ds {
+	hid_t id;
+	int rank;
+	hsize_t dims[PNO_MAX_DIMS];
+};
+
+static const char *const layout_help =
+	"expected PDEBench layout: 'nu'+'tensor' or 'tensor' (N,T,X[,Y])";
+
+static void shape_str(char *buf, size_t n, const struct h5_ds *d)
+{
+	size_t o = (size_t)snprintf(buf, n, "(");
+	for (int i = 0; i < d->rank && o < n; i++)
+		o += (size_t)snprintf(buf + o, n - o, "%s%llu", i ? ", " : "",
+				      (unsigned long long)d->dims[i]);
+	if (o < n)
+		snprintf(buf + o, n - o, ")");
+}
+
+static enum pno_status ds_open(struct h5_ds *d, hid_t file, const char *path,
+			       const char *name)
+{
+	hid_t space = -1, type = -1;
+	H5T_class_t cls;
+	char eb[200];
+	d->id = H5Dopen2(file, name, H5P_DEFAULT);
+	if (d->id < 0)
+		return pno__errorf(PNO_STATUS_FORMAT, "%s: cannot open dataset '%s': %s",
+				   path, name, h5_err_text(eb));
+	space = H5Dget_space(d->id);
+	type = H5Dget_type(d->id);
+	d->rank = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+	cls = type >= 0 ? H5Tget_class(type) : H5T_NO_CLASS;
+	if (d->rank < 0 || d->rank > PNO_MAX_DIMS ||
+	    H5Sget_simple_extent_dims(space, d->dims, NULL) < 0) {
+		H5_CLOSE(H5Sclose, space);
+		H5_CLOSE(H5Tclose, type);
+		return pno__errorf(PNO_STATUS_SHAPE,
+				   "%s: dataset '%s' has an unsupported rank %d", path,
+				   name, d->rank);
+	}
+	H5_CLOSE(H5Sclose, space);
+	H5_CLOSE(H5Tclose, type);
+	if (cls != H5T_FLOAT && cls != H5T_INTEGER)
+		return pno__errorf(PNO_STATUS_FORMAT,
+				   "%s: dataset '%s' is not numeric", path, name);
+	return PNO_STATUS_OK;
+}
+
+/* Read block [start, start+count) of d, as float, into dst. */
+static enum pno_status ds_read(const struct h5_ds *d, const char *path,
+			       const char *name, const hsize_t *start,
+			       const hsize_t *count, float *dst)
+{
+	enum pno_status s = PNO_STATUS_OK;
+	hid_t fs = -1, ms = -1;
+	char eb[200];
+	fs = H5Dget_space(d->id);
+	ms = H5Screate_simple(d->rank, count, NULL);
+	if (fs < 0 || ms < 0 ||
+	    H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+	    H5Dread(d->id, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, dst) < 0)
+		s = pno__errorf(PNO_STATUS_IO, "%s: cannot read dataset '%s': %s",
+				path, name, h5_err_text(eb));
+	H5_CLOSE(H5Sclose, ms);
+	H5_CLOSE(H5Sclose, fs);
+	return s;
+}
+
+/* NaN/Inf check of n samples of `per` values each. */
+static enum pno_status check_finite(const float *x, size_t n, size_t per,
+				    const char *path, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < per; j++)
+			if (!isfinite(x[i * per + j]))
+				return pno__errorf(PNO_STATUS_NONFINITE,
+						   "%s: dataset '%s' sample %zu has a "
+						   "non-finite value (%g at flat index %zu)",
+						   path, name, i, (double)x[i * per + j],
+						   j);
+	return PNO_STATUS_OK;
+}
+
+static enum pno_status alloc_pairs(struct pno_dataset *d, const char *path,
+				   size_t per_in, size_t per_out)
+{
+	size_t a, b;
+	if (pno__mul_overflow((size_t)d->N, per_in, &a) ||
+	    pno__mul_overflow(a, sizeof(float), &a) ||
+	    pno__mul_overflow((size_t)d->N, per_out, &b) ||
+	    pno__mul_overflow(b, sizeof(float), &b))
+		return pno__errorf(PNO_STATUS_SHAPE, "%s: dataset too large", path);
+	d->in = pno_malloc(a);
+	d->out = pno_malloc(b);
+	if (!d->in || !d->out)
+		return pno__errorf(PNO_STATUS_NOMEM,
+				   "%s: out of memory for %zu + %zu bytes", path, a, b);
+	return PNO_STATUS_OK;
+}
+
+/* Grid sizes and N fit an int; N is capped by max_samples. */
+static enum pno_status set_dims(struct pno_dataset *d, const char *path,
+				const char *name, const struct h5_ds *t, int first_grid_axis,
+				int max_samples)
+{
+	hsize_t n = t->dims[0];
+	char sh[160];
+	shape_str(sh, sizeof sh, t);
+	if (n == 0)
+		return pno__errorf(PNO_STATUS_SHAPE,
+				   "%s: dataset '%s' has no samples, shape %s",
+				   path, name, sh);
+	for (int i = first_grid_axis; i < t->rank; i++)
+		if (t->dims[i] == 0 || t->dims[i] > INT_MAX)
+			return pno__errorf(PNO_STATUS_SHAPE,
+					   "%s: dataset '%s' has grid axis %d of "
+					   "size %llu, shape %s", path, name, i,
+					   (unsigned long long)t->dims[i], sh);
+	if (max_samples > 0 && n > (hsize_t)max_samples)
+		n = (hsize_t)max_samples;
+	if (n > INT_MAX)
+		n = INT_MAX;
+	d->N = (int)n;
+	d->X = (int)t->dims[first_grid_axis];
+	d->Y = t->rank > first_grid_axis + 1 ? (int)t->dims[first_grid_axis + 1]
+					      : 1;
+	d->dims = t->rank - first_grid_axis;
+	return PNO_STATUS_OK;
+}
+
+static enum pno_status read_darcy(struct pno_dataset *d, const char *path,
+				  const struct h5_ds *nu, const struct h5_ds *t,
+				  int max_samples)
+{
+	enum pno_status s;
+	hsize_t start[4] = {0, 0, 0, 0}, count[4];
+	char sn[160], st[160];
+	int off = t->rank == 4 ? 1 : 0;
+	shape_str(sn, sizeof sn, nu);
+	shape_str(st, sizeof st, t);
+	if (nu->rank != 3)
+		return pno__errorf(PNO_STATUS_SHAPE,
+				   "%s: dataset 'nu' has shape %s, expected (N, H, W)",
+				   path, sn);
+	if ((t->rank != 3 && t->rank != 4) || (t->rank == 4 && t->dims[1] != 1))
+		return pno__errorf(PNO_STATUS_SHAPE,
+				   "%s: dataset 'tensor' has shape %s, expected "
+				   "(N, 1, H, W) or (N, H, W) beside 'nu'", path, st);
+	if (nu->dims[0] != t->dims[0])
+		return pno__errorf(PNO_STATUS_SHAPE,
+				   "%s: 'nu' has %llu samples but 'tensor' has %llu "
+				   "(shapes %s and %s)", path,
+				   (unsigned long long)nu->dims[0],
+				   (unsigned long long)t->dims[0], sn, st);
+	if (nu->dims[1] != t->dims[1 + off] || nu->dims[2] != t->dims[2 + off])
+		return pno__errorf(PNO_STATUS_SHAPE,
+				   "%s: grids differ: 'nu' %s, 'tensor' %s", path, sn,
+				   st);
+	if ((s = set_dims(d, path, "nu", nu, 1, max_samples)) != PNO_STATUS_OK)
+		return s;
+	d->Cin = d->Cout = 1;
+	if ((s = alloc_pairs(d, path, (size_t)d->X * d->Y,
+			     (size_t)d->X * d->Y)) != PNO_STATUS_OK)
+		return s;
+	count[0] = (hsize_t)d->N;
+	count[1] = nu->dims[1];
+	count[2] = nu->dims[2];
+	if ((s = ds_read(nu, path, "nu", start, count, d->in)) != PNO_STATUS_OK)
+		return s;
+	if (off) {
+		count[1] = 1;
+		count[2] = t->dims[2];
+		count[3] = t->dims[3];
+	}
+	if ((s = ds_read(t, path, "tensor", start, count, d->out)) != PNO_STATUS_OK)
+		return s;
+	if ((s = check_finite(d->in, (size_t)d->N, (size_t)d->X * d->Y, path,
+			      "nu")) != PNO_STATUS_OK)
+		return s;
+	return check_finite(d->out, (size_t)d->N, (size_t)d->X * d->Y, path,
+			    "tensor");
+}
+
+static enum pno_status read_series(struct pno_dataset *d, const char *path,
+				   const struct h5_ds *t,
+				   const struct pno_dataset_opts *o)
+{
+	enum pno_status s;
+	hsize_t start[4] = {0, 0, 0, 0}, count[4];
+	char st[160];
+	long T, t_out;
+	size_t per;
+	shape_str(st, sizeof st, t);
+	if (t->rank != 3 && t->rank != 4)
+		return pno__errorf(PNO_STATUS_SHAPE,
+				   "%s: dataset 'tensor' has shape %s, expected "
+				   "(N, T, X) or (N, T, H, W)", path, st);
+	T = t->dims[1] > LONG_MAX ? LONG_MAX : (long)t->dims[1];
+	t_out = o->t_out == -1 ? T - 1 : o->t_out;
+	if (o->t_in < 0 || o->t_in >= T || t_out < 0 || t_out >= T)
+		return pno__errorf(PNO_STATUS_RANGE,
+				   "%s: time indices t_in = %d, t_out = %d out of range "
+				   "for 'tensor' with T = %ld steps, shape %s", path,
+				   o->t_in, o->t_out, T, st);
+	if (o->t_in == t_out)
+		return pno__errorf(PNO_STATUS_RANGE,
+				   "%s: t_in and t_out are both %d", path, o->t_in);
+	if ((s = set_dims(d, path, "tensor", t, 2, o->max_samples)) != PNO_STATUS_OK)
+		return s;
+	d->Cin = d->Cout = 1;
+	per = (size_t)d->X * d->Y;
+	if ((s = alloc_pairs(d, path, per, per)) != PNO_STATUS_OK)
+		return s;
+	count[0] = (hsize_t)d->N;
+	count[1] = 1;
+	count[2] = t->dims[2];
+	count[3] = t->rank == 4 ? t->dims[3] : 1;
+	start[1] = (hsize_t)o->t_in;
+	if ((s = ds_read(t, path, "tensor", start, count, d->in)) != PNO_STATUS_OK)
+		return s;
+	start[1] = (hsize_t)t_out;
+	if ((s = ds_read(t, path, "tensor", start, count, d->out)) != PNO_STATUS_OK)
+		return s;
+	if ((s = check_finite(d->in, (size_t)d->N, per, path, "tensor")) !=
+	    PNO_STATUS_OK)
+		return pno__error_prefix(s, "input step t=%d", o->t_in);
+	if ((s = check_finite(d->out, (size_t)d->N, per, path, "tensor")) !=
+	    PNO_STATUS_OK)
+		return pno__error_prefix(s, "output step t=%ld", t_out);
+	return PNO_STATUS_OK;
+}
+
+enum pno_status pno_dataset_read(struct pno_dataset *d, const char *path,
+				 const struct pno_dataset_opts *opt)
+{
+	enum pno_status s;
+	struct pno_dataset_opts o = PNO_DATASET_OPTS_DEFAULT;
+	struct h5_ds nu = {-1, 0, {0}}, t = {-1, 0, {0}};
+	hid_t file = -1;
+	int has_nu, has_t;
+
+	h5_quiet();
+	if (!d)
+		return pno__errorf(PNO_STATUS_INVALID, "pno_dataset_read: NULL output");
+	memset(d, 0, sizeof *d);
+	if (opt)
+		o = *opt;
+	if (o.max_samples < 0 || o.t_out < -1)
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "%s: invalid options (t_out %d, max_samples %d)",
+				   path ? path : "", o.t_out, o.max_samples);
+	if ((s = h5_open(&file, path)) != PNO_STATUS_OK)
+		return s;
+	has_nu = h5_has(file, "nu");
+	has_t = h5_has(file, "tensor");
+	if (!has_t) {
+		s = pno__errorf(PNO_STATUS_FORMAT, "%s: no dataset 'tensor' (%s)",
+				path, layout_help);
+		goto cleanup;
+	}
+	if ((s = ds_open(&t, file, path, "tensor")) != PNO_STATUS_OK)
+		goto cleanup;
+	if (has_nu) {
+		if ((s = ds_open(&nu, file, path, "nu")) != PNO_STATUS_OK)
+			goto cleanup;
+		s = read_darcy(d, path, &nu, &t, o.max_samples);
+		snprintf(d->layout, sizeof d->layout, "darcy");
+	} else {
+		s = read_series(d, path, &t, &o);
+		snprintf(d->layout, sizeof d->layout, "timeseries");
+	}
+	if (s != PNO_STATUS_OK)
+		goto cleanup;
+	s = attr_string(file, path, "pde", d->pde, sizeof d->pde);
+	if (s == PNO_STATUS_NOMEM)
+		goto cleanup;
+	if (s != PNO_STATUS_OK) {
+		s = PNO_STATUS_OK;
+		pno_clear_error();
+		snprintf(d->pde, sizeof d->pde, "%s", has_nu ? "darcy" : "unknown");
+	}
+cleanup:
+	H5_CLOSE(H5Dclose, nu.id);
+	H5_CLOSE(H5Dclose, t.id);
+	H5_CLOSE(H5Fclose, file);
+	if (s != PNO_STATUS_OK)
+		pno_dataset_free(d);
+	return s;
+}
+
+void pno_dataset_free(struct pno_dataset *d)
+{
+	if (!d)
+		return;
+	pno_free(d->in);
+	pno_free(d->out);
+	memset(d, 0, sizeof *d);
+}

@@ -1,0 +1,294 @@
+/* GEMM path of the spectral layer: only the retained modes are computed,
+ * as real GEMMs by truncated DFT matrices.
+ *
+ * Analysis, 2D (1D is the first step alone, along X):
+ *   t (2*M2, B*C*X)       = fa (2*M2, Y) . x^T          last axis, M2 columns
+ *   p (2*M2*B*C, 4*M1)    = t as (2*M2*B*C, X) . ha     first axis, 2*M1 rows
+ *   xhat                  = combine(p)                  complex product parts
+ * ha holds e^-i of the retained rows as real (cos, -sin) column pairs, so
+ * p has the four real products of (t_re + i t_im)(h_re + i h_im); combine
+ * adds them up into the (K, B, C, 2) mode layout.
+ * Synthesis runs the same chain backwards with fs / hs (which fold in the
+ * 1/N scaling and the Hermitian weight 1 or 2 of each half-spectrum
+ * column, so the c2r semantics of torch.fft.irfft2 hold: only Re of the
+ * first-axis result of the DC / Nyquist column contributes).
+ * The backward stages are the literal transposes: the same GEMMs with the
+ * other operand transposed, and expand / combine with the conjugate sign.
+ */
+#include "spectral_impl.h"
+
+#include <cblas.h>
+#include <math.h>
+
+static float *alloc_floats(size_t n)
+{
+	size_t bytes;
+	if (pno__mul_overflow(n, sizeof(float), &bytes))
+		return NULL;
+	return pno_malloc(bytes);
+}
+
+/* Angle 2*pi*(a*b mod n)/n in double, exact in the index product. */
+static double twiddle_angle(long a, long b, long n)
+{
+	return 2.0 * M_PI * (double)((a * b) % n) / (double)n;
+}
+
+static void fill_line_matrices(float *fa,	/* (2*Ml, L) */
+			       float *fs,	/* (2*Ml, L) */
+			       int Ml, int L)
+{
+	for (int c = 0; c < Ml; c++) {
+		double wgt = pno__herm_weight(c, L) / (double)L;
+		for (int n = 0; n < L; n++) {
+			double a = twiddle_angle(c, n, L);
+			fa[(size_t)(2 * c) * L + n] = (float)cos(a);
+			fa[(size_t)(2 * c + 1) * L + n] = (float)-sin(a);
+			fs[(size_t)(2 * c) * L + n] = (float)(wgt * cos(a));
+			fs[(size_t)(2 * c + 1) * L + n] = (float)(-wgt * sin(a));
+		}
+	}
+}
+
+static void fill_row_matrices(float *ha,	/* (X, 4*M1) */
+			      float *hs,	/* (4*M1, X) */
+			      int M1, int X)
+{
+	for (int r = 0; r < 2 * M1; r++) {
+		int f = pno__row_freq(r, M1, X);
+		for (int x = 0; x < X; x++) {
+			double a = twiddle_angle(f, x, X);
+			ha[(size_t)x * 4 * M1 + 2 * r] = (float)cos(a);
+			ha[(size_t)x * 4 * M1 + 2 * r + 1] = (float)-sin(a);
+			hs[(size_t)(2 * r) * X + x] = (float)(cos(a) / X);
+			hs[(size_t)(2 * r + 1) * X + x] = (float)(sin(a) / X);
+		}
+	}
+}
+
+void pno__spectral_gemm_free(struct pno__spectral_gemm *g)
+{
+	if (!g)
+		return;
+	pno_free(g->fa);
+	pno_free(g->fs);
+	pno_free(g->ha);
+	pno_free(g->hs);
+	pno_free(g->t);
+	pno_free(g->p);
+	pno_free(g);
+}
+
+/* Sizes were validated (and checked against INT_MAX) by the caller. */
+enum pno_status pno__spectral_gemm_init(struct pno__spectral_gemm **out,
+					const struct pno_spectral *s)
+{
+	enum pno_status st = PNO_STATUS_NOMEM;
+	size_t C = (size_t)s->impl->C, Bm = (size_t)s->Bmax;
+	int two = s->dims == 2;
+	int L = two ? s->Y : s->X, Ml = two ? s->M2 : s->M1;
+	size_t lines = Bm * C * (two ? (size_t)s->X : 1);
+	struct pno__spectral_gemm *g = pno_calloc(1, sizeof *g);
+
+	*out = NULL;
+	if (!g)
+		goto cleanup;
+	g->fa = alloc_floats((size_t)2 * Ml * L);
+	g->fs = alloc_floats((size_t)2 * Ml * L);
+	g->t = alloc_floats((size_t)2 * Ml * lines);
+	if (!g->fa || !g->fs || !g->t)
+		goto cleanup;
+	fill_line_matrices(g->fa, g->fs, Ml, L);
+	if (two) {
+		size_t r4 = (size_t)4 * s->M1;
+		g->ha = alloc_floats(r4 * s->X);
+		g->hs = alloc_floats(r4 * s->X);
+		g->p = alloc_floats((size_t)2 * s->M2 * Bm * C * r4);
+		if (!g->ha || !g->hs || !g->p)
+			goto cleanup;
+		fill_row_matrices(g->ha, g->hs, s->M1, s->X);
+	}
+	*out = g;
+	g = NULL;
+	st = PNO_STATUS_OK;
+cleanup:
+	pno__spectral_gemm_free(g);
+	if (st != PNO_STATUS_OK)
+		pno__errorf(st, "spectral: out of memory for GEMM workspace");
+	return st;
+}
+
+/* t = a . x^T: the 2*Ml line coefficients of every line. */
+static void line_forward(float *t,		/* (2*Ml, lines) */
+			 const float *a,	/* (2*Ml, L) */
+			 const float *x,	/* (lines, L) */
+			 int Ml, int L, int lines)
+{
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 2 * Ml, lines, L,
+		    1.0f, a, L, x, L, 0.0f, t, lines);
+}
+
+/* y = t^T . a + beta y */
+static void line_inverse(float *y,		/* (lines, L) */
+			 const float *t,	/* (2*Ml, lines) */
+			 const float *a,	/* (2*Ml, L) */
+			 float beta, int Ml, int L, int lines)
+{
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, lines, L, 2 * Ml,
+		    1.0f, t, lines, a, L, beta, y, L);
+}
+
+/* p = t . H, H = h (X, 4*M1) or h^T with h (4*M1, X). */
+static void rows_forward(float *p,		/* (R, 4*M1) */
+			 const float *t,	/* (R, X) */
+			 const float *h, int trans_h, int R, int X, int M1)
+{
+	cblas_sgemm(CblasRowMajor, CblasNoTrans,
+		    trans_h ? CblasTrans : CblasNoTrans, R, 4 * M1, X, 1.0f, t,
+		    X, h, trans_h ? X : 4 * M1, 0.0f, p, 4 * M1);
+}
+
+/* t = p . H, H = h (4*M1, X) or h^T with h (X, 4*M1). */
+static void rows_inverse(float *t,		/* (R, X) */
+			 const float *p,	/* (R, 4*M1) */
+			 const float *h, int trans_h, int R, int X, int M1)
+{
+	cblas_sgemm(CblasRowMajor, CblasNoTrans,
+		    trans_h ? CblasTrans : CblasNoTrans, R, X, 4 * M1, 1.0f, p,
+		    4 * M1, h, trans_h ? 4 * M1 : X, 0.0f, t, X);
+}
+
+/* Sum the real products into complex modes. sgn = +1 multiplies by the
+ * row factor, sgn = -1 by its conjugate (the adjoint of expand). */
+static void combine(float *z,			/* modes (K, BC, 2) */
+		    const float *p,		/* (2*M2, BC, 4*M1) */
+		    float sgn, int M1, int M2, int BC)
+{
+#pragma omp parallel for collapse(2) schedule(static)
+	for (int m2 = 0; m2 < M2; m2++) {
+		for (int bc = 0; bc < BC; bc++) {
+			const float *pr = p + ((size_t)(2 * m2) * BC + bc) * 4 * M1;
+			const float *pi = pr + (size_t)BC * 4 * M1;
+			for (int r = 0; r < 2 * M1; r++) {
+				float *o = z + ((size_t)(r * M2 + m2) * BC + bc) * 2;
+				o[0] = pr[2 * r] - sgn * pi[2 * r + 1];
+				o[1] = sgn * pr[2 * r + 1] + pi[2 * r];
+			}
+		}
+	}
+}
+
+/* The transpose of combine(., -sgn): spread modes into product rows. */
+static void expand(float *p,			/* (2*M2, BC, 4*M1) */
+		   const float *z,		/* modes (K, BC, 2) */
+		   float sgn, int M1, int M2, int BC)
+{
+#pragma omp parallel for collapse(2) schedule(static)
+	for (int m2 = 0; m2 < M2; m2++) {
+		for (int bc = 0; bc < BC; bc++) {
+			float *pr = p + ((size_t)(2 * m2) * BC + bc) * 4 * M1;
+			float *pi = pr + (size_t)BC * 4 * M1;
+			for (int r = 0; r < 2 * M1; r++) {
+				const float *i = z + ((size_t)(r * M2 + m2) * BC + bc) * 2;
+				pr[2 * r] = i[0];
+				pr[2 * r + 1] = -sgn * i[1];
+				pi[2 * r] = i[1];
+				pi[2 * r + 1] = sgn * i[0];
+			}
+		}
+	}
+}
+
+/* 1D: (2*M, BC) split rows <-> (M, BC, 2) interleaved modes. */
+static void to_modes(float *z,			/* modes (M, BC, 2) */
+		     const float *t,		/* (2*M, BC) */
+		     int M, int BC)
+{
+#pragma omp parallel for schedule(static)
+	for (int k = 0; k < M; k++) {
+		const float *tr = t + (size_t)(2 * k) * BC, *ti = tr + BC;
+		float *o = z + (size_t)k * BC * 2;
+		for (int bc = 0; bc < BC; bc++) {
+			o[2 * bc] = tr[bc];
+			o[2 * bc + 1] = ti[bc];
+		}
+	}
+}
+
+static void from_modes(float *t,		/* (2*M, BC) */
+		       const float *z,		/* modes (M, BC, 2) */
+		       int M, int BC)
+{
+#pragma omp parallel for schedule(static)
+	for (int k = 0; k < M; k++) {
+		float *tr = t + (size_t)(2 * k) * BC, *ti = tr + BC;
+		const float *i = z + (size_t)k * BC * 2;
+		for (int bc = 0; bc < BC; bc++) {
+			tr[bc] = i[2 * bc];
+			ti[bc] = i[2 * bc + 1];
+		}
+	}
+}
+
+/* Shared forward chain: line GEMM by `a`, then (2D) rows by `h`. */
+static void chain_forward(const struct pno_spectral *s, float *z,
+			  const float *x, const float *a, const float *h,
+			  int trans_h, float sgn, int C, int B)
+{
+	struct pno__spectral_gemm *g = s->impl->g;
+	int BC = B * C;
+	if (s->dims == 1) {
+		line_forward(g->t, a, x, s->M1, s->X, BC);
+		to_modes(z, g->t, s->M1, BC);
+		return;
+	}
+	line_forward(g->t, a, x, s->M2, s->Y, BC * s->X);
+	rows_forward(g->p, g->t, h, trans_h, 2 * s->M2 * BC, s->X, s->M1);
+	combine(z, g->p, sgn, s->M1, s->M2, BC);
+}
+
+static void chain_inverse(const struct pno_spectral *s, float *y,
+			  const float *z, const float *a, const float *h,
+			  int trans_h, float sgn, float beta, int C, int B)
+{
+	struct pno__spectral_gemm *g = s->impl->g;
+	int BC = B * C;
+	if (s->dims == 1) {
+		from_modes(g->t, z, s->M1, BC);
+		line_inverse(y, g->t, a, beta, s->M1, s->X, BC);
+		return;
+	}
+	expand(g->p, z, sgn, s->M1, s->M2, BC);
+	rows_inverse(g->t, g->p, h, trans_h, 2 * s->M2 * BC, s->X, s->M1);
+	line_inverse(y, g->t, a, beta, s->M2, s->Y, BC * s->X);
+}
+
+void pno__spectral_gemm_analyze(const struct pno_spectral *s, float *xhat,
+				const float *x, int C, int B)
+{
+	const struct pno__spectral_gemm *g = s->impl->g;
+	chain_forward(s, xhat, x, g->fa, g->ha, 0, 1.0f, C, B);
+}
+
+void pno__spectral_gemm_synthesize(const struct pno_spectral *s, float *y,
+				   const float *yhat, int C, int B)
+{
+	const struct pno__spectral_gemm *g = s->impl->g;
+	chain_inverse(s, y, yhat, g->fs, g->hs, 0, 1.0f, 0.0f, C, B);
+}
+
+void pno__spectral_gemm_synthesize_backward(const struct pno_spectral *s,
+					    float *dyhat, const float *dy,
+					    int C, int B)
+{
+	const struct pno__spectral_gemm *g = s->impl->g;
+	chain_forward(s, dyhat, dy, g->fs, g->hs, 1, -1.0f, C, B);
+}
+
+void pno__spectral_gemm_analyze_backward(const struct pno_spectral *s,
+					 float *dx, const float *dxhat, int C,
+					 int B)
+{
+	const struct pno__spectral_gemm *g = s->impl->g;
+	chain_inverse(s, dx, dxhat, g->fa, g->ha, 1, -1.0f, 1.0f, C, B);
+}
