@@ -224,6 +224,8 @@ enum pno_status pno_fno_init(struct pno_fno *m, const struct pno_fno_arch *a,
 		return pno__errorf(PNO_STATUS_INVALID, "grid %d x %d too large",
 				   X, Y);
 	m->arch = *a;
+	if (a->dims == 1)
+		m->arch.modes2 = 1;
 	m->X = X, m->Y = Y, m->P = X * Y, m->Bmax = Bmax;
 	for (int c = 0; c < PNO_FNO_MAX_CH; c++)
 		m->norm.in_std[c] = m->norm.out_std[c] = 1.0f;

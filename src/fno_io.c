@@ -20,7 +20,7 @@ char *pno_fno_arch_json(const struct pno_fno_arch *a)
 			      "proj_hidden", a->proj_hidden);
 	if (!o)
 		return NULL;
-	char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	char *s = pno__json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(o);
 	return s;
 }
@@ -79,15 +79,20 @@ static json_t *float_array(const float *v, int n)
 static char *norm_json(const struct pno_fno *m)
 {
 	int ci = m->arch.in_ch, co = m->arch.out_ch;
-	json_t *o = json_pack("{s:o*, s:o*, s:o*, s:o*}", "in_mean",
-			      float_array(m->norm.in_mean, ci), "in_std",
-			      float_array(m->norm.in_std, ci), "out_mean",
-			      float_array(m->norm.out_mean, co), "out_std",
-			      float_array(m->norm.out_std, co));
-	if (!o)
-		return NULL;
-	char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER |
-				       JSON_REAL_PRECISION(9));
+	json_t *a[4] = {float_array(m->norm.in_mean, ci),
+			float_array(m->norm.in_std, ci),
+			float_array(m->norm.out_mean, co),
+			float_array(m->norm.out_std, co)};
+	json_t *o = NULL;
+	char *s = NULL;
+	if (a[0] && a[1] && a[2] && a[3])
+		o = json_pack("{s:O, s:O, s:O, s:O}", "in_mean", a[0], "in_std",
+			      a[1], "out_mean", a[2], "out_std", a[3]);
+	if (o)
+		s = pno__json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER |
+					  JSON_REAL_PRECISION(9));
+	for (int i = 0; i < 4; i++)
+		json_decref(a[i]);
 	json_decref(o);
 	return s;
 }
@@ -192,7 +197,7 @@ enum pno_status pno__fno_save_ext(const struct pno_fno *m, const char *path,
 				goto fail;
 		}
 	}
-	meta = json_dumps(md, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	meta = pno__json_dumps(md, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	if (!meta)
 		goto fail;
 	for (int i = 0; i < n_xt; i++)

@@ -40,5 +40,13 @@ static inline int pno__mul_overflow(size_t a, size_t b, size_t *out)
 /* Route jansson's allocations through the hooks (idempotent; call before
  * any jansson use). Memory from jansson is then released with pno_free. */
 void pno__json_setup(void);
+/* json_dumps that returns NULL if any allocation failed on the way (free
+ * the result with pno_free). */
+struct json_t;
+char *pno__json_dumps(const struct json_t *j, size_t flags);
+/* json_loads that tells an allocation failure (PNO_STATUS_NOMEM) from bad
+ * JSON (PNO_STATUS_FORMAT, msg gives the position). */
+struct json_t *pno__json_loads(const char *text, enum pno_status *status,
+			       char *msg, size_t msg_size);
 
 #endif

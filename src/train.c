@@ -262,7 +262,7 @@ enum pno_status pno_checkpoint_save(const struct pno_fno *m,
 		return pno__errorf(PNO_STATUS_NOMEM,
 				   "checkpoint metadata: out of memory");
 	}
-	meta = json_dumps(md, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	meta = pno__json_dumps(md, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(md);
 	if (!meta)
 		return pno__errorf(PNO_STATUS_NOMEM,

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <execinfo.h>
 
 static long n_alloc, fail_at_n, live;
 static int failed;
@@ -16,6 +17,12 @@ static void *tu_alloc(void *ud, size_t size, size_t align)
 	n_alloc++;
 	if (fail_at_n > 0 && n_alloc == fail_at_n) {
 		failed = 1;
+		if (getenv("TU_ALLOC_TRACE")) { /* debugging aid: who failed? */
+			void *bt[16];
+			int nb = backtrace(bt, 16);
+			fprintf(stderr, "injected failure of allocation %ld:\n", n_alloc);
+			backtrace_symbols_fd(bt, nb, 2);
+		}
 		return NULL;
 	}
 	if (posix_memalign(&p, align, size) != 0)
