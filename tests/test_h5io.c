@@ -211,10 +211,18 @@ static void test_float64_input(void **state)
 	hid_t ds = H5Dcreate2(f, "tensor", H5T_IEEE_F64LE, sp, H5P_DEFAULT,
 			      H5P_DEFAULT, H5P_DEFAULT);
 	assert_true(H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, u) >= 0);
+	/* h5py writes numpy bytes as fixed-length, null-padded ASCII */
+	hid_t st = H5Tcopy(H5T_C_S1), sc = H5Screate(H5S_SCALAR);
+	H5Tset_size(st, 9);
+	H5Tset_strpad(st, H5T_STR_NULLPAD);
+	hid_t at = H5Acreate2(f, "pde", st, sc, H5P_DEFAULT, H5P_DEFAULT);
+	assert_true(H5Awrite(at, st, "advection") >= 0);
+	H5Aclose(at), H5Tclose(st), H5Sclose(sc);
 	H5Dclose(ds), H5Sclose(sp), H5Fclose(f);
 	free(u);
 	struct pno_dataset_opts o = {1, 4, 0};
 	assert_status(pno_dataset_read(&d, path, &o), PNO_STATUS_OK);
+	assert_string_equal(d.pde, "advection");
 	check_pair(&d, 1, 4);
 	pno_dataset_free(&d);
 	unlink(path);
