@@ -365,6 +365,38 @@ static void test_read_errors(void **state)
 	unlink(path);
 }
 
+/* A cut file (a copy interrupted, a full disk) is refused, never read. */
+static void test_truncated(void **state)
+{
+	(void)state;
+	const char *path = tu_tmp_path("whole.h5"), *cut = tu_tmp_path("cut.h5");
+	struct pno_dataset d;
+	FILE *fp;
+	char *b;
+	long n;
+	assert_status(write_darcy(path, 4, 1, NULL, NULL), PNO_STATUS_OK);
+	assert_non_null(fp = fopen(path, "rb"));
+	fseek(fp, 0, SEEK_END);
+	n = ftell(fp);
+	rewind(fp);
+	assert_non_null(b = malloc((size_t)n));
+	assert_int_equal(fread(b, 1, (size_t)n, fp), (size_t)n);
+	fclose(fp);
+	for (long len = 0; len < n; len += 1 + len / 8) {
+		assert_non_null(fp = fopen(cut, "wb"));
+		assert_int_equal(fwrite(b, 1, (size_t)len, fp), (size_t)len);
+		fclose(fp);
+		enum pno_status s = pno_dataset_read(&d, cut, NULL);
+		if (s != PNO_STATUS_FORMAT)
+			fail_msg("cut at %ld of %ld: %s (%s)", len, n,
+				 pno_status_name(s), pno_last_error());
+		assert_null(d.in);
+	}
+	free(b);
+	unlink(path);
+	unlink(cut);
+}
+
 static void test_write_errors(void **state)
 {
 	(void)state;
@@ -488,6 +520,7 @@ int main(void)
 		cmocka_unit_test(test_float64_input),
 		cmocka_unit_test(test_storage),
 		cmocka_unit_test(test_read_errors),
+		cmocka_unit_test(test_truncated),
 		cmocka_unit_test(test_write_errors),
 		cmocka_unit_test(test_alloc_failures),
 		cmocka_unit_test(test_io_failures),
