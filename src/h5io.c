@@ -328,7 +328,9 @@ static enum pno_status attr_string(hid_t obj, const char *path,
 				"%s: attribute '%s' is not a single string", path, name);
 		goto cleanup;
 	}
-	if ((mtype = H5Tcopy(H5T_C_S1)) < 0)
+	/* HDF5 will not convert between ASCII and UTF-8: read as stored */
+	if ((mtype = H5Tcopy(H5T_C_S1)) < 0 ||
+	    H5Tset_cset(mtype, H5Tget_cset(type)) < 0)
 		goto h5fail;
 	if (H5Tis_variable_str(type) > 0) {
 		if (H5Tset_size(mtype, H5T_VARIABLE) < 0 ||

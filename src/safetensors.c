@@ -66,6 +66,18 @@ static enum pno_status check_view(const struct pno_tensor_view *v, int i,
 	if (!v->name || !*v->name)
 		return pno__errorf(PNO_STATUS_INVALID, "%s: tensor %d has no name",
 				   path, i);
+	{
+		/* jansson keys must be UTF-8; json_string validates */
+		json_t *js = json_string(v->name);
+		if (!js)
+			return pno__json_oom()
+				       ? pno__errorf(PNO_STATUS_NOMEM,
+						     "%s: out of memory", path)
+				       : pno__errorf(PNO_STATUS_INVALID,
+						     "%s: tensor %d: name is not valid "
+						     "UTF-8", path, i);
+		json_decref(js);
+	}
 	if (strcmp(v->name, "__metadata__") == 0)
 		return pno__errorf(PNO_STATUS_INVALID,
 				   "%s: \"__metadata__\" is reserved, not a tensor name",

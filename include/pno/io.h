@@ -10,15 +10,26 @@
  * fault (short file, header length past the end, bad JSON, offsets out of
  * range or overlapping, shape not matching the byte count, a duplicated
  * name) is PNO_STATUS_FORMAT with a message naming the file and tensor.
+ * As in the reference implementation the tensors must tile the data
+ * section exactly (no gap, no trailing bytes). A dtype that is valid
+ * safetensors but not convertible (I32, U8, BOOL, F8_*, ...) is
+ * PNO_STATUS_UNSUPPORTED naming the dtype; an unknown dtype string is
+ * PNO_STATUS_FORMAT. The header is capped at 100 MB.
  *
  * HDF5 datasets follow PDEBench: Darcy-style files hold `nu` (N, H, W)
  * and `tensor` (N, 1, H, W); time series hold `tensor` (N, T, X) or
  * (N, T, H, W) plus `x-coordinate`, `y-coordinate`, `t-coordinate`. A
  * time series is read as pairs (input = step t_in, output = step t_out).
+ * float64 and integer datasets are converted to float on read. HDF5 (the
+ * serial build) is not thread-safe: call the HDF5 functions from one
+ * thread at a time. The library silences HDF5's own error printing.
  *
  * All writes are atomic: data goes to a temporary file in the target's
  * directory, is flushed with fsync, renamed over the target, and the
- * directory is fsynced. A killed writer leaves the old file intact.
+ * directory is fsynced. A killed writer leaves the old file intact; it
+ * may leave its temporary "<path>.tmp.XXXXXX" behind (partial, or complete
+ * if killed between fsync and rename). Such files are never read in place
+ * of the target and may be deleted.
  */
 #ifndef PNO_IO_H
 #define PNO_IO_H
@@ -40,18 +51,25 @@ struct pno_atomic_file {
 	char *tmp_path;		/* temporary name (owned) */
 	char *path;		/* final name (owned) */
 };
-/* Open a temporary file beside `path`. Fails with PNO_STATUS_EXISTS if
- * `path` exists and !overwrite, PNO_STATUS_IO if the directory is not
- * writable (message names the path and errno text). */
+/* Open a temporary file beside `path` (mode: the target's if it exists,
+ * else 0644). Fails with PNO_STATUS_EXISTS if `path` exists and
+ * !overwrite (checked here, before anything is written; a file created
+ * by someone else between open and commit is replaced), PNO_STATUS_IO if
+ * the directory is not writable (message names the path and errno text).
+ * On failure *f is zeroed. */
 enum pno_status pno_atomic_open(struct pno_atomic_file *f, const char *path,
 				int overwrite);
-/* Flush, fsync, rename over the target, fsync the directory. On any
- * failure the temporary is removed and the target left as it was. */
+/* Flush, fsync, close, rename over the target, fsync the directory. On
+ * any failure before the rename the temporary is removed and the target
+ * left as it was; if only the directory fsync fails the message says
+ * "renamed" (the new file is in place but may not survive a power cut).
+ * *f is released either way. */
 enum pno_status pno_atomic_commit(struct pno_atomic_file *f);
 /* Remove the temporary and free; safe after commit or on a zeroed struct. */
 void pno_atomic_abort(struct pno_atomic_file *f);
-/* Rename an already written and closed temporary over `path` with the same
- * fsync discipline (used for files written by other libraries, HDF5). */
+/* Rename an already written, closed and fsynced temporary over `path`,
+ * then fsync the directory (used for files written by other libraries,
+ * HDF5). The caller removes the temporary if this fails. */
 enum pno_status pno_atomic_rename(const char *tmp_path, const char *path);
 
 /* ---- safetensors ---- */
@@ -62,7 +80,11 @@ struct pno_tensor_view {
 	const float *data;
 };
 
-/* metadata_json: NULL or a JSON object whose values are strings. */
+/* Write F32 tensors in the given order (names unique, valid UTF-8, not
+ * "__metadata__"), atomically, replacing `path` if it exists.
+ * metadata_json: NULL or a JSON object whose values are strings (anything
+ * else is PNO_STATUS_INVALID). The header is compact JSON, "__metadata__"
+ * first, padded with spaces to a multiple of 8 bytes. */
 enum pno_status pno_safetensors_write(const char *path,
 				      const struct pno_tensor_view *t, int n,
 				      const char *metadata_json);
@@ -77,8 +99,11 @@ struct pno_st_entry {
 struct pno_safetensors {
 	int n;
 	struct pno_st_entry *t;
-	char *metadata_json;	/* the "__metadata__" object, "{}" if absent */
+	char *metadata_json;	/* the "__metadata__" object as compact JSON,
+				 * "{}" if absent */
 };
+/* Tensors come in header order. On failure *st is zeroed (nothing to
+ * free). Missing file: PNO_STATUS_NOTFOUND. */
 enum pno_status pno_safetensors_read(struct pno_safetensors *st,
 				     const char *path);
 /* NULL if absent. */
@@ -98,8 +123,13 @@ struct pno_h5_attr {
 	const char *str;	/* string attribute if not NULL ... */
 	double num;		/* ... else a double */
 };
-/* Write float32 datasets (chunked, deflate-compressed) and root attributes
- * atomically. Existing `path` is replaced only if overwrite. */
+/* Write float32 datasets and root attributes atomically. Existing `path`
+ * is replaced only if overwrite (else PNO_STATUS_EXISTS). Datasets of
+ * rank >= 2 are chunked one sample (first-axis index) at a time, rank 1
+ * whole, chunks capped at 2^20 elements; shuffle + deflate level 4 when
+ * the deflate filter is available. Scalars and empty arrays are stored
+ * contiguous. String attributes are scalar variable-length UTF-8 strings
+ * (h5py reads them as str), numbers scalar float64. */
 enum pno_status pno_h5_write(const char *path, const struct pno_h5_array *a,
 			     int n_arrays, const struct pno_h5_attr *attrs,
 			     int n_attrs, int overwrite);
@@ -121,13 +151,23 @@ struct pno_dataset {
 	char pde[64];		/* root attribute "pde" or a guess from the layout */
 	char layout[16];	/* "darcy" or "timeseries" */
 };
-/* Reads and validates (shapes, ranks, finiteness: a NaN or Inf is
- * PNO_STATUS_NONFINITE naming the dataset and the sample index). */
+/* Reads and validates. Layout: 'nu' + 'tensor' is Darcy (nu (N, H, W) is
+ * the input; tensor (N, 1, H, W) or (N, H, W) the output); 'tensor' alone
+ * is a time series (N, T, X) -> dims 1 or (N, T, H, W) -> dims 2, read as
+ * steps t_in -> t_out (t_out -1: last; both in [0, T), different, else
+ * PNO_STATUS_RANGE). Errors: missing file NOTFOUND; not HDF5 or no
+ * 'tensor' FORMAT; wrong rank, N or grid mismatch SHAPE (message shows the
+ * actual shape); a NaN or Inf is PNO_STATUS_NONFINITE naming the dataset
+ * and the sample index. Only the first max_samples samples are read and
+ * checked. pde: the root attribute "pde", else "darcy" or "unknown". On
+ * failure *d is zeroed. */
 enum pno_status pno_dataset_read(struct pno_dataset *d, const char *path,
 				 const struct pno_dataset_opts *opt);
 void pno_dataset_free(struct pno_dataset *d);
 
-/* Read a string root attribute into buf (PNO_STATUS_NOTFOUND if absent). */
+/* Read a string root attribute (fixed or variable length) into buf.
+ * PNO_STATUS_NOTFOUND if absent, PNO_STATUS_FORMAT if not a string,
+ * PNO_STATUS_RANGE if it does not fit in bufsize - 1 bytes. */
 enum pno_status pno_h5_attr_string(const char *path, const char *name,
 				   char *buf, size_t bufsize);
 
