@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,30 +48,7 @@ int pno__fwrite_all(FILE *fp, const void *p, size_t n)
 	return 0;
 }
 
-/* ---- jansson allocator ---- */
-static pthread_once_t json_once = PTHREAD_ONCE_INIT;
 
-static _Thread_local int json_oom;
-
-/* jansson reports some allocation failures as parse errors (or not at
- * all): remember them so callers can answer NOMEM, not FORMAT. */
-static void *json_malloc(size_t size)
-{
-	void *p = pno_malloc(size);
-	if (!p)
-		json_oom = 1;
-	return p;
-}
-
-static void json_init_once(void) { json_set_alloc_funcs(json_malloc, pno_free); }
-
-void pno__json_init(void)
-{
-	pthread_once(&json_once, json_init_once);
-	json_oom = 0;
-}
-
-int pno__json_oom(void) { return json_oom; }
 
 /* ---- atomic files ---- */
 

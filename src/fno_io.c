@@ -39,14 +39,12 @@ static int get_int(json_t *o, const char *key, int *out)
 
 enum pno_status pno_fno_arch_parse(struct pno_fno_arch *a, const char *text)
 {
-	json_error_t err;
-	pno__json_setup();
-	json_t *o = json_loads(text, 0, &err);
+	enum pno_status st;
+	char msg[256];
+	json_t *o = pno__json_loads(text, &st, msg, sizeof msg);
 	memset(a, 0, sizeof *a);
 	if (!o)
-		return pno__errorf(PNO_STATUS_FORMAT,
-				   "architecture JSON: %s at line %d column %d",
-				   err.text, err.line, err.column);
+		return pno__errorf(st, "architecture JSON: %s", msg);
 	static const char *keys[] = {"dims", "in_channels", "out_channels",
 				     "width", "modes1", "modes2", "layers",
 				     "proj_hidden"};
@@ -124,13 +122,11 @@ static enum pno_status parse_floats(json_t *o, const char *key, float *out,
 static enum pno_status norm_parse(struct pno_fno_norm *nm, const char *text,
 				  int ci, int co)
 {
-	json_error_t err;
 	enum pno_status st;
-	json_t *o = json_loads(text, 0, &err);
+	char msg[256];
+	json_t *o = pno__json_loads(text, &st, msg, sizeof msg);
 	if (!o)
-		return pno__errorf(PNO_STATUS_FORMAT,
-				   "normalization JSON: %s at line %d column %d",
-				   err.text, err.line, err.column);
+		return pno__errorf(st, "normalization JSON: %s", msg);
 	if ((st = parse_floats(o, "in_mean", nm->in_mean, ci, 0)) ||
 	    (st = parse_floats(o, "in_std", nm->in_std, ci, 1)) ||
 	    (st = parse_floats(o, "out_mean", nm->out_mean, co, 0)) ||
@@ -154,7 +150,7 @@ enum pno_status pno__fno_save_ext(const struct pno_fno *m, const char *path,
 	json_t *md = NULL, *extra = NULL;
 	char grid[64];
 
-	pno__json_setup();
+	pno__json_init();
 	names = pno_calloc((size_t)n, sizeof *names);
 	views = pno_calloc((size_t)(n + n_xt), sizeof *views);
 	arch = pno_fno_arch_json(&m->arch);
@@ -176,8 +172,10 @@ enum pno_status pno__fno_save_ext(const struct pno_fno *m, const char *path,
 	if (!md)
 		goto fail;
 	if (extra_json) {
-		json_error_t err;
-		extra = json_loads(extra_json, 0, &err);
+		char msg[256];
+		extra = pno__json_loads(extra_json, &st, msg, sizeof msg);
+		if (st == PNO_STATUS_NOMEM)
+			goto fail;
 		if (!json_is_object(extra)) {
 			st = pno__errorf(PNO_STATUS_INVALID,
 					 "extra metadata is not a JSON object");
@@ -198,7 +196,7 @@ enum pno_status pno__fno_save_ext(const struct pno_fno *m, const char *path,
 		}
 	}
 	meta = pno__json_dumps(md, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	if (!meta)
+	if (!meta || pno__json_oom())
 		goto fail;
 	for (int i = 0; i < n_xt; i++)
 		views[n + i] = xt[i];
@@ -239,16 +237,15 @@ enum pno_status pno_fno_load(struct pno_fno *m, const char *path, int X,
 	json_t *md = NULL;
 	enum pno_status s;
 	const char *v;
-	json_error_t err;
 
 	memset(m, 0, sizeof *m);
 	pno__json_setup();
 	if ((s = pno_safetensors_read(&st, path)) != PNO_STATUS_OK)
 		return s;
-	md = json_loads(st.metadata_json, 0, &err);
+	char msg[256];
+	md = pno__json_loads(st.metadata_json, &s, msg, sizeof msg);
 	if (!md) {
-		s = pno__errorf(PNO_STATUS_FORMAT, "%s: metadata: %s", path,
-				err.text);
+		s = pno__errorf(s, "%s: metadata: %s", path, msg);
 		goto out;
 	}
 	v = meta_string(md, "format");

@@ -37,11 +37,17 @@ static inline int pno__mul_overflow(size_t a, size_t b, size_t *out)
 #define PNO__MIN(a, b) ((a) < (b) ? (a) : (b))
 #define PNO__MAX(a, b) ((a) > (b) ? (a) : (b))
 
-/* Route jansson's allocations through the hooks (idempotent; call before
- * any jansson use). Memory from jansson is then released with pno_free. */
+/* Route jansson's allocations through the hooks (set once; call before
+ * any jansson use). Strings from jansson must come through pno__json_dumps
+ * (released with pno_free), never from json_dumps directly. */
 void pno__json_setup(void);
-/* json_dumps that returns NULL if any allocation failed on the way (free
- * the result with pno_free). */
+/* pno__json_setup, and clear this thread's jansson out-of-memory flag. */
+void pno__json_init(void);
+/* Did a jansson allocation fail since pno__json_init() on this thread?
+ * (jansson sometimes reports one as a parse error or not at all.) */
+int pno__json_oom(void);
+/* json_dumps that returns NULL if an allocation failed inside it (free the
+ * result with pno_free). Failures stay recorded for pno__json_oom. */
 struct json_t;
 char *pno__json_dumps(const struct json_t *j, size_t flags);
 /* json_loads that tells an allocation failure (PNO_STATUS_NOMEM) from bad

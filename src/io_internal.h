@@ -18,10 +18,5 @@ int pno__io_fault(void);
  * with errno set. */
 int pno__fwrite_all(FILE *fp, const void *p, size_t n);
 
-/* Route jansson's allocations through pno_malloc/pno_free (set once) and
- * clear this thread's out-of-memory flag. */
-void pno__json_init(void);
-/* Did a jansson allocation fail since pno__json_init() on this thread? */
-int pno__json_oom(void);
 
 #endif

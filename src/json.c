@@ -1,50 +1,100 @@
-/* jansson set up to allocate through the library's hooks. */
+/* jansson set up to allocate through the library's hooks, with a record of
+ * failed allocations.
+ *
+ * jansson 2.14 is not safe under allocation failure: json_dumps can
+ * swallow one and return a corrupt string (a key silently dropped), and
+ * json_loads can hit assert(0) in its string lexer (both found by the
+ * allocation-failure loops of the tests). So jansson never sees a failure:
+ * when the hook refuses, the allocation is served by libc instead, the
+ * failure is recorded for this thread, and the wrappers below turn any
+ * result produced under a failure into PNO_STATUS_NOMEM. Each block has a
+ * 16-byte header saying which allocator owns it. */
 #include "internal.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
-/* jansson 2.14's json_dumps can swallow an allocation failure and return
- * a corrupt string (a key silently dropped); tests/test_fno.c's
- * allocation-failure loop found it. So every failed allocation is noted
- * here and pno__json_dumps discards output produced under one. */
 static _Thread_local int alloc_failed;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+enum { OWNER_HOOK = 1, OWNER_LIBC = 2, HDR = 16 };
 
 static void *json_alloc(size_t size)
 {
-	void *p = pno_malloc(size);
-	if (!p)
+	size_t owner = OWNER_HOOK;
+	unsigned char *p;
+	if (size > SIZE_MAX - HDR)
+		return NULL;
+	p = pno_malloc(size + HDR);
+	if (!p) {
 		alloc_failed = 1;
-	return p;
+		owner = OWNER_LIBC;
+		p = malloc(size + HDR);
+		if (!p)
+			return NULL;
+	}
+	memcpy(p, &owner, sizeof owner);
+	return p + HDR;
 }
 
-void pno__json_setup(void) { json_set_alloc_funcs(json_alloc, pno_free); }
+static void json_free(void *q)
+{
+	size_t owner;
+	unsigned char *p;
+	if (!q)
+		return;
+	p = (unsigned char *)q - HDR;
+	memcpy(&owner, p, sizeof owner);
+	if (owner == OWNER_HOOK)
+		pno_free(p);
+	else
+		free(p);
+}
 
-char *pno__json_dumps(const json_t *j, size_t flags)
+static void set_funcs(void) { json_set_alloc_funcs(json_alloc, json_free); }
+
+void pno__json_setup(void) { pthread_once(&once, set_funcs); }
+
+void pno__json_init(void)
 {
 	pno__json_setup();
 	alloc_failed = 0;
-	char *s = json_dumps(j, flags);
-	if (s && alloc_failed) {
-		pno_free(s);
-		s = NULL;
-	}
-	return s;
+}
+
+int pno__json_oom(void) { return alloc_failed; }
+
+char *pno__json_dumps(const json_t *j, size_t flags)
+{
+	int before = alloc_failed;
+	pno__json_setup();
+	alloc_failed = 0;
+	char *s = json_dumps(j, flags), *copy = NULL;
+	if (s && !alloc_failed)
+		copy = pno_strdup(s);
+	json_free(s);
+	alloc_failed |= before;
+	return copy;
 }
 
 json_t *pno__json_loads(const char *text, enum pno_status *status,
 			char *msg, size_t msg_size)
 {
 	json_error_t err;
+	int before = alloc_failed;
 	pno__json_setup();
 	alloc_failed = 0;
 	json_t *j = json_loads(text, 0, &err);
-	if (j && alloc_failed) {
+	int failed_here = alloc_failed;
+	alloc_failed |= before;
+	if (j && failed_here) {
 		json_decref(j);
 		j = NULL;
 	}
 	if (!j) {
-		if (alloc_failed) {
+		if (failed_here) {
 			*status = PNO_STATUS_NOMEM;
 			snprintf(msg, msg_size, "out of memory parsing JSON");
 		} else {

@@ -160,7 +160,7 @@ static enum pno_status build_header(char **out, const char *path,
 	}
 	/* jansson 2.14 can drop a key and still succeed when an allocation
 	 * fails inside json_dumps: trust the text only if none failed */
-	*out = json_dumps(root, JSON_COMPACT);
+	*out = pno__json_dumps(root, JSON_COMPACT);
 	NOMEM_IF(!*out || pno__json_oom());
 cleanup:
 	json_decref(shape);
@@ -542,7 +542,7 @@ enum pno_status pno_safetensors_read(struct pno_safetensors *st,
 				goto cleanup;
 			}
 		}
-		st->metadata_json = json_dumps(meta, JSON_COMPACT);
+		st->metadata_json = pno__json_dumps(meta, JSON_COMPACT);
 	} else {
 		st->metadata_json = pno_strdup("{}");
 	}

@@ -246,7 +246,7 @@ enum pno_status pno_checkpoint_save(const struct pno_fno *m,
 	json_t *md = NULL;
 	char *meta = NULL;
 	enum pno_status st;
-	pno__json_setup();
+	pno__json_init();
 	snprintf(state, sizeof state,
 		 "{\"epoch\": %d, \"step\": %lld, \"decoupled\": %d}", epoch,
 		 (long long)o->step, o->decoupled);
@@ -264,6 +264,10 @@ enum pno_status pno_checkpoint_save(const struct pno_fno *m,
 	}
 	meta = pno__json_dumps(md, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(md);
+	if (meta && pno__json_oom()) {
+		pno_free(meta);
+		meta = NULL;
+	}
 	if (!meta)
 		return pno__errorf(PNO_STATUS_NOMEM,
 				   "checkpoint metadata: out of memory");
