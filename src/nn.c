@@ -85,7 +85,10 @@ static inline float exp_neg(float x)
 {
 	const float ln2_hi = 0.693145751953125f, ln2_lo = 1.428606765330187e-06f;
 	x = x < -87.0f ? -87.0f : x;
-	float n = __builtin_roundf(x * 1.44269504088896341f);
+	/* round to nearest by adding 1.5 * 2^23 (keeps the loop vectorized;
+	 * |x * log2 e| < 2^22 here) */
+	const float shifter = 12582912.0f;
+	float n = (x * 1.44269504088896341f + shifter) - shifter;
 	float r = (x - n * ln2_hi) - n * ln2_lo;
 	float p = 1.0f / 5040.0f;
 	p = p * r + 1.0f / 720.0f;
