@@ -318,22 +318,31 @@ static void cmm_rows(float *out, int add, const float *A, const float *r,
 }
 
 /* w (Ci, Co, K, 2) -> wk (K, Ci, 2, Co) and, if wt, the conjugate
- * transpose wt (K, Co, 2, Ci) for the input gradient. */
+ * transpose wt (K, Co, 2, Ci) for the input gradient. Mode-outer so the
+ * stores are sequential; blocking over k instead makes the stores 8 KB
+ * apart, which thrashes cache sets at power-of-two channel counts. */
 static void repack_weights(float *wk, float *wt, const float *w, int Ci,
 			   int Co, int K)
 {
+	size_t ks = (size_t)K * 2;	/* w stride between (i, o) pairs */
 #pragma omp parallel for schedule(static)
-	for (int io = 0; io < Ci * Co; io++) {
-		int i = io / Co, o = io % Co;
-		const float *src = w + (size_t)io * K * 2;
-		for (int k = 0; k < K; k++) {
-			float *d = wk + ((size_t)k * Ci + i) * 2 * Co + o;
-			d[0] = src[2 * k];
-			d[Co] = src[2 * k + 1];
-			if (wt) {
-				float *e = wt + ((size_t)k * Co + o) * 2 * Ci + i;
-				e[0] = src[2 * k];
-				e[Ci] = -src[2 * k + 1];
+	for (int k = 0; k < K; k++) {
+		for (int i = 0; i < Ci; i++) {
+			const float *src = w + (size_t)i * Co * ks + 2 * (size_t)k;
+			float *d = wk + ((size_t)k * Ci + i) * 2 * Co;
+			for (int o = 0; o < Co; o++) {
+				d[o] = src[o * ks];
+				d[Co + o] = src[o * ks + 1];
+			}
+		}
+		if (!wt)
+			continue;
+		for (int o = 0; o < Co; o++) {
+			const float *src = w + (size_t)o * ks + 2 * (size_t)k;
+			float *d = wt + ((size_t)k * Co + o) * 2 * Ci;
+			for (int i = 0; i < Ci; i++) {
+				d[i] = src[i * Co * ks];
+				d[Ci + i] = -src[i * Co * ks + 1];
 			}
 		}
 	}
