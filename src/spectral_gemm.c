@@ -3,7 +3,7 @@
  *
  * Analysis, 2D (1D is the first step alone, along X):
  *   t (2*M2, B*C*X)       = fa (2*M2, Y) . x^T          last axis, M2 columns
- *   p (2*M2*B*C, 4*M1)    = t as (2*M2*B*C, X) . ha     first axis, 2*M1 rows
+ *   p (4*M1, 2*M2*B*C)    = ha^T . (t as (2*M2*B*C, X))^T   first axis
  *   xhat                  = combine(p)                  complex product parts
  * ha holds e^-i of the retained rows as real (cos, -sin) column pairs, so
  * p has the four real products of (t_re + i t_im)(h_re + i h_im); combine
@@ -138,63 +138,66 @@ static void line_inverse(float *y,		/* (lines, L) */
 		    1.0f, t, lines, a, L, beta, y, L);
 }
 
-/* p = t . H, H = h (X, 4*M1) or h^T with h (4*M1, X). */
-static void rows_forward(float *p,		/* (R, 4*M1) */
+/* p = H^T . t^T with H (X, 4*M1) the first-axis matrix; h holds H itself
+ * (xmajor) or H^T. p comes out row-major by (row, re/im) so that combine
+ * streams over (b, c). */
+static void rows_forward(float *p,		/* (4*M1, R) */
 			 const float *t,	/* (R, X) */
-			 const float *h, int trans_h, int R, int X, int M1)
+			 const float *h, int xmajor, int R, int X, int M1)
 {
-	cblas_sgemm(CblasRowMajor, CblasNoTrans,
-		    trans_h ? CblasTrans : CblasNoTrans, R, 4 * M1, X, 1.0f, t,
-		    X, h, trans_h ? X : 4 * M1, 0.0f, p, 4 * M1);
+	cblas_sgemm(CblasRowMajor, xmajor ? CblasTrans : CblasNoTrans,
+		    CblasTrans, 4 * M1, R, X, 1.0f, h, xmajor ? 4 * M1 : X, t,
+		    X, 0.0f, p, R);
 }
 
-/* t = p . H, H = h (4*M1, X) or h^T with h (X, 4*M1). */
+/* t = p^T . G with G (4*M1, X); h holds G (not xmajor) or G^T. */
 static void rows_inverse(float *t,		/* (R, X) */
-			 const float *p,	/* (R, 4*M1) */
-			 const float *h, int trans_h, int R, int X, int M1)
+			 const float *p,	/* (4*M1, R) */
+			 const float *h, int xmajor, int R, int X, int M1)
 {
-	cblas_sgemm(CblasRowMajor, CblasNoTrans,
-		    trans_h ? CblasTrans : CblasNoTrans, R, X, 4 * M1, 1.0f, p,
-		    4 * M1, h, trans_h ? 4 * M1 : X, 0.0f, t, X);
+	cblas_sgemm(CblasRowMajor, CblasTrans,
+		    xmajor ? CblasTrans : CblasNoTrans, R, X, 4 * M1, 1.0f, p,
+		    R, h, xmajor ? 4 * M1 : X, 0.0f, t, X);
 }
 
-/* Sum the real products into complex modes. sgn = +1 multiplies by the
- * row factor, sgn = -1 by its conjugate (the adjoint of expand). */
+/* Sum the real products into complex modes: p[(r, a)][(m2, b)] holds
+ * row-factor part a times line-coefficient part b. sgn = +1 multiplies by
+ * the row factor, sgn = -1 by its conjugate (the adjoint of expand). */
 static void combine(float *z,			/* modes (K, BC, 2) */
-		    const float *p,		/* (2*M2, BC, 4*M1) */
+		    const float *p,		/* (2*M1, 2, 2*M2, 2, BC) */
 		    float sgn, int M1, int M2, int BC)
 {
-#pragma omp parallel for collapse(2) schedule(static)
-	for (int m2 = 0; m2 < M2; m2++) {
+	size_t row = (size_t)2 * M2 * BC;	/* one (r, a) row of p */
+#pragma omp parallel for schedule(static)
+	for (int k = 0; k < 2 * M1 * M2; k++) {
+		int r = k / M2, m2 = k % M2;
+		const float *p0 = p + (size_t)(2 * r) * row + (size_t)(2 * m2) * BC;
+		const float *p1 = p0 + row;	/* imaginary row factor */
+		float *o = z + (size_t)k * BC * 2;
 		for (int bc = 0; bc < BC; bc++) {
-			const float *pr = p + ((size_t)(2 * m2) * BC + bc) * 4 * M1;
-			const float *pi = pr + (size_t)BC * 4 * M1;
-			for (int r = 0; r < 2 * M1; r++) {
-				float *o = z + ((size_t)(r * M2 + m2) * BC + bc) * 2;
-				o[0] = pr[2 * r] - sgn * pi[2 * r + 1];
-				o[1] = sgn * pr[2 * r + 1] + pi[2 * r];
-			}
+			o[2 * bc] = p0[bc] - sgn * p1[BC + bc];
+			o[2 * bc + 1] = sgn * p1[bc] + p0[BC + bc];
 		}
 	}
 }
 
 /* The transpose of combine(., -sgn): spread modes into product rows. */
-static void expand(float *p,			/* (2*M2, BC, 4*M1) */
+static void expand(float *p,			/* (2*M1, 2, 2*M2, 2, BC) */
 		   const float *z,		/* modes (K, BC, 2) */
 		   float sgn, int M1, int M2, int BC)
 {
-#pragma omp parallel for collapse(2) schedule(static)
-	for (int m2 = 0; m2 < M2; m2++) {
+	size_t row = (size_t)2 * M2 * BC;
+#pragma omp parallel for schedule(static)
+	for (int k = 0; k < 2 * M1 * M2; k++) {
+		int r = k / M2, m2 = k % M2;
+		float *p0 = p + (size_t)(2 * r) * row + (size_t)(2 * m2) * BC;
+		float *p1 = p0 + row;
+		const float *i = z + (size_t)k * BC * 2;
 		for (int bc = 0; bc < BC; bc++) {
-			float *pr = p + ((size_t)(2 * m2) * BC + bc) * 4 * M1;
-			float *pi = pr + (size_t)BC * 4 * M1;
-			for (int r = 0; r < 2 * M1; r++) {
-				const float *i = z + ((size_t)(r * M2 + m2) * BC + bc) * 2;
-				pr[2 * r] = i[0];
-				pr[2 * r + 1] = -sgn * i[1];
-				pi[2 * r] = i[1];
-				pi[2 * r + 1] = sgn * i[0];
-			}
+			p0[bc] = i[2 * bc];
+			p1[bc] = -sgn * i[2 * bc + 1];
+			p0[BC + bc] = i[2 * bc + 1];
+			p1[BC + bc] = sgn * i[2 * bc];
 		}
 	}
 }
@@ -233,7 +236,7 @@ static void from_modes(float *t,		/* (2*M, BC) */
 /* Shared forward chain: line GEMM by `a`, then (2D) rows by `h`. */
 static void chain_forward(const struct pno_spectral *s, float *z,
 			  const float *x, const float *a, const float *h,
-			  int trans_h, float sgn, int C, int B)
+			  int xmajor, float sgn, int C, int B)
 {
 	struct pno__spectral_gemm *g = s->impl->g;
 	int BC = B * C;
@@ -243,13 +246,13 @@ static void chain_forward(const struct pno_spectral *s, float *z,
 		return;
 	}
 	line_forward(g->t, a, x, s->M2, s->Y, BC * s->X);
-	rows_forward(g->p, g->t, h, trans_h, 2 * s->M2 * BC, s->X, s->M1);
+	rows_forward(g->p, g->t, h, xmajor, 2 * s->M2 * BC, s->X, s->M1);
 	combine(z, g->p, sgn, s->M1, s->M2, BC);
 }
 
 static void chain_inverse(const struct pno_spectral *s, float *y,
 			  const float *z, const float *a, const float *h,
-			  int trans_h, float sgn, float beta, int C, int B)
+			  int xmajor, float sgn, float beta, int C, int B)
 {
 	struct pno__spectral_gemm *g = s->impl->g;
 	int BC = B * C;
@@ -259,7 +262,7 @@ static void chain_inverse(const struct pno_spectral *s, float *y,
 		return;
 	}
 	expand(g->p, z, sgn, s->M1, s->M2, BC);
-	rows_inverse(g->t, g->p, h, trans_h, 2 * s->M2 * BC, s->X, s->M1);
+	rows_inverse(g->t, g->p, h, xmajor, 2 * s->M2 * BC, s->X, s->M1);
 	line_inverse(y, g->t, a, beta, s->M2, s->Y, BC * s->X);
 }
 
@@ -267,7 +270,7 @@ void pno__spectral_gemm_analyze(const struct pno_spectral *s, float *xhat,
 				const float *x, int C, int B)
 {
 	const struct pno__spectral_gemm *g = s->impl->g;
-	chain_forward(s, xhat, x, g->fa, g->ha, 0, 1.0f, C, B);
+	chain_forward(s, xhat, x, g->fa, g->ha, 1, 1.0f, C, B);
 }
 
 void pno__spectral_gemm_synthesize(const struct pno_spectral *s, float *y,
@@ -282,7 +285,7 @@ void pno__spectral_gemm_synthesize_backward(const struct pno_spectral *s,
 					    int C, int B)
 {
 	const struct pno__spectral_gemm *g = s->impl->g;
-	chain_forward(s, dyhat, dy, g->fs, g->hs, 1, -1.0f, C, B);
+	chain_forward(s, dyhat, dy, g->fs, g->hs, 0, -1.0f, C, B);
 }
 
 void pno__spectral_gemm_analyze_backward(const struct pno_spectral *s,

@@ -24,7 +24,7 @@ struct pno__spectral_gemm {
 	float *ha;	/* (X, 4*M1) first-axis analysis, e^-i (2D) */
 	float *hs;	/* (4*M1, X) first-axis synthesis, e^+i / X (2D) */
 	float *t;	/* (2*Ml, Bmax*C*X[*1]) line coefficients */
-	float *p;	/* (2*M2*Bmax*C, 4*M1) first-axis products (2D) */
+	float *p;	/* (4*M1, 2*M2*Bmax*C) first-axis products (2D) */
 };
 
 struct pno__spectral_fftw {
@@ -38,8 +38,8 @@ struct pno__spectral_fftw {
 struct pno_spectral__impl {
 	enum pno_spectral_path path;
 	int C;			/* max(Ci, Co) */
-	float *wk;		/* (K, Ci, Co, 2) repacked weights */
-	float *dwk;		/* (K, Ci, Co, 2) per-mode weight gradient */
+	float *wk;		/* (K, Ci, 2, Co) weights as split rows */
+	float *wt;		/* (K, Co, 2, Ci) their conjugate transpose */
 	float *dxh;		/* modes (Bmax, Ci): backward scratch */
 	struct pno__spectral_gemm *g;	/* NULL until the path is needed */
 	struct pno__spectral_fftw *f;
