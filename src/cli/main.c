@@ -131,8 +131,8 @@ static int cmd_generate(int argc, char **argv)
 	if (s != PNO_STATUS_OK)
 		return runtime_error("generate", s);
 	if (!quiet)
-		printf("wrote %s: heat %dD, %d samples at %d%s\n", out, dim,
-		       ho.samples, ho.res, dim == 2 ? "x" : "");
+		printf("wrote %s: heat %dD, %d samples, %d points per axis\n",
+		       out, dim, ho.samples, ho.res);
 	return 0;
 }
 
@@ -339,12 +339,18 @@ static int cmd_train(int argc, char **argv)
 	o.on_batch = on_batch;
 	o.ud = &pr;
 	if (!quiet) {
-		printf("data %s: %d samples, %dD grid %d%s%d, %d -> %d channels\n",
-		       data, d.N, d.dims, d.X, d.dims == 2 ? "x" : "",
-		       d.dims == 2 ? d.Y : 0, d.Cin, d.Cout);
-		printf("model fno: width %d, modes %d%s%d, layers %d, %zu "
-		       "parameters; %d threads\n", width, a.modes1,
-		       d.dims == 2 ? "x" : "", d.dims == 2 ? a.modes2 : 0, layers,
+		char grid[32], modestr[32];
+		if (d.dims == 2) {
+			snprintf(grid, sizeof grid, "%dx%d", d.X, d.Y);
+			snprintf(modestr, sizeof modestr, "%dx%d", a.modes1, a.modes2);
+		} else {
+			snprintf(grid, sizeof grid, "%d", d.X);
+			snprintf(modestr, sizeof modestr, "%d", a.modes1);
+		}
+		printf("data %s: %d samples, %dD grid %s, %d -> %d channels\n",
+		       data, d.N, d.dims, grid, d.Cin, d.Cout);
+		printf("model fno: width %d, modes %s, layers %d, %zu "
+		       "parameters; %d threads\n", width, modestr, layers,
 		       m.n_params, pno_threads_get());
 		printf("split: %d train, %d validation, %d test\n", ntrain, nval, ntest);
 	}
@@ -405,8 +411,10 @@ static int cmd_info(int argc, char **argv)
 	const struct pno_fno_arch *a = &m.arch;
 	printf("model      %s\n", path);
 	printf("method     fno\n");
-	printf("dims       %d (grid %d%s%d at training)\n", a->dims, m.X,
-	       a->dims == 2 ? "x" : "", a->dims == 2 ? m.Y : 0);
+	if (a->dims == 2)
+		printf("dims       2 (grid %dx%d at training)\n", m.X, m.Y);
+	else
+		printf("dims       1 (grid %d at training)\n", m.X);
 	printf("channels   %d -> %d\n", a->in_ch, a->out_ch);
 	printf("width      %d\nmodes      %d", a->width, a->modes1);
 	if (a->dims == 2)
@@ -420,7 +428,7 @@ static int cmd_info(int argc, char **argv)
 	if (md)
 		json_object_foreach(md, k, v)
 		{
-			if (!strcmp(k, "architecture"))
+			if (!strcmp(k, "architecture") || !strcmp(k, "method"))
 				continue;
 			printf("%-10s %s\n", k, json_string_value(v));
 		}
