@@ -43,6 +43,24 @@ static int exists(const char *path)
 	return stat(path, &sb) == 0;
 }
 
+/* Escape `s` as the inside of a JSON string (truncating at `size`). */
+static void json_escape(char *out, size_t size, const char *s)
+{
+	size_t o = 0;
+	for (; *s && o + 7 < size; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\') {
+			out[o++] = '\\';
+			out[o++] = (char)c;
+		} else if (c < 0x20) {
+			o += (size_t)snprintf(out + o, size - o, "\\u%04x", c);
+		} else {
+			out[o++] = (char)c;
+		}
+	}
+	out[o] = '\0';
+}
+
 /* The directory that will hold `path` must exist and be writable: checked
  * before any work so a long run never fails at the end. */
 static int check_out_path(const char *cmd, const char *path, int force)
@@ -305,17 +323,23 @@ static int cmd_train(int argc, char **argv)
 	char hash[65] = "unavailable";
 	if (file_hash(data, hash) != 0)
 		snprintf(hash, sizeof hash, "unreadable");
-	json_t *pj = json_pack("{s:s, s:s, s:I, s:i, s:i, s:f, s:f, s:i, s:i, s:i}",
-			       "data", data, "data_blake2b", hash, "seed",
-			       (json_int_t)seed, "epochs", epochs, "batch", batch,
-			       "lr", lr, "weight_decay", wd, "ntrain", ntrain,
-			       "nval", nval, "ntest", ntest);
-	char *pjs = pj ? json_dumps(pj, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-	json_decref(pj);
-	json_t *wrap = pjs ? json_pack("{s:s}", "provenance", pjs) : NULL;
-	free(pjs);
-	prov = wrap ? json_dumps(wrap, JSON_COMPACT) : NULL;
-	json_decref(wrap);
+	/* provenance as a JSON object, nested as a string value in the
+	 * metadata (safetensors metadata values are strings) */
+	char pbuf[8192], ebuf[8192], dq[4096];
+	json_escape(dq, sizeof dq, data);
+	snprintf(pbuf, sizeof pbuf,
+		 "{\"data\":\"%s\",\"data_blake2b\":\"%s\",\"seed\":%llu,"
+		 "\"epochs\":%d,\"batch\":%d,\"lr\":%g,\"weight_decay\":%g,"
+		 "\"ntrain\":%d,\"nval\":%d,\"ntest\":%d,\"pno_version\":\"%s\"}",
+		 dq, hash, (unsigned long long)seed, epochs, batch, lr, wd,
+		 ntrain, nval, ntest, PNO_VERSION_STRING);
+	json_escape(ebuf, sizeof ebuf, pbuf);
+	prov = malloc(strlen(ebuf) + 32);
+	if (!prov) {
+		fprintf(stderr, "pno train: out of memory\n");
+		goto out;
+	}
+	sprintf(prov, "{\"provenance\":\"%s\"}", ebuf);
 
 	struct progress pr = {isatty(2)};
 	struct pno_train_opts o;
@@ -360,18 +384,15 @@ static int cmd_train(int argc, char **argv)
 		rc = runtime_error("train", s);
 		goto out;
 	}
-	char metrics[256], extra[1024];
+	char metrics[256], extra[16384];
 	snprintf(metrics, sizeof metrics,
 		 "{\"test_rel_l2\": %.6g, \"val_rel_l2\": %.6g, "
 		 "\"train_rel_l2\": %.6g, \"epochs\": %d, \"seconds\": %.3f}",
 		 r.test_rel_l2, r.val_loss, r.train_loss, r.epochs_run, r.seconds);
-	json_t *ej = prov ? json_loads(prov, 0, NULL) : json_object();
-	if (ej)
-		json_object_set_new(ej, "metrics", json_string(metrics));
-	char *ejs = ej ? json_dumps(ej, JSON_COMPACT) : NULL;
-	json_decref(ej);
-	snprintf(extra, sizeof extra, "%s", ejs ? ejs : "{}");
-	free(ejs);
+	char mq[512];
+	json_escape(mq, sizeof mq, metrics);
+	snprintf(extra, sizeof extra, "{\"provenance\":\"%s\",\"metrics\":\"%s\"}",
+		 ebuf, mq);
 	s = pno_fno_save(&m, out, extra);
 	if (s != PNO_STATUS_OK) {
 		rc = runtime_error("train", s);
