@@ -131,9 +131,9 @@ static void forward_modes(const struct pno_spectral *s, float *z,
 		for (int k = 0; k < K; k++) {
 			const float *c = cx + 2 * mode_index(s, k);
 			float a = herm ? scale * mode_weight(s, k) : scale;
-			float *o = z + ((size_t)k * BC + bc) * 2;
+			float *o = z + pno__mode_off(k, bc / C, bc % C, B, C);
 			o[0] = a * c[0];
-			o[1] = a * c[1];
+			o[C] = a * c[1];
 		}
 	}
 }
@@ -156,9 +156,9 @@ static void inverse_modes(const struct pno_spectral *s, float *out,
 		for (int k = 0; k < K; k++) {
 			float *c = cx + 2 * mode_index(s, k);
 			float a = herm ? scale / mode_weight(s, k) : scale;
-			const float *i = z + ((size_t)k * BC + bc) * 2;
+			const float *i = z + pno__mode_off(k, bc / C, bc % C, B, C);
 			c[0] = a * i[0];
-			c[1] = a * i[1];
+			c[1] = a * i[C];
 		}
 		fftwf_execute_dft_c2r(f->c2r, (fftwf_complex *)cx, re);
 		if (add) {
