@@ -103,9 +103,8 @@ enum pno_spectral_path pno_spectral_path_auto(int dims, int Bmax, int Ci,
 		fft = BC * 0.5 * fft_axis_cost(X);
 	} else {
 		gemm = 2.0 * BC * X * Y * 2 * M2 + 2.0 * BC * 2 * M2 * X * 4 * M1;
-		/* real 2D: half the complex cost of rows plus columns */
-		fft = BC * 0.5 * ((double)Y * fft_axis_cost(X) +
-				  (double)X * fft_axis_cost(Y));
+		/* X real rows, then M2 complex columns */
+		fft = BC * (0.5 * X * fft_axis_cost(Y) + (double)M2 * fft_axis_cost(X));
 	}
 	return gemm <= PNO__GEMM_FFT_RATE * fft ? PNO_SPECTRAL_PATH_GEMM
 						: PNO_SPECTRAL_PATH_FFTW;

@@ -30,7 +30,8 @@ struct pno__spectral_gemm {
 };
 
 struct pno__spectral_fftw {
-	fftwf_plan r2c, c2r;	/* one (X[, Y]) transform */
+	fftwf_plan r2c, c2r;	/* 1D: the line; 2D: the X rows along Y */
+	fftwf_plan colf, colb;	/* 2D: M2 columns along X, in place */
 	int nthr;		/* thread slots */
 	size_t nr, nc;		/* floats per real / complex slot */
 	float *re;		/* (nthr, nr) real slots */
