@@ -78,36 +78,40 @@ static int largest_prime_factor(int n)
 	return n > 1 ? PNO__MAX(p, n) : p;
 }
 
-/* FFT flops of a length-n axis, 5 n log2 n (complex), with a penalty for
- * factors FFTW has no fast codelets for. */
-static double fft_axis_cost(int n)
+/* FFT flops of a length-n axis, 5 n log2 n (complex). FFTW has no fast
+ * codelets for large prime factors: measured ~16x slower at n = 97, 101. */
+static double fft_axis_flops(int n)
 {
 	double c = 5.0 * n * log2((double)PNO__MAX(n, 2));
-	return largest_prime_factor(n) > 13 ? 4.0 * c : c;
+	return largest_prime_factor(n) > 13 ? 16.0 * c : c;
 }
 
-/* GEMM-path flops of analyze (synthesize is the same) against FFTW flops
- * of full r2c transforms. PNO__GEMM_FFT_RATE is how many times more flops
- * per second BLAS sustains on these shapes than FFTW on small transforms
- * (measured with bench/bench_spectral on an AVX2 machine); the choice is a
- * pure function of the sizes, so it is the same on every run. */
-#define PNO__GEMM_FFT_RATE 4.0
-
+/* Cost model, in microseconds per slice and direction, fitted to single-
+ * thread runs of both paths over 1D / 2D sizes from 32^2 to 256^2 and
+ * 256 to 8192 points, 8 to 128 modes (bench/bench_spectral and variants on
+ * an AVX-512 EPYC; see the module notes): the GEMM path runs at ~70
+ * Gflop/s; FFTW at ~25 Gflop/s plus a per-slice overhead of copying the
+ * grid (0.5 ns per point) and gathering the modes (8 ns per mode, a cache
+ * miss each). The choice is a pure function of the sizes, so it is the
+ * same on every run. */
 enum pno_spectral_path pno_spectral_path_auto(int dims, int Bmax, int Ci,
 					      int Co, int X, int Y, int M1,
 					      int M2)
 {
-	double BC = (double)Bmax * PNO__MAX(Ci, Co), gemm, fft;
+	double gemm, fft, N = (double)X * (dims == 2 ? Y : 1);
+	double K = dims == 2 ? 2.0 * M1 * M2 : M1;
+	(void)Bmax, (void)Ci, (void)Co;	/* both costs scale with B*C */
 	if (dims == 1) {
-		gemm = 2.0 * BC * X * 2 * M1;
-		fft = BC * 0.5 * fft_axis_cost(X);
+		gemm = 2.0 * X * 2 * M1;
+		fft = 0.5 * fft_axis_flops(X);
 	} else {
-		gemm = 2.0 * BC * X * Y * 2 * M2 + 2.0 * BC * 2 * M2 * X * 4 * M1;
+		gemm = 2.0 * X * Y * 2 * M2 + 2.0 * 2 * M2 * X * 4 * M1;
 		/* X real rows, then M2 complex columns */
-		fft = BC * (0.5 * X * fft_axis_cost(Y) + (double)M2 * fft_axis_cost(X));
+		fft = 0.5 * X * fft_axis_flops(Y) + (double)M2 * fft_axis_flops(X);
 	}
-	return gemm <= PNO__GEMM_FFT_RATE * fft ? PNO_SPECTRAL_PATH_GEMM
-						: PNO_SPECTRAL_PATH_FFTW;
+	double t_gemm = gemm / 70e3;
+	double t_fft = fft / 25e3 + 0.5e-3 * N + 8e-3 * K;
+	return t_gemm <= t_fft ? PNO_SPECTRAL_PATH_GEMM : PNO_SPECTRAL_PATH_FFTW;
 }
 
 enum pno_status pno_spectral_set_path(struct pno_spectral *s,
