@@ -21,14 +21,10 @@
 #define VW 16	/* floats per vector of the kernel */
 typedef float pno__v16 __attribute__((vector_size(VW * sizeof(float))));
 
-static inline pno__v16 vload(const float *p)
-{
-	pno__v16 v;
-	memcpy(&v, p, sizeof v);
-	return v;
-}
-
-static inline void vstore(float *p, pno__v16 v) { memcpy(p, &v, sizeof v); }
+/* Unaligned vector load / store. Macros, not functions: passing vectors
+ * by value changes the ABI between -march levels (-Wpsabi). */
+#define VLOAD(v, p) memcpy(&(v), (p), sizeof(v))
+#define VSTORE(p, v) memcpy((p), &(v), sizeof(v))
 
 /* Operand descriptors. Output / right operand: row m re at p + m*rs, im at
  * + im. Left operand element (m, j) re at p + m*sm + j*sj, im at + im, its
@@ -54,7 +50,9 @@ kern(int RB, struct rows c, int add, struct lhs a, struct crows b, int J)
 	pno__v16 cr[4] = {0}, ci[4] = {0};
 	for (int j = 0; j < J; j++) {
 		const float *bj = b.p + (size_t)j * b.rs;
-		pno__v16 br = vload(bj), bi = vload(bj + b.im);
+		pno__v16 br, bi;
+		VLOAD(br, bj);
+		VLOAD(bi, bj + b.im);
 		for (int q = 0; q < RB; q++) {
 			const float *e = a.p + q * a.sm + j * a.sj;
 			float ar = e[0], ai = a.conj * e[a.im];
@@ -65,11 +63,14 @@ kern(int RB, struct rows c, int add, struct lhs a, struct crows b, int J)
 	for (int q = 0; q < RB; q++) {
 		float *o = c.p + q * c.rs;
 		if (add) {
-			cr[q] += vload(o);
-			ci[q] += vload(o + c.im);
+			pno__v16 vr, vi;
+			VLOAD(vr, o);
+			VLOAD(vi, o + c.im);
+			cr[q] += vr;
+			ci[q] += vi;
 		}
-		vstore(o, cr[q]);
-		vstore(o + c.im, ci[q]);
+		VSTORE(o, cr[q]);
+		VSTORE(o + c.im, ci[q]);
 	}
 }
 
