@@ -1,5 +1,5 @@
-/* Spectral layer: init / free, path choice, per-mode channel mixing, and
- * the stage dispatch to the GEMM or FFTW transforms. */
+/* Spectral layer: init / free, path choice, and the stage dispatch to the
+ * GEMM or FFTW transforms and the mixing kernels. */
 #include "spectral_impl.h"
 
 #include <limits.h>
@@ -78,37 +78,40 @@ static int largest_prime_factor(int n)
 	return n > 1 ? PNO__MAX(p, n) : p;
 }
 
-/* FFT flops of a length-n axis, 5 n log2 n (complex), with a penalty for
- * factors FFTW has no fast codelets for. */
-static double fft_axis_cost(int n)
+/* FFT flops of a length-n axis, 5 n log2 n (complex). FFTW has no fast
+ * codelets for large prime factors: measured ~16x slower at n = 97, 101. */
+static double fft_axis_flops(int n)
 {
 	double c = 5.0 * n * log2((double)PNO__MAX(n, 2));
-	return largest_prime_factor(n) > 13 ? 4.0 * c : c;
+	return largest_prime_factor(n) > 13 ? 16.0 * c : c;
 }
 
-/* GEMM-path flops of analyze (synthesize is the same) against FFTW flops
- * of full r2c transforms. PNO__GEMM_FFT_RATE is how many times more flops
- * per second BLAS sustains on these shapes than FFTW on small transforms
- * (measured with bench/bench_spectral on an AVX2 machine); the choice is a
- * pure function of the sizes, so it is the same on every run. */
-#define PNO__GEMM_FFT_RATE 4.0
-
+/* Cost model, in microseconds per slice and direction, fitted to single-
+ * thread runs of both paths over 1D / 2D sizes from 32^2 to 256^2 and
+ * 256 to 8192 points, 8 to 128 modes (bench/bench_spectral and variants on
+ * an AVX-512 EPYC; see the module notes): the GEMM path runs at ~70
+ * Gflop/s; FFTW at ~25 Gflop/s plus a per-slice overhead of copying the
+ * grid (0.5 ns per point) and gathering the modes (8 ns per mode, a cache
+ * miss each). The choice is a pure function of the sizes, so it is the
+ * same on every run. */
 enum pno_spectral_path pno_spectral_path_auto(int dims, int Bmax, int Ci,
 					      int Co, int X, int Y, int M1,
 					      int M2)
 {
-	double BC = (double)Bmax * PNO__MAX(Ci, Co), gemm, fft;
+	double gemm, fft, N = (double)X * (dims == 2 ? Y : 1);
+	double K = dims == 2 ? 2.0 * M1 * M2 : M1;
+	(void)Bmax, (void)Ci, (void)Co;	/* both costs scale with B*C */
 	if (dims == 1) {
-		gemm = 2.0 * BC * X * 2 * M1;
-		fft = BC * 0.5 * fft_axis_cost(X);
+		gemm = 2.0 * X * 2 * M1;
+		fft = 0.5 * fft_axis_flops(X);
 	} else {
-		gemm = 2.0 * BC * X * Y * 2 * M2 + 2.0 * BC * 2 * M2 * X * 4 * M1;
-		/* real 2D: half the complex cost of rows plus columns */
-		fft = BC * 0.5 * ((double)Y * fft_axis_cost(X) +
-				  (double)X * fft_axis_cost(Y));
+		gemm = 2.0 * X * Y * 2 * M2 + 2.0 * 2 * M2 * X * 4 * M1;
+		/* X real rows, then M2 complex columns */
+		fft = 0.5 * X * fft_axis_flops(Y) + (double)M2 * fft_axis_flops(X);
 	}
-	return gemm <= PNO__GEMM_FFT_RATE * fft ? PNO_SPECTRAL_PATH_GEMM
-						: PNO_SPECTRAL_PATH_FFTW;
+	double t_gemm = gemm / 70e3;
+	double t_fft = fft / 25e3 + 0.5e-3 * N + 8e-3 * K;
+	return t_gemm <= t_fft ? PNO_SPECTRAL_PATH_GEMM : PNO_SPECTRAL_PATH_FFTW;
 }
 
 enum pno_status pno_spectral_set_path(struct pno_spectral *s,
@@ -149,6 +152,7 @@ void pno_spectral_free(struct pno_spectral *s)
 		pno__spectral_fftw_free(s->impl->f);
 		pno_free(s->impl->wk);
 		pno_free(s->impl->wt);
+		pno_free(s->impl->dwk);
 		pno_free(s->impl->dxh);
 		pno_free(s->impl);
 	}
@@ -177,13 +181,14 @@ enum pno_status pno_spectral_init(struct pno_spectral *s, int dims, int Bmax,
 	im->C = PNO__MAX(Ci, Co);
 	im->wk = pno_malloc(pno_spectral_weight_count(s) * sizeof(float));
 	im->wt = pno_malloc(pno_spectral_weight_count(s) * sizeof(float));
+	im->dwk = pno_malloc(pno_spectral_weight_count(s) * sizeof(float));
 	im->dxh = pno_malloc(pno_spectral_modes_size(s, Ci, Bmax) *
 			     sizeof(float));
-	if (!im->wk || !im->wt || !im->dxh)
+	if (!im->wk || !im->wt || !im->dwk || !im->dxh)
 		goto cleanup;
 	st = pno_spectral_set_path(s, PNO_SPECTRAL_PATH_AUTO);
 cleanup:
-	if (st == PNO_STATUS_NOMEM && !(im && im->wk && im->wt && im->dxh))
+	if (st == PNO_STATUS_NOMEM && !(im && im->wk && im->wt && im->dwk && im->dxh))
 		pno__errorf(st, "spectral: out of memory for weight workspace");
 	if (st != PNO_STATUS_OK)
 		pno_spectral_free(s);
@@ -255,152 +260,19 @@ void pno_spectral_analyze_backward(struct pno_spectral *s, float *dx,
 		pno__spectral_fftw_analyze_backward(s, dx, dxhat, s->Ci, B);
 }
 
-/* ---- mixing ----
- * Per mode k: Y_k (B x Co) = X_k (B x Ci) . W_k (Ci x Co), complex. The
- * matrices are small (B, C ~ 16..64) and there are K of them, so instead
- * of K tiny BLAS calls each thread runs a row kernel over its modes: one
- * output row at a time, accumulated in split re / im arrays against
- * weights repacked into split rows (vectorises as plain FMAs). */
-
-#define MIX_TILE 128	/* output columns per accumulator block */
-
-/* yr, yi (n) += sum_j a_j * (br_j + i bi_j), a_j = a[j*as] with its
- * imaginary part times aconj (+1 / -1), rows br_j = b + j*bs, bi_j at
- * b + j*bs + im. */
-static void cmac_split(float *restrict yr, float *restrict yi,
-		       const float *a, size_t as, float aconj,
-		       const float *b, size_t bs, size_t im, int J, int n)
-{
-	for (int j = 0; j < J; j++) {
-		float ar = a[j * as], ai = aconj * a[j * as + 1];
-		const float *restrict br = b + j * bs, *restrict bi = br + im;
-		for (int c = 0; c < n; c++) {
-			yr[c] += ar * br[c] - ai * bi[c];
-			yi[c] += ar * bi[c] + ai * br[c];
-		}
-	}
-}
-
-/* Same with interleaved rows: b_j[c] = (b[j*bs + 2c], b[j*bs + 2c + 1]). */
-static void cmac_interleaved(float *restrict yr, float *restrict yi,
-			     const float *a, size_t as, float aconj,
-			     const float *b, size_t bs, int J, int n)
-{
-	for (int j = 0; j < J; j++) {
-		float ar = a[j * as], ai = aconj * a[j * as + 1];
-		const float *restrict bj = b + j * bs;
-		for (int c = 0; c < n; c++) {
-			yr[c] += ar * bj[2 * c] - ai * bj[2 * c + 1];
-			yi[c] += ar * bj[2 * c + 1] + ai * bj[2 * c];
-		}
-	}
-}
-
-/* out (B, N) interleaved (set or add) = A (B, J) . R (J, N), R given as
- * split rows: row j re at r + j*rs, im at r + j*rs + im. */
-static void cmm_rows(float *out, int add, const float *A, const float *r,
-		     size_t rs, size_t im, int B, int J, int N)
-{
-	float yr[MIX_TILE], yi[MIX_TILE];
-	for (int b = 0; b < B; b++)
-		for (int c0 = 0; c0 < N; c0 += MIX_TILE) {
-			int n = PNO__MIN(MIX_TILE, N - c0);
-			float *o = out + ((size_t)b * N + c0) * 2;
-			memset(yr, 0, sizeof yr);
-			memset(yi, 0, sizeof yi);
-			cmac_split(yr, yi, A + (size_t)b * J * 2, 2, 1.0f, r + c0,
-				   rs, im, J, n);
-			for (int c = 0; c < n; c++) {
-				o[2 * c] = add ? o[2 * c] + yr[c] : yr[c];
-				o[2 * c + 1] = add ? o[2 * c + 1] + yi[c] : yi[c];
-			}
-		}
-}
-
-/* w (Ci, Co, K, 2) -> wk (K, Ci, 2, Co) and, if wt, the conjugate
- * transpose wt (K, Co, 2, Ci) for the input gradient. Mode-outer so the
- * stores are sequential; blocking over k instead makes the stores 8 KB
- * apart, which thrashes cache sets at power-of-two channel counts. */
-static void repack_weights(float *wk, float *wt, const float *w, int Ci,
-			   int Co, int K)
-{
-	size_t ks = (size_t)K * 2;	/* w stride between (i, o) pairs */
-#pragma omp parallel for schedule(static)
-	for (int k = 0; k < K; k++) {
-		for (int i = 0; i < Ci; i++) {
-			const float *src = w + (size_t)i * Co * ks + 2 * (size_t)k;
-			float *d = wk + ((size_t)k * Ci + i) * 2 * Co;
-			for (int o = 0; o < Co; o++) {
-				d[o] = src[o * ks];
-				d[Co + o] = src[o * ks + 1];
-			}
-		}
-		if (!wt)
-			continue;
-		for (int o = 0; o < Co; o++) {
-			const float *src = w + (size_t)o * ks + 2 * (size_t)k;
-			float *d = wt + ((size_t)k * Co + o) * 2 * Ci;
-			for (int i = 0; i < Ci; i++) {
-				d[i] = src[i * Co * ks];
-				d[Ci + i] = -src[i * Co * ks + 1];
-			}
-		}
-	}
-}
-
 void pno_spectral_mix(struct pno_spectral *s, float *yhat, const float *xhat,
 		      const float *w, int B)
 {
-	int Ci = s->Ci, Co = s->Co, K = s->K;
-	float *wk = s->impl->wk;
-	if (bad_batch(s, B, __func__))
-		return;
-	repack_weights(wk, NULL, w, Ci, Co, K);
-#pragma omp parallel for schedule(static)
-	for (int k = 0; k < K; k++)
-		cmm_rows(yhat + (size_t)k * B * Co * 2, 0,
-			 xhat + (size_t)k * B * Ci * 2,
-			 wk + (size_t)k * Ci * Co * 2, 2 * (size_t)Co, Co, B, Ci,
-			 Co);
+	if (!bad_batch(s, B, __func__))
+		pno__spectral_mix(s, yhat, xhat, w, B);
 }
 
-/* dX_k += dY_k . W_k^H and dw(., ., k) += X_k^H . dY_k (gradients of a real
- * loss as d/dre + i d/dim). Each mode's dw entries belong to one thread,
- * which adds each of them once: deterministic. */
 void pno_spectral_mix_backward(struct pno_spectral *s, float *dxhat,
 			       float *dw, const float *dyhat,
 			       const float *xhat, const float *w, int B)
 {
-	int Ci = s->Ci, Co = s->Co, K = s->K;
-	float *wk = s->impl->wk, *wt = s->impl->wt;
-	if (bad_batch(s, B, __func__))
-		return;
-	if (dxhat)
-		repack_weights(wk, wt, w, Ci, Co, K);
-#pragma omp parallel for schedule(static)
-	for (int k = 0; k < K; k++) {
-		const float *dyk = dyhat + (size_t)k * B * Co * 2;
-		const float *xk = xhat + (size_t)k * B * Ci * 2;
-		if (dxhat)
-			cmm_rows(dxhat + (size_t)k * B * Ci * 2, 1, dyk,
-				 wt + (size_t)k * Co * Ci * 2, 2 * (size_t)Ci,
-				 Ci, B, Co, Ci);
-		if (!dw)
-			continue;
-		for (int i = 0; i < Ci; i++)
-			for (int o0 = 0; o0 < Co; o0 += MIX_TILE) {
-				float yr[MIX_TILE] = {0}, yi[MIX_TILE] = {0};
-				int n = PNO__MIN(MIX_TILE, Co - o0);
-				float *d = dw + (((size_t)i * Co + o0) * K + k) * 2;
-				cmac_interleaved(yr, yi, xk + 2 * i, 2 * (size_t)Ci,
-						 -1.0f, dyk + 2 * o0, 2 * (size_t)Co,
-						 B, n);
-				for (int c = 0; c < n; c++) {
-					d[(size_t)c * K * 2] += yr[c];
-					d[(size_t)c * K * 2 + 1] += yi[c];
-				}
-			}
-	}
+	if (!bad_batch(s, B, __func__))
+		pno__spectral_mix_backward(s, dxhat, dw, dyhat, xhat, w, B);
 }
 
 void pno_spectral_forward(struct pno_spectral *s, float *y, float *xhat_save,

@@ -1,5 +1,9 @@
-/* FFTW path of the spectral layer: a full r2c / c2r transform of each
- * (X[, Y]) slice, one slice per loop iteration, in parallel over (b, c).
+/* FFTW path of the spectral layer, one (X[, Y]) slice per loop iteration,
+ * in parallel over (b, c). 1D: r2c / c2r of the line. 2D: r2c of every
+ * row (along Y), then complex DFTs along X of only the M2 retained
+ * columns (the others are never needed); the inverse runs the same steps
+ * backwards, and its row c2r drops Im of the DC / Nyquist column after the
+ * X transform, exactly as a 2D c2r (torch.fft.irfft2) does.
  *
  * Each thread copies its slice into its own PNO_ALIGN-aligned slot, so the
  * new-array execute functions always see the alignment the plans were made
@@ -34,14 +38,12 @@ void pno__spectral_fftw_free(struct pno__spectral_fftw *f)
 {
 	if (!f)
 		return;
-	if (f->r2c || f->c2r) {
-		pno__fftw_lock();
-		if (f->r2c)
-			fftwf_destroy_plan(f->r2c);
-		if (f->c2r)
-			fftwf_destroy_plan(f->c2r);
-		pno__fftw_unlock();
-	}
+	fftwf_plan *plans[4] = {&f->r2c, &f->c2r, &f->colf, &f->colb};
+	pno__fftw_lock();
+	for (int i = 0; i < 4; i++)
+		if (*plans[i])
+			fftwf_destroy_plan(*plans[i]);
+	pno__fftw_unlock();
 	pno_free(f->re);
 	pno_free(f->cx);
 	pno_free(f);
@@ -54,6 +56,7 @@ enum pno_status pno__spectral_fftw_init(struct pno__spectral_fftw **out,
 	struct pno__spectral_fftw *f = pno_calloc(1, sizeof *f);
 	int n[2] = {s->X, s->Y};
 	int rank = s->dims;
+	fftwf_complex *cx;
 	size_t half = rank == 2 ? (size_t)s->X * (size_t)(s->Y / 2 + 1)
 				: (size_t)(s->X / 2 + 1);
 
@@ -67,15 +70,31 @@ enum pno_status pno__spectral_fftw_init(struct pno__spectral_fftw **out,
 	f->cx = pno_calloc((size_t)f->nthr * f->nc, sizeof(float));
 	if (!f->re || !f->cx)
 		goto cleanup;
+	cx = (fftwf_complex *)f->cx;
 	pno__fftw_lock();
-	f->r2c = fftwf_plan_many_dft_r2c(rank, n, 1, f->re, NULL, 1, 0,
-					 (fftwf_complex *)f->cx, NULL, 1, 0,
-					 FFTW_ESTIMATE);
-	f->c2r = fftwf_plan_many_dft_c2r(rank, n, 1, (fftwf_complex *)f->cx,
-					 NULL, 1, 0, f->re, NULL, 1, 0,
-					 FFTW_ESTIMATE);
+	if (rank == 1) {
+		f->r2c = fftwf_plan_many_dft_r2c(1, n, 1, f->re, NULL, 1, 0, cx,
+						 NULL, 1, 0, FFTW_ESTIMATE);
+		f->c2r = fftwf_plan_many_dft_c2r(1, n, 1, cx, NULL, 1, 0, f->re,
+						 NULL, 1, 0, FFTW_ESTIMATE);
+	} else {
+		/* rows along Y, then only the M2 retained columns along X */
+		int hy = s->Y / 2 + 1;
+		f->r2c = fftwf_plan_many_dft_r2c(1, n + 1, s->X, f->re, NULL, 1,
+						 s->Y, cx, NULL, 1, hy,
+						 FFTW_ESTIMATE);
+		f->c2r = fftwf_plan_many_dft_c2r(1, n + 1, s->X, cx, NULL, 1, hy,
+						 f->re, NULL, 1, s->Y,
+						 FFTW_ESTIMATE);
+		f->colf = fftwf_plan_many_dft(1, n, s->M2, cx, NULL, hy, 1, cx,
+					      NULL, hy, 1, FFTW_FORWARD,
+					      FFTW_ESTIMATE);
+		f->colb = fftwf_plan_many_dft(1, n, s->M2, cx, NULL, hy, 1, cx,
+					      NULL, hy, 1, FFTW_BACKWARD,
+					      FFTW_ESTIMATE);
+	}
 	pno__fftw_unlock();
-	if (!f->r2c || !f->c2r) {
+	if (!f->r2c || !f->c2r || (rank == 2 && (!f->colf || !f->colb))) {
 		st = pno__errorf(PNO_STATUS_INTERNAL,
 				 "spectral: FFTW could not plan a %dD transform "
 				 "of %d x %d", rank, s->X, s->Y);
@@ -128,12 +147,15 @@ static void forward_modes(const struct pno_spectral *s, float *z,
 		float *cx = f->cx + (size_t)t * f->nc;
 		memcpy(re, in + (size_t)bc * N, N * sizeof *re);
 		fftwf_execute_dft_r2c(f->r2c, re, (fftwf_complex *)cx);
+		if (f->colf)
+			fftwf_execute_dft(f->colf, (fftwf_complex *)cx,
+					  (fftwf_complex *)cx);
 		for (int k = 0; k < K; k++) {
 			const float *c = cx + 2 * mode_index(s, k);
 			float a = herm ? scale * mode_weight(s, k) : scale;
-			float *o = z + ((size_t)k * BC + bc) * 2;
+			float *o = z + pno__mode_off(k, bc / C, bc % C, B, C);
 			o[0] = a * c[0];
-			o[1] = a * c[1];
+			o[C] = a * c[1];
 		}
 	}
 }
@@ -156,10 +178,13 @@ static void inverse_modes(const struct pno_spectral *s, float *out,
 		for (int k = 0; k < K; k++) {
 			float *c = cx + 2 * mode_index(s, k);
 			float a = herm ? scale / mode_weight(s, k) : scale;
-			const float *i = z + ((size_t)k * BC + bc) * 2;
+			const float *i = z + pno__mode_off(k, bc / C, bc % C, B, C);
 			c[0] = a * i[0];
-			c[1] = a * i[1];
+			c[1] = a * i[C];
 		}
+		if (f->colb)
+			fftwf_execute_dft(f->colb, (fftwf_complex *)cx,
+					  (fftwf_complex *)cx);
 		fftwf_execute_dft_c2r(f->c2r, (fftwf_complex *)cx, re);
 		if (add) {
 			for (size_t j = 0; j < N; j++)

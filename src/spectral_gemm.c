@@ -7,7 +7,7 @@
  *   xhat                  = combine(p)                  complex product parts
  * ha holds e^-i of the retained rows as real (cos, -sin) column pairs, so
  * p has the four real products of (t_re + i t_im)(h_re + i h_im); combine
- * adds them up into the (K, B, C, 2) mode layout.
+ * adds them up into the (K, B, 2, C) mode layout.
  * Synthesis runs the same chain backwards with fs / hs (which fold in the
  * 1/N scaling and the Hermitian weight 1 or 2 of each half-spectrum
  * column, so the c2r semantics of torch.fft.irfft2 hold: only Re of the
@@ -19,6 +19,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <string.h>
 
 static float *alloc_floats(size_t n)
 {
@@ -163,74 +164,80 @@ static void rows_inverse(float *t,		/* (R, X) */
 /* Sum the real products into complex modes: p[(r, a)][(m2, b)] holds
  * row-factor part a times line-coefficient part b. sgn = +1 multiplies by
  * the row factor, sgn = -1 by its conjugate (the adjoint of expand). */
-static void combine(float *z,			/* modes (K, BC, 2) */
-		    const float *p,		/* (2*M1, 2, 2*M2, 2, BC) */
-		    float sgn, int M1, int M2, int BC)
+static void combine(float *z,			/* modes (K, B, 2, C) */
+		    const float *p,		/* (2*M1, 2, 2*M2, 2, B*C) */
+		    float sgn, int M1, int M2, int B, int C)
 {
-	size_t row = (size_t)2 * M2 * BC;	/* one (r, a) row of p */
+	size_t BC = (size_t)B * C, row = 2 * (size_t)M2 * BC;
 #pragma omp parallel for schedule(static)
 	for (int k = 0; k < 2 * M1 * M2; k++) {
 		int r = k / M2, m2 = k % M2;
 		const float *p0 = p + (size_t)(2 * r) * row + (size_t)(2 * m2) * BC;
 		const float *p1 = p0 + row;	/* imaginary row factor */
-		float *o = z + (size_t)k * BC * 2;
-		for (int bc = 0; bc < BC; bc++) {
-			o[2 * bc] = p0[bc] - sgn * p1[BC + bc];
-			o[2 * bc + 1] = sgn * p1[bc] + p0[BC + bc];
+		for (int b = 0; b < B; b++) {
+			float *o = z + pno__mode_off(k, b, 0, B, C);
+			const float *q0 = p0 + (size_t)b * C, *q1 = p1 + (size_t)b * C;
+			for (int c = 0; c < C; c++) {
+				o[c] = q0[c] - sgn * q1[BC + c];
+				o[C + c] = sgn * q1[c] + q0[BC + c];
+			}
 		}
 	}
 }
 
 /* The transpose of combine(., -sgn): spread modes into product rows. */
-static void expand(float *p,			/* (2*M1, 2, 2*M2, 2, BC) */
-		   const float *z,		/* modes (K, BC, 2) */
-		   float sgn, int M1, int M2, int BC)
+static void expand(float *p,			/* (2*M1, 2, 2*M2, 2, B*C) */
+		   const float *z,		/* modes (K, B, 2, C) */
+		   float sgn, int M1, int M2, int B, int C)
 {
-	size_t row = (size_t)2 * M2 * BC;
+	size_t BC = (size_t)B * C, row = 2 * (size_t)M2 * BC;
 #pragma omp parallel for schedule(static)
 	for (int k = 0; k < 2 * M1 * M2; k++) {
 		int r = k / M2, m2 = k % M2;
 		float *p0 = p + (size_t)(2 * r) * row + (size_t)(2 * m2) * BC;
 		float *p1 = p0 + row;
-		const float *i = z + (size_t)k * BC * 2;
-		for (int bc = 0; bc < BC; bc++) {
-			p0[bc] = i[2 * bc];
-			p1[bc] = -sgn * i[2 * bc + 1];
-			p0[BC + bc] = i[2 * bc + 1];
-			p1[BC + bc] = sgn * i[2 * bc];
+		for (int b = 0; b < B; b++) {
+			const float *i = z + pno__mode_off(k, b, 0, B, C);
+			float *q0 = p0 + (size_t)b * C, *q1 = p1 + (size_t)b * C;
+			for (int c = 0; c < C; c++) {
+				q0[c] = i[c];
+				q1[c] = -sgn * i[C + c];
+				q0[BC + c] = i[C + c];
+				q1[BC + c] = sgn * i[c];
+			}
 		}
 	}
 }
 
-/* 1D: (2*M, BC) split rows <-> (M, BC, 2) interleaved modes. */
-static void to_modes(float *z,			/* modes (M, BC, 2) */
-		     const float *t,		/* (2*M, BC) */
-		     int M, int BC)
+/* 1D: (2*M, B*C) rows <-> modes: plain row copies. */
+static void to_modes(float *z,			/* modes (M, B, 2, C) */
+		     const float *t,		/* (2*M, B, C) */
+		     int M, int B, int C)
 {
+	size_t BC = (size_t)B * C;
 #pragma omp parallel for schedule(static)
-	for (int k = 0; k < M; k++) {
-		const float *tr = t + (size_t)(2 * k) * BC, *ti = tr + BC;
-		float *o = z + (size_t)k * BC * 2;
-		for (int bc = 0; bc < BC; bc++) {
-			o[2 * bc] = tr[bc];
-			o[2 * bc + 1] = ti[bc];
+	for (int k = 0; k < M; k++)
+		for (int b = 0; b < B; b++) {
+			float *o = z + pno__mode_off(k, b, 0, B, C);
+			const float *tr = t + 2 * k * BC + (size_t)b * C;
+			memcpy(o, tr, (size_t)C * sizeof *o);
+			memcpy(o + C, tr + BC, (size_t)C * sizeof *o);
 		}
-	}
 }
 
-static void from_modes(float *t,		/* (2*M, BC) */
-		       const float *z,		/* modes (M, BC, 2) */
-		       int M, int BC)
+static void from_modes(float *t,		/* (2*M, B, C) */
+		       const float *z,		/* modes (M, B, 2, C) */
+		       int M, int B, int C)
 {
+	size_t BC = (size_t)B * C;
 #pragma omp parallel for schedule(static)
-	for (int k = 0; k < M; k++) {
-		float *tr = t + (size_t)(2 * k) * BC, *ti = tr + BC;
-		const float *i = z + (size_t)k * BC * 2;
-		for (int bc = 0; bc < BC; bc++) {
-			tr[bc] = i[2 * bc];
-			ti[bc] = i[2 * bc + 1];
+	for (int k = 0; k < M; k++)
+		for (int b = 0; b < B; b++) {
+			const float *i = z + pno__mode_off(k, b, 0, B, C);
+			float *tr = t + 2 * k * BC + (size_t)b * C;
+			memcpy(tr, i, (size_t)C * sizeof *i);
+			memcpy(tr + BC, i + C, (size_t)C * sizeof *i);
 		}
-	}
 }
 
 /* Shared forward chain: line GEMM by `a`, then (2D) rows by `h`. */
@@ -242,12 +249,12 @@ static void chain_forward(const struct pno_spectral *s, float *z,
 	int BC = B * C;
 	if (s->dims == 1) {
 		line_forward(g->t, a, x, s->M1, s->X, BC);
-		to_modes(z, g->t, s->M1, BC);
+		to_modes(z, g->t, s->M1, B, C);
 		return;
 	}
 	line_forward(g->t, a, x, s->M2, s->Y, BC * s->X);
 	rows_forward(g->p, g->t, h, xmajor, 2 * s->M2 * BC, s->X, s->M1);
-	combine(z, g->p, sgn, s->M1, s->M2, BC);
+	combine(z, g->p, sgn, s->M1, s->M2, B, C);
 }
 
 static void chain_inverse(const struct pno_spectral *s, float *y,
@@ -257,11 +264,11 @@ static void chain_inverse(const struct pno_spectral *s, float *y,
 	struct pno__spectral_gemm *g = s->impl->g;
 	int BC = B * C;
 	if (s->dims == 1) {
-		from_modes(g->t, z, s->M1, BC);
+		from_modes(g->t, z, s->M1, B, C);
 		line_inverse(y, g->t, a, beta, s->M1, s->X, BC);
 		return;
 	}
-	expand(g->p, z, sgn, s->M1, s->M2, BC);
+	expand(g->p, z, sgn, s->M1, s->M2, B, C);
 	rows_inverse(g->t, g->p, h, xmajor, 2 * s->M2 * BC, s->X, s->M1);
 	line_inverse(y, g->t, a, beta, s->M2, s->Y, BC * s->X);
 }

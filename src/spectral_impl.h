@@ -2,8 +2,10 @@
  * spectral_gemm.c (truncated DFT by GEMM), spectral_fftw.c (FFTW path) and
  * spectral_naive.c (double-precision reference). Not installed.
  *
- * Mode buffers are (K, B, C, 2): for each retained mode k a row-major
- * (B x C) complex matrix, so mixing is one complex GEMM per mode. k is the
+ * Mode buffers are (K, B, 2, C): for each retained mode k a (B x C)
+ * complex matrix stored as split rows (C real parts, then C imaginary
+ * parts, per batch row), so the per-mode complex products in mixing
+ * vectorise as plain FMAs over channels. k is the
  * canonical weight order: k = r*M2 + m2 in 2D (r = row of the 2*M1 axis,
  * m2 = column of the half spectrum), k = frequency in 1D.
  */
@@ -28,7 +30,8 @@ struct pno__spectral_gemm {
 };
 
 struct pno__spectral_fftw {
-	fftwf_plan r2c, c2r;	/* one (X[, Y]) transform */
+	fftwf_plan r2c, c2r;	/* 1D: the line; 2D: the X rows along Y */
+	fftwf_plan colf, colb;	/* 2D: M2 columns along X, in place */
 	int nthr;		/* thread slots */
 	size_t nr, nc;		/* floats per real / complex slot */
 	float *re;		/* (nthr, nr) real slots */
@@ -40,10 +43,18 @@ struct pno_spectral__impl {
 	int C;			/* max(Ci, Co) */
 	float *wk;		/* (K, Ci, 2, Co) weights as split rows */
 	float *wt;		/* (K, Co, 2, Ci) their conjugate transpose */
+	float *dwk;		/* (K, Ci, 2, Co) per-mode weight gradient */
 	float *dxh;		/* modes (Bmax, Ci): backward scratch */
 	struct pno__spectral_gemm *g;	/* NULL until the path is needed */
 	struct pno__spectral_fftw *f;
 };
+
+/* Offset of Re z(k, b, c) in a mode buffer of batch B and C channels;
+ * Im z(k, b, c) is C floats further. */
+static inline size_t pno__mode_off(int k, int b, int c, int B, int C)
+{
+	return ((size_t)k * B + b) * 2 * C + c;
+}
 
 /* Hermitian weight of half-spectrum column c of a length-n real axis: 1 for
  * DC and Nyquist, 2 otherwise (c2r counts the mirrored half). */
@@ -92,5 +103,12 @@ void pno__spectral_fftw_analyze_backward(const struct pno_spectral *s,
  * in the library holds this lock. */
 void pno__fftw_lock(void);
 void pno__fftw_unlock(void);
+
+/* Mixing (spectral_mix.c). */
+void pno__spectral_mix(struct pno_spectral *s, float *yhat,
+		       const float *xhat, const float *w, int B);
+void pno__spectral_mix_backward(struct pno_spectral *s, float *dxhat,
+				float *dw, const float *dyhat,
+				const float *xhat, const float *w, int B);
 
 #endif
