@@ -52,9 +52,9 @@ static enum pno_status check_extent(const struct pno_spectral *s, int C)
 	double ext[5] = {
 		BC * s->X * s->Y,		/* inputs and outputs */
 		2.0 * Ml * lines,		/* line coefficients */
-		8.0 * s->M2 * BC * s->M1,	/* first-axis products */
 		2.0 * BC * s->K,		/* mode buffers */
 		2.0 * s->Ci * s->Co * s->K,	/* weights */
+		s->dims == 2 ? 4.0 * BC * s->K : 0,	/* first-axis products */
 	};
 	for (int i = 0; i < 5; i++)
 		if (ext[i] > INT_MAX)
@@ -174,22 +174,23 @@ enum pno_status pno_spectral_init(struct pno_spectral *s, int dims, int Bmax,
 	st = check_extent(s, PNO__MAX(Ci, Co));
 	if (st != PNO_STATUS_OK)
 		goto cleanup;
-	st = PNO_STATUS_NOMEM;
 	im = s->impl = pno_calloc(1, sizeof *im);
-	if (!im)
+	if (im) {
+		size_t nw = pno_spectral_weight_count(s) * sizeof(float);
+		im->C = PNO__MAX(Ci, Co);
+		im->wk = pno_malloc(nw);
+		im->wt = pno_malloc(nw);
+		im->dwk = pno_malloc(nw);
+		im->dxh = pno_malloc(pno_spectral_modes_size(s, Ci, Bmax) *
+				     sizeof(float));
+	}
+	if (!im || !im->wk || !im->wt || !im->dwk || !im->dxh) {
+		st = pno__errorf(PNO_STATUS_NOMEM,
+				 "spectral: out of memory for mixing workspace");
 		goto cleanup;
-	im->C = PNO__MAX(Ci, Co);
-	im->wk = pno_malloc(pno_spectral_weight_count(s) * sizeof(float));
-	im->wt = pno_malloc(pno_spectral_weight_count(s) * sizeof(float));
-	im->dwk = pno_malloc(pno_spectral_weight_count(s) * sizeof(float));
-	im->dxh = pno_malloc(pno_spectral_modes_size(s, Ci, Bmax) *
-			     sizeof(float));
-	if (!im->wk || !im->wt || !im->dwk || !im->dxh)
-		goto cleanup;
+	}
 	st = pno_spectral_set_path(s, PNO_SPECTRAL_PATH_AUTO);
 cleanup:
-	if (st == PNO_STATUS_NOMEM && !(im && im->wk && im->wt && im->dwk && im->dxh))
-		pno__errorf(st, "spectral: out of memory for weight workspace");
 	if (st != PNO_STATUS_OK)
 		pno_spectral_free(s);
 	return st;
