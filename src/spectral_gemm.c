@@ -2,9 +2,9 @@
  * as real GEMMs by truncated DFT matrices.
  *
  * Analysis, 2D (1D is the first step alone, along X):
- *   t (2*M2, B*C*X)       = fa (2*M2, Y) . x^T          last axis, M2 columns
+ *   t (2*M2, B*C*X)       = fa (2*M2, Y) . x^T              last axis
  *   p (4*M1, 2*M2*B*C)    = ha^T . (t as (2*M2*B*C, X))^T   first axis
- *   xhat                  = combine(p)                  complex product parts
+ *   xhat                  = combine(p)                      complex sums
  * ha holds e^-i of the retained rows as real (cos, -sin) column pairs, so
  * p has the four real products of (t_re + i t_im)(h_re + i h_im); combine
  * adds them up into the (K, B, 2, C) mode layout.
