@@ -32,6 +32,10 @@ static const struct shape shapes[] = {
 	 * remainder, batch past one 4-row block plus a remainder */
 	{2, 5, 17, 20, 8, 6, 2, 3},
 	{1, 6, 33, 18, 12, 1, 4, 1},
+	/* degenerate grids: a single point, a single column */
+	{1, 2, 2, 2, 1, 1, 1, 1},
+	{2, 2, 2, 2, 2, 1, 1, 1},
+	{2, 1, 2, 3, 6, 1, 3, 1},
 };
 #define NSHAPES (sizeof shapes / sizeof shapes[0])
 

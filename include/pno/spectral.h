@@ -27,7 +27,11 @@
  *
  * All workspace and transform plans are made at init for batches up to
  * Bmax; the stage functions allocate nothing and may be called with any
- * B <= Bmax. A pno_spectral must not be used by two threads at once.
+ * B <= Bmax. A pno_spectral must not be used by two threads at once. The
+ * stages run on the OpenMP threads (pno_threads_set); the FFTW path keeps
+ * per-thread buffers for the thread count current at init and uses at
+ * most that many. Results are bit-identical run to run for a fixed thread
+ * count.
  */
 #ifndef PNO_SPECTRAL_H
 #define PNO_SPECTRAL_H
