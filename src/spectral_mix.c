@@ -11,8 +11,8 @@
  * Weights arrive in the canonical (Ci, Co, K, 2) layout and are repacked
  * per call and mode into (K, Ci, 2, Co), plus for the input gradient their
  * conjugate transpose (K, Co, 2, Ci); the per-mode weight gradient is made in
- * (K, Ci, 2, Co) and then added into dw in canonical order, each dw entry
- * by one thread with one add: deterministic.
+ * (K, Ci, 2, Co) and added into dw in canonical order by the thread that
+ * owns the mode, one add per entry: deterministic.
  */
 #include "spectral_impl.h"
 
@@ -148,27 +148,6 @@ static void conj_transpose(float *wt, const float *wk, int Ci, int Co)
 		}
 }
 
-/* dw (Ci, Co, K, 2) += dwk (K, Ci, 2, Co). Threads own runs of (i, o), so
- * every dw entry gets one add; per run of VW outputs the k loop reads one
- * cache line of re and of im and writes VW sequential streams. */
-static void unpack_add(float *dw, const float *dwk, int Ci, int Co, int K)
-{
-	int nb = (Co + VW - 1) / VW;
-#pragma omp parallel for collapse(2) schedule(static)
-	for (int i = 0; i < Ci; i++)
-		for (int ob = 0; ob < nb; ob++) {
-			int o0 = ob * VW, no = PNO__MIN(VW, Co - o0);
-			float *d = dw + ((size_t)i * Co + o0) * K * 2;
-			for (int k = 0; k < K; k++) {
-				const float *src = dwk + ((size_t)k * Ci + i) * 2 * Co + o0;
-				for (int o = 0; o < no; o++) {
-					d[(size_t)o * K * 2 + 2 * k] += src[o];
-					d[(size_t)o * K * 2 + 2 * k + 1] += src[Co + o];
-				}
-			}
-		}
-}
-
 void pno__spectral_mix(struct pno_spectral *s, float *yhat,
 		       const float *xhat, const float *w, int B)
 {
@@ -214,8 +193,16 @@ void pno__spectral_mix_backward(struct pno_spectral *s, float *dxhat,
 			struct lhs xc = {xk, 1, 2 * (size_t)Ci, Ci, -1.0f};	/* X^H */
 			struct crows dy = {dyk, 2 * (size_t)Co, Co};
 			cmm(g, 0, xc, dy, Ci, Co, B);
+			/* add into canonical dw while the block is hot; this
+			 * thread owns mode k, so each entry gets one add (a
+			 * separate pass over all modes reads the blocks from
+			 * the other cores' caches and is slower) */
+			for (int i = 0; i < Ci; i++)
+				for (int o = 0; o < Co; o++) {
+					float *d = dw + ((size_t)i * Co + o) * K * 2 + 2 * (size_t)k;
+					d[0] += g.p[(size_t)i * 2 * Co + o];
+					d[1] += g.p[(size_t)i * 2 * Co + Co + o];
+				}
 		}
 	}
-	if (dw)
-		unpack_add(dw, dwk, Ci, Co, K);
 }
