@@ -2,9 +2,9 @@
  * as real GEMMs by truncated DFT matrices.
  *
  * Analysis, 2D (1D is the first step alone, along X):
- *   t (2*M2, B*C*X)       = fa (2*M2, Y) . x^T          last axis, M2 columns
+ *   t (2*M2, B*C*X)       = fa (2*M2, Y) . x^T              last axis
  *   p (4*M1, 2*M2*B*C)    = ha^T . (t as (2*M2*B*C, X))^T   first axis
- *   xhat                  = combine(p)                  complex product parts
+ *   xhat                  = combine(p)                      complex sums
  * ha holds e^-i of the retained rows as real (cos, -sin) column pairs, so
  * p has the four real products of (t_re + i t_im)(h_re + i h_im); combine
  * adds them up into the (K, B, 2, C) mode layout.
@@ -19,6 +19,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 static float *alloc_floats(size_t n)
@@ -119,14 +120,45 @@ cleanup:
 	return st;
 }
 
+/* C (M x N) = A . B + beta C, row-major, with the larger of M and N split
+ * evenly over the OpenMP threads, each running a single-threaded BLAS call
+ * (OpenBLAS' OpenMP build does so inside a parallel region). OpenBLAS'
+ * own threading leaves these tall-skinny shapes (32768 x 64 x 24) on one
+ * core or slower. Every output element is still one BLAS dot product over
+ * the whole K, so the split changes no bits for a given thread count. */
+static void sgemm_split(enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb,
+			int M, int N, int K, const float *A, int lda,
+			const float *B, int ldb, float beta, float *C, int ldc)
+{
+#pragma omp parallel
+	{
+		int nt = omp_get_num_threads(), id = omp_get_thread_num();
+		int along_m = M >= N, L = along_m ? M : N;
+		int l0 = (int)((long)L * id / nt), l1 = (int)((long)L * (id + 1) / nt);
+		const float *a = A, *b = B;
+		float *c = C;
+		if (along_m) {
+			a += ta == CblasNoTrans ? (size_t)l0 * lda : (size_t)l0;
+			c += (size_t)l0 * ldc;
+		} else {
+			b += tb == CblasNoTrans ? (size_t)l0 : (size_t)l0 * ldb;
+			c += l0;
+		}
+		if (l1 > l0)
+			cblas_sgemm(CblasRowMajor, ta, tb, along_m ? l1 - l0 : M,
+				    along_m ? N : l1 - l0, K, 1.0f, a, lda, b, ldb,
+				    beta, c, ldc);
+	}
+}
+
 /* t = a . x^T: the 2*Ml line coefficients of every line. */
 static void line_forward(float *t,		/* (2*Ml, lines) */
 			 const float *a,	/* (2*Ml, L) */
 			 const float *x,	/* (lines, L) */
 			 int Ml, int L, int lines)
 {
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 2 * Ml, lines, L,
-		    1.0f, a, L, x, L, 0.0f, t, lines);
+	sgemm_split(CblasNoTrans, CblasTrans, 2 * Ml, lines, L, a, L, x, L,
+		    0.0f, t, lines);
 }
 
 /* y = t^T . a + beta y */
@@ -135,8 +167,8 @@ static void line_inverse(float *y,		/* (lines, L) */
 			 const float *a,	/* (2*Ml, L) */
 			 float beta, int Ml, int L, int lines)
 {
-	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, lines, L, 2 * Ml,
-		    1.0f, t, lines, a, L, beta, y, L);
+	sgemm_split(CblasTrans, CblasNoTrans, lines, L, 2 * Ml, t, lines, a, L,
+		    beta, y, L);
 }
 
 /* p = H^T . t^T with H (X, 4*M1) the first-axis matrix; h holds H itself
@@ -146,9 +178,8 @@ static void rows_forward(float *p,		/* (4*M1, R) */
 			 const float *t,	/* (R, X) */
 			 const float *h, int xmajor, int R, int X, int M1)
 {
-	cblas_sgemm(CblasRowMajor, xmajor ? CblasTrans : CblasNoTrans,
-		    CblasTrans, 4 * M1, R, X, 1.0f, h, xmajor ? 4 * M1 : X, t,
-		    X, 0.0f, p, R);
+	sgemm_split(xmajor ? CblasTrans : CblasNoTrans, CblasTrans, 4 * M1, R,
+		    X, h, xmajor ? 4 * M1 : X, t, X, 0.0f, p, R);
 }
 
 /* t = p^T . G with G (4*M1, X); h holds G (not xmajor) or G^T. */
@@ -156,9 +187,8 @@ static void rows_inverse(float *t,		/* (R, X) */
 			 const float *p,	/* (4*M1, R) */
 			 const float *h, int xmajor, int R, int X, int M1)
 {
-	cblas_sgemm(CblasRowMajor, CblasTrans,
-		    xmajor ? CblasTrans : CblasNoTrans, R, X, 4 * M1, 1.0f, p,
-		    R, h, xmajor ? 4 * M1 : X, 0.0f, t, X);
+	sgemm_split(CblasTrans, xmajor ? CblasTrans : CblasNoTrans, R, X,
+		    4 * M1, p, R, h, xmajor ? 4 * M1 : X, 0.0f, t, X);
 }
 
 /* Sum the real products into complex modes: p[(r, a)][(m2, b)] holds

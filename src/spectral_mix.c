@@ -9,10 +9,10 @@
  * so every complex product is four plain FMAs on vectors.
  *
  * Weights arrive in the canonical (Ci, Co, K, 2) layout and are repacked
- * per call into (K, Ci, 2, Co), plus for the input gradient their conjugate
- * transpose (K, Co, 2, Ci); the per-mode weight gradient is made in
- * (K, Ci, 2, Co) and then added into dw in canonical order, each dw entry
- * by one thread with one add: deterministic.
+ * per call and mode into (K, Ci, 2, Co), plus for the input gradient their
+ * conjugate transpose (K, Co, 2, Ci); the per-mode weight gradient is made in
+ * (K, Ci, 2, Co) and added into dw in canonical order by the thread that
+ * owns the mode, one add per entry: deterministic.
  */
 #include "spectral_impl.h"
 
@@ -119,22 +119,22 @@ static void cmm(struct rows c, int add, struct lhs a, struct crows b, int M,
 		tail(c, add, a, b, M, nv, N, J);
 }
 
-/* w (Ci, Co, K, 2) -> wk (K, Ci, 2, Co). Mode-outer so the stores are
- * sequential; blocking over k instead puts the stores 8 KB apart, which
- * thrashes cache sets at power-of-two channel counts. */
-static void repack_weights(float *wk, const float *w, int Ci, int Co, int K)
+/* Mode k of w (Ci, Co, K, 2) as split rows wk (Ci, 2, Co). Done per mode
+ * inside the mode loop: the stores are sequential and the block is hot in
+ * cache for the kernel (a separate k-blocked pass puts the stores 8 KB
+ * apart and thrashes cache sets at power-of-two channel counts). */
+static void repack_mode(float *wk, const float *w, int Ci, int Co, int K,
+			int k)
 {
 	size_t ks = (size_t)K * 2;	/* w stride between (i, o) pairs */
-#pragma omp parallel for schedule(static)
-	for (int k = 0; k < K; k++)
-		for (int i = 0; i < Ci; i++) {
-			const float *src = w + (size_t)i * Co * ks + 2 * (size_t)k;
-			float *d = wk + ((size_t)k * Ci + i) * 2 * Co;
-			for (int o = 0; o < Co; o++) {
-				d[o] = src[o * ks];
-				d[Co + o] = src[o * ks + 1];
-			}
+	for (int i = 0; i < Ci; i++) {
+		const float *src = w + (size_t)i * Co * ks + 2 * (size_t)k;
+		float *d = wk + (size_t)i * 2 * Co;
+		for (int o = 0; o < Co; o++) {
+			d[o] = src[o * ks];
+			d[Co + o] = src[o * ks + 1];
 		}
+	}
 }
 
 /* One mode's conjugate transpose, (Ci, 2, Co) -> (Co, 2, Ci); both blocks
@@ -148,39 +148,19 @@ static void conj_transpose(float *wt, const float *wk, int Ci, int Co)
 		}
 }
 
-/* dw (Ci, Co, K, 2) += dwk (K, Ci, 2, Co). Threads own runs of (i, o), so
- * every dw entry gets one add; per run of VW outputs the k loop reads one
- * cache line of re and of im and writes VW sequential streams. */
-static void unpack_add(float *dw, const float *dwk, int Ci, int Co, int K)
-{
-	int nb = (Co + VW - 1) / VW;
-#pragma omp parallel for collapse(2) schedule(static)
-	for (int i = 0; i < Ci; i++)
-		for (int ob = 0; ob < nb; ob++) {
-			int o0 = ob * VW, no = PNO__MIN(VW, Co - o0);
-			float *d = dw + ((size_t)i * Co + o0) * K * 2;
-			for (int k = 0; k < K; k++) {
-				const float *src = dwk + ((size_t)k * Ci + i) * 2 * Co + o0;
-				for (int o = 0; o < no; o++) {
-					d[(size_t)o * K * 2 + 2 * k] += src[o];
-					d[(size_t)o * K * 2 + 2 * k + 1] += src[Co + o];
-				}
-			}
-		}
-}
-
 void pno__spectral_mix(struct pno_spectral *s, float *yhat,
 		       const float *xhat, const float *w, int B)
 {
 	int Ci = s->Ci, Co = s->Co, K = s->K;
 	float *wk = s->impl->wk;
-	repack_weights(wk, w, Ci, Co, K);
 #pragma omp parallel for schedule(static)
 	for (int k = 0; k < K; k++) {
+		float *wkk = wk + (size_t)k * Ci * 2 * Co;
 		struct rows y = {yhat + pno__mode_off(k, 0, 0, B, Co), 2 * (size_t)Co, Co};
 		struct lhs x = {xhat + pno__mode_off(k, 0, 0, B, Ci), 2 * (size_t)Ci,
 				1, Ci, 1.0f};
-		struct crows wr = {wk + (size_t)k * Ci * 2 * Co, 2 * (size_t)Co, Co};
+		struct crows wr = {wkk, 2 * (size_t)Co, Co};
+		repack_mode(wkk, w, Ci, Co, K, k);
 		cmm(y, 0, x, wr, B, Co, Ci);
 	}
 }
@@ -193,19 +173,19 @@ void pno__spectral_mix_backward(struct pno_spectral *s, float *dxhat,
 {
 	int Ci = s->Ci, Co = s->Co, K = s->K;
 	float *wk = s->impl->wk, *wt = s->impl->wt, *dwk = s->impl->dwk;
-	if (dxhat)
-		repack_weights(wk, w, Ci, Co, K);
 #pragma omp parallel for schedule(static)
 	for (int k = 0; k < K; k++) {
 		const float *dyk = dyhat + pno__mode_off(k, 0, 0, B, Co);
 		const float *xk = xhat + pno__mode_off(k, 0, 0, B, Ci);
 		if (dxhat) {
+			float *wkk = wk + (size_t)k * Ci * 2 * Co;
 			float *wtk = wt + (size_t)k * Co * 2 * Ci;
 			struct rows dx = {dxhat + pno__mode_off(k, 0, 0, B, Ci),
 					  2 * (size_t)Ci, Ci};
 			struct lhs dy = {dyk, 2 * (size_t)Co, 1, Co, 1.0f};
 			struct crows wr = {wtk, 2 * (size_t)Ci, Ci};
-			conj_transpose(wtk, wk + (size_t)k * Ci * 2 * Co, Ci, Co);
+			repack_mode(wkk, w, Ci, Co, K, k);
+			conj_transpose(wtk, wkk, Ci, Co);
 			cmm(dx, 1, dy, wr, B, Ci, Co);
 		}
 		if (dw) {
@@ -213,8 +193,16 @@ void pno__spectral_mix_backward(struct pno_spectral *s, float *dxhat,
 			struct lhs xc = {xk, 1, 2 * (size_t)Ci, Ci, -1.0f};	/* X^H */
 			struct crows dy = {dyk, 2 * (size_t)Co, Co};
 			cmm(g, 0, xc, dy, Ci, Co, B);
+			/* add into canonical dw while the block is hot; this
+			 * thread owns mode k, so each entry gets one add (a
+			 * separate pass over all modes reads the blocks from
+			 * the other cores' caches and is slower) */
+			for (int i = 0; i < Ci; i++)
+				for (int o = 0; o < Co; o++) {
+					float *d = dw + ((size_t)i * Co + o) * K * 2 + 2 * (size_t)k;
+					d[0] += g.p[(size_t)i * 2 * Co + o];
+					d[1] += g.p[(size_t)i * 2 * Co + Co + o];
+				}
 		}
 	}
-	if (dw)
-		unpack_add(dw, dwk, Ci, Co, K);
 }

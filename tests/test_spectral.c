@@ -5,6 +5,7 @@
 #include "internal.h"
 #include "pno/spectral.h"
 
+#include <fftw3.h>
 #include <math.h>
 #include <string.h>
 
@@ -31,6 +32,10 @@ static const struct shape shapes[] = {
 	 * remainder, batch past one 4-row block plus a remainder */
 	{2, 5, 17, 20, 8, 6, 2, 3},
 	{1, 6, 33, 18, 12, 1, 4, 1},
+	/* degenerate grids: a single point, a single column */
+	{1, 2, 2, 2, 1, 1, 1, 1},
+	{2, 2, 2, 2, 2, 1, 1, 1},
+	{2, 1, 2, 3, 6, 1, 3, 1},
 };
 #define NSHAPES (sizeof shapes / sizeof shapes[0])
 
@@ -134,6 +139,76 @@ static void test_paths_agree(void **state)
 		double e = tu_rel_l2(b.y, b.ref, b.ny);
 		if (!(e < TOL_FWD))
 			fail_msg("shape %zu: paths differ, rel err %.3g", i, e);
+		bufs_free(&b);
+		pno_spectral_free(&s);
+	}
+}
+
+/* The reference's irfft2 semantics checked independently: rfft2 by a
+ * rank-2 FFTW r2c, mixing in double, then a rank-2 FFTW c2r of the
+ * zero-padded half spectrum / (X*Y) -- what torch.fft.irfft2 computes,
+ * including dropping Im of the DC and Nyquist columns after the first-axis
+ * transform. Shapes with odd and even Y and the Nyquist column retained;
+ * the input has a DC-column imaginary part after mixing (w is random).
+ * Float FFT vs double reference: tolerance as TOL_FWD. */
+static void test_naive_vs_fftw_rank2(void **state)
+{
+	(void)state;
+	static const struct shape rs[] = {
+		{2, 2, 2, 3, 8, 10, 4, 6},
+		{2, 2, 3, 2, 9, 7, 4, 4},
+		{2, 1, 2, 2, 6, 8, 2, 5},
+	};
+	for (size_t t = 0; t < sizeof rs / sizeof rs[0]; t++) {
+		const struct shape *h = &rs[t];
+		struct pno_spectral s;
+		struct bufs b;
+		int X = h->X, Y = h->Y, H = Y / 2 + 1;
+		init_ok(&s, h, h->B, PNO_SPECTRAL_PATH_GEMM);
+		bufs_make(&b, &s, h->B, 90 + t);
+		assert_int_equal(pno_spectral_forward_naive(&s, b.ref, b.x, b.w, h->B),
+				 PNO_STATUS_OK);
+		float *re = fftwf_alloc_real((size_t)X * Y);
+		fftwf_complex *in = fftwf_alloc_complex((size_t)h->Ci * X * H);
+		fftwf_complex *out = fftwf_alloc_complex((size_t)X * H);
+		assert_true(re && in && out);
+		fftwf_plan pf = fftwf_plan_dft_r2c_2d(X, Y, re, out, FFTW_ESTIMATE);
+		fftwf_plan pb = fftwf_plan_dft_c2r_2d(X, Y, out, re, FFTW_ESTIMATE);
+		for (int bb = 0; bb < h->B; bb++) {
+			for (int i = 0; i < h->Ci; i++) {
+				memcpy(re, b.x + ((size_t)bb * h->Ci + i) * X * Y,
+				       sizeof(float) * X * Y);
+				fftwf_execute(pf);
+				memcpy(in + (size_t)i * X * H, out, sizeof *out * X * H);
+			}
+			for (int o = 0; o < h->Co; o++) {
+				memset(out, 0, sizeof *out * X * H);
+				for (int r = 0; r < 2 * h->M1; r++)
+					for (int c = 0; c < h->M2; c++) {
+						int f = r < h->M1 ? r : X - 2 * h->M1 + r, k = r * h->M2 + c;
+						double zr = 0, zi = 0;
+						for (int i = 0; i < h->Ci; i++) {
+							const float *z = in[(size_t)i * X * H + f * H + c];
+							const float *w = b.w + (((size_t)i * h->Co + o) * s.K + k) * 2;
+							zr += (double)z[0] * w[0] - (double)z[1] * w[1];
+							zi += (double)z[0] * w[1] + (double)z[1] * w[0];
+						}
+						out[f * H + c][0] = (float)(zr / (X * Y));
+						out[f * H + c][1] = (float)(zi / (X * Y));
+					}
+				fftwf_execute(pb);
+				memcpy(b.y + ((size_t)bb * h->Co + o) * X * Y, re,
+				       sizeof(float) * X * Y);
+			}
+		}
+		double e = tu_rel_l2(b.y, b.ref, b.ny);
+		if (!(e < TOL_FWD))
+			fail_msg("shape %zu: naive vs FFTW rank-2, rel err %.3g", t, e);
+		fftwf_destroy_plan(pf);
+		fftwf_destroy_plan(pb);
+		fftwf_free(re);
+		fftwf_free(in);
+		fftwf_free(out);
 		bufs_free(&b);
 		pno_spectral_free(&s);
 	}
@@ -520,6 +595,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_forward_vs_naive),
+		cmocka_unit_test(test_naive_vs_fftw_rank2),
 		cmocka_unit_test(test_paths_agree),
 		cmocka_unit_test(test_adjoints),
 		cmocka_unit_test(test_gradients_fd),

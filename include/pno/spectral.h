@@ -27,7 +27,11 @@
  *
  * All workspace and transform plans are made at init for batches up to
  * Bmax; the stage functions allocate nothing and may be called with any
- * B <= Bmax. A pno_spectral must not be used by two threads at once.
+ * B <= Bmax. A pno_spectral must not be used by two threads at once. The
+ * stages run on the OpenMP threads (pno_threads_set); the FFTW path keeps
+ * per-thread buffers for the thread count current at init and uses at
+ * most that many. Results are bit-identical run to run for a fixed thread
+ * count.
  */
 #ifndef PNO_SPECTRAL_H
 #define PNO_SPECTRAL_H
@@ -60,13 +64,17 @@ enum pno_status pno_spectral_init(struct pno_spectral *s, int dims, int Bmax,
 void pno_spectral_free(struct pno_spectral *s);
 
 /* How the transforms are computed. Both give the same result up to float
- * rounding; each is bit-reproducible for a fixed thread count.
- *   GEMM  only the retained modes, as real GEMMs by precomputed DFT
- *         matrices (last axis, then the 2*M1 rows of the first axis)
- *   FFTW  full r2c / c2r transforms with FFTW (FFTW_ESTIMATE plans, so the
- *         plan and hence the bits do not depend on timing)
- * AUTO picks one from a flop-count cost model of the sizes given at init,
- * never from timing, so the choice is the same on every run. */
+ * rounding (relative ~1e-7 .. 1e-6); each is bit-reproducible for a fixed
+ * thread count.
+ *   GEMM  only the retained modes, as real GEMMs by truncated DFT matrices
+ *         precomputed at init (last axis, then the 2*M1 rows of the first
+ *         axis); cheapest for few modes (the usual FNO case)
+ *   FFTW  r2c / c2r with FFTW (in 2D the first-axis transform is done only
+ *         for the M2 retained columns); FFTW_ESTIMATE plans, so the plan and
+ *         hence the bits do not depend on timing; wins for many modes
+ * AUTO picks one from a cost model (flop counts plus memory terms, fitted
+ * once to measurements) of the sizes given at init, never from timing, so
+ * the choice is the same on every run. */
 enum pno_spectral_path {
 	PNO_SPECTRAL_PATH_AUTO,
 	PNO_SPECTRAL_PATH_GEMM,
@@ -88,7 +96,9 @@ enum pno_spectral_path pno_spectral_path_auto(int dims, int Bmax, int Ci,
 
 /* Number of floats in the weight tensor: Ci*Co*K*2. */
 size_t pno_spectral_weight_count(const struct pno_spectral *s);
-/* Floats in a mode buffer for C channels and batch B: B*C*K*2. */
+/* Floats in a mode buffer for C channels and batch B: B*C*K*2. The layout
+ * depends on B: a buffer written with batch B must be read with the same
+ * B. */
 size_t pno_spectral_modes_size(const struct pno_spectral *s, int C, int B);
 
 void pno_spectral_analyze(struct pno_spectral *s,
