@@ -2,7 +2,7 @@
 # make demo: generate the built-in learnable problem (the periodic heat
 # operator u0 -> u(T) on Gaussian random fields, exact in Fourier space),
 # train an FNO on it in 1D and in 2D, print the loss falling and the test
-# relative L2 error, save the models. About two minutes on 2 cores.
+# relative L2 error, save the models. Under a minute on 2 cores.
 set -eu
 PNO=${1:-build/pno}
 OUT=${PNO_DEMO_DIR:-demo-out}
