@@ -13,22 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define assert_status(expr, want)                                             \
-	do {                                                                  \
-		enum pno_status got_ = (expr);                                \
-		if (got_ != (want))                                           \
-			fail_msg("%s = %s, want %s (%s)", #expr,              \
-				 pno_status_name(got_), pno_status_name(want), \
-				 pno_last_error());                           \
-	} while (0)
-
-#define assert_err_has(sub)                                                   \
-	do {                                                                  \
-		if (!strstr(pno_last_error(), (sub)))                         \
-			fail_msg("error \"%s\" lacks \"%s\"", pno_last_error(), \
-				 (sub));                                      \
-	} while (0)
-
 /* Value of element `i` of a test array tagged `tag`: exact in float32. */
 static float val(int tag, size_t i) { return (float)tag * 1000.0f + (float)i * 0.5f; }
 

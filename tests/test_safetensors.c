@@ -104,22 +104,6 @@ static enum pno_status read_status(const char *path)
 	return s;
 }
 
-#define assert_status(expr, want)                                             \
-	do {                                                                  \
-		enum pno_status got_ = (expr);                                \
-		if (got_ != (want))                                           \
-			fail_msg("%s = %s, want %s (%s)", #expr,              \
-				 pno_status_name(got_), pno_status_name(want), \
-				 pno_last_error());                           \
-	} while (0)
-
-#define assert_err_has(sub)                                                   \
-	do {                                                                  \
-		if (!strstr(pno_last_error(), (sub)))                         \
-			fail_msg("error \"%s\" lacks \"%s\"", pno_last_error(), \
-				 (sub));                                      \
-	} while (0)
-
 /* A small model, version v: every value depends on v. */
 struct model {
 	float a[6], b[1], w[24];

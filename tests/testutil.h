@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <cmocka.h>
 
 #include "pno/core.h"
@@ -33,6 +34,24 @@ double tu_rel_l2(const float *a, const float *b, size_t n);	/* ||a-b||/||b|| */
 			fail_msg("%s = %.9g, %s = %.9g, |diff| %.3g > tol %.3g", \
 				 #a, tu_a_, #b, tu_b_, fabs(tu_a_ - tu_b_),    \
 				 tu_t_);                                       \
+	} while (0)
+
+/* A status call with its expected status; on mismatch prints both names
+ * and the library's error detail. */
+#define assert_status(expr, want)                                             \
+	do {                                                                  \
+		enum pno_status got_ = (expr);                                \
+		if (got_ != (want))                                           \
+			fail_msg("%s = %s, want %s (%s)", #expr,              \
+				 pno_status_name(got_), pno_status_name(want), \
+				 pno_last_error());                           \
+	} while (0)
+
+#define assert_err_has(sub)                                                   \
+	do {                                                                  \
+		if (!strstr(pno_last_error(), (sub)))                         \
+			fail_msg("error \"%s\" lacks \"%s\"", pno_last_error(), \
+				 (sub));                                      \
 	} while (0)
 
 #endif
