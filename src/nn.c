@@ -13,19 +13,12 @@ void pno_linear_forward(float *y, const float *x, const float *w,
 	size_t so = (size_t)Co * P, si = (size_t)Ci * P;
 	for (int b = 0; b < B; b++) {
 		float *yb = y + b * so;
-		if (!accumulate && bias) {
+		if (bias) {
 			for (int o = 0; o < Co; o++) {
 				float v = bias[o];
 				float *row = yb + (size_t)o * P;
 				for (int p = 0; p < P; p++)
-					row[p] = v;
-			}
-		} else if (accumulate && bias) {
-			for (int o = 0; o < Co; o++) {
-				float v = bias[o];
-				float *row = yb + (size_t)o * P;
-				for (int p = 0; p < P; p++)
-					row[p] += v;
+					row[p] = accumulate ? row[p] + v : v;
 			}
 		}
 		/* yb (Co x P) = w (Co x Ci) * xb (Ci x P) */
