@@ -251,12 +251,18 @@ enum pno_status pno_checkpoint_save(const struct pno_fno *m,
 		 "{\"epoch\": %d, \"step\": %lld, \"decoupled\": %d}", epoch,
 		 (long long)o->step, o->decoupled);
 	if (extra_json) {
-		json_error_t err;
-		md = json_loads(extra_json, 0, &err);
+		char msg[256] = "not an object";
+		md = pno__json_loads(extra_json, &st, msg, sizeof msg);
+		if (st == PNO_STATUS_FORMAT || (md && !json_is_object(md))) {
+			json_decref(md);
+			return pno__errorf(PNO_STATUS_INVALID,
+					   "checkpoint metadata is not a JSON "
+					   "object: %s", msg);
+		}
 	} else {
 		md = json_object();
 	}
-	if (!json_is_object(md) ||
+	if (!md ||
 	    json_object_set_new(md, "checkpoint", json_string(state)) != 0) {
 		json_decref(md);
 		return pno__errorf(PNO_STATUS_NOMEM,
@@ -285,7 +291,6 @@ static enum pno_status checkpoint_load(struct pno_fno *m, struct pno_adam *o,
 	struct pno_safetensors st = {0};
 	enum pno_status s;
 	json_t *md = NULL, *cp = NULL;
-	json_error_t err;
 
 	pno__json_setup();
 	if ((s = pno_fno_load(&tmp, path, m->X, m->Y, 1)) != PNO_STATUS_OK)
@@ -310,9 +315,15 @@ static enum pno_status checkpoint_load(struct pno_fno *m, struct pno_adam *o,
 				"training checkpoint?)", path, o->n);
 		goto out;
 	}
-	md = json_loads(st.metadata_json, 0, &err);
+	char msg[256];
+	md = pno__json_loads(st.metadata_json, &s, msg, sizeof msg);
 	json_t *v = md ? json_object_get(md, "checkpoint") : NULL;
-	cp = json_is_string(v) ? json_loads(json_string_value(v), 0, &err) : NULL;
+	if (json_is_string(v))
+		cp = pno__json_loads(json_string_value(v), &s, msg, sizeof msg);
+	if (s == PNO_STATUS_NOMEM) {
+		pno__errorf(s, "%s: %s", path, msg);
+		goto out;
+	}
 	json_t *je = cp ? json_object_get(cp, "epoch") : NULL;
 	json_t *js = cp ? json_object_get(cp, "step") : NULL;
 	if (!json_is_integer(je) || !json_is_integer(js) ||
