@@ -15,27 +15,53 @@ static pthread_mutex_t plan_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Signed wavenumber of FFT index i on n points. */
 static inline int wavenumber(int i, int n) { return i <= n / 2 ? i : i - n; }
 
-enum pno_status pno_grf_periodic(double *out, double *out2, int dims, int X,
-				 int Y, const struct pno_grf_opts *g,
-				 uint64_t seed, uint64_t index,
-				 double (*decay)(double lambda, void *ud),
-				 void *ud)
+/* Workspace of one periodic GRF synthesis: half-spectrum coefficients
+ * (one or two fields) and the normals they are drawn from. Every buffer
+ * comes from pno_malloc, so all are equally aligned and one c2r plan can be
+ * executed on any workspace with FFTW's new-array interface. */
+struct grf_work {
+	int dims, nx, ny, nh;
+	size_t ncoef;
+	fftw_complex *c, *c2;	/* c2: NULL for one field */
+	double *z;
+};
+
+static void grf_work_free(struct grf_work *w)
 {
-	if (dims == 1)
-		Y = 1;
-	int nx = dims == 1 ? 1 : X, ny = dims == 1 ? X : Y;
-	int nh = ny / 2 + 1;
-	size_t ncoef = (size_t)nx * nh;
-	fftw_complex *c = pno_malloc(ncoef * sizeof *c);
-	fftw_complex *c2 = out2 ? pno_malloc(ncoef * sizeof *c2) : NULL;
-	double *z = pno_malloc(2 * ncoef * sizeof *z);
-	fftw_plan plan = NULL;
-	enum pno_status st = PNO_STATUS_OK;
-	if (!c || !z || (out2 && !c2)) {
-		st = pno__errorf(PNO_STATUS_NOMEM, "GRF: out of memory");
-		goto out;
+	pno_free(w->c);
+	pno_free(w->c2);
+	pno_free(w->z);
+	memset(w, 0, sizeof *w);
+}
+
+static enum pno_status grf_work_init(struct grf_work *w, int dims, int X,
+				     int Y, int two_fields)
+{
+	memset(w, 0, sizeof *w);
+	w->dims = dims;
+	w->nx = dims == 1 ? 1 : X;
+	w->ny = dims == 1 ? X : Y;
+	w->nh = w->ny / 2 + 1;
+	w->ncoef = (size_t)w->nx * w->nh;
+	w->c = pno_malloc(w->ncoef * sizeof *w->c);
+	w->c2 = two_fields ? pno_malloc(w->ncoef * sizeof *w->c2) : NULL;
+	w->z = pno_malloc(2 * w->ncoef * sizeof *w->z);
+	if (!w->c || !w->z || (two_fields && !w->c2)) {
+		grf_work_free(w);
+		return pno__errorf(PNO_STATUS_NOMEM, "GRF: out of memory");
 	}
-	pno_rng_normal_f64(z, 2 * ncoef, seed, index, 0);
+	return PNO_STATUS_OK;
+}
+
+/* Draw the coefficients of sample `index` (and, with c2, the same field
+ * multiplied mode by mode by decay). */
+static void grf_coeffs(struct grf_work *w, const struct pno_grf_opts *g,
+		       uint64_t seed, uint64_t index,
+		       double (*decay)(double lambda, void *ud), void *ud)
+{
+	int nx = w->nx, ny = w->ny, nh = w->nh, dims = w->dims;
+	const double *z = w->z;
+	pno_rng_normal_f64(w->z, 2 * w->ncoef, seed, index, 0);
 	const double two_pi = 6.283185307179586;
 	for (int i = 0; i < nx; i++) {
 		int kx = dims == 1 ? 0 : wavenumber(i, nx);
@@ -66,34 +92,67 @@ enum pno_status pno_grf_periodic(double *out, double *out2, int dims, int X,
 				re = sd * z[2 * mirror] * M_SQRT1_2;
 				im = -sd * z[2 * mirror + 1] * M_SQRT1_2;
 			}
-			c[id] = re + I * im;
-			if (c2)
-				c2[id] = c[id] * decay(lam, ud);
+			w->c[id] = re + I * im;
+			if (w->c2)
+				w->c2[id] = w->c[id] * decay(lam, ud);
 		}
 	}
+}
+
+/* c2r plan for w's shape, planned on w->c and out (FFTW_ESTIMATE leaves
+ * both untouched). The planner is not thread-safe: serialize it. */
+static fftw_plan grf_plan(const struct grf_work *w, double *out)
+{
+	fftw_plan plan;
 	pthread_mutex_lock(&plan_lock);
-	if (dims == 1)
-		plan = fftw_plan_dft_c2r_1d(ny, c, out, FFTW_ESTIMATE);
+	if (w->dims == 1)
+		plan = fftw_plan_dft_c2r_1d(w->ny, w->c, out, FFTW_ESTIMATE);
 	else
-		plan = fftw_plan_dft_c2r_2d(nx, ny, c, out, FFTW_ESTIMATE);
+		plan = fftw_plan_dft_c2r_2d(w->nx, w->ny, w->c, out,
+					    FFTW_ESTIMATE);
 	pthread_mutex_unlock(&plan_lock);
+	return plan;
+}
+
+static void grf_plan_destroy(fftw_plan plan)
+{
+	if (!plan)
+		return;
+	pthread_mutex_lock(&plan_lock);
+	fftw_destroy_plan(plan);
+	pthread_mutex_unlock(&plan_lock);
+}
+
+/* c2r destroys its input: the second field first, then the first. */
+static void grf_synthesize(fftw_plan plan, struct grf_work *w, double *out,
+			   double *out2)
+{
+	if (w->c2)
+		fftw_execute_dft_c2r(plan, w->c2, out2);
+	fftw_execute_dft_c2r(plan, w->c, out);
+}
+
+enum pno_status pno_grf_periodic(double *out, double *out2, int dims, int X,
+				 int Y, const struct pno_grf_opts *g,
+				 uint64_t seed, uint64_t index,
+				 double (*decay)(double lambda, void *ud),
+				 void *ud)
+{
+	struct grf_work w;
+	enum pno_status st;
+	if (dims == 1)
+		Y = 1;
+	if ((st = grf_work_init(&w, dims, X, Y, out2 != NULL)) != PNO_STATUS_OK)
+		return st;
+	grf_coeffs(&w, g, seed, index, decay, ud);
+	fftw_plan plan = grf_plan(&w, out);
 	if (!plan) {
 		st = pno__errorf(PNO_STATUS_INTERNAL, "GRF: FFTW plan failed");
-		goto out;
+	} else {
+		grf_synthesize(plan, &w, out, out2);
+		grf_plan_destroy(plan);
 	}
-	/* c2r destroys its input: transform the second field first */
-	if (c2)
-		fftw_execute_dft_c2r(plan, c2, out2);
-	fftw_execute_dft_c2r(plan, c, out);
-out:
-	if (plan) {
-		pthread_mutex_lock(&plan_lock);
-		fftw_destroy_plan(plan);
-		pthread_mutex_unlock(&plan_lock);
-	}
-	pno_free(c);
-	pno_free(c2);
-	pno_free(z);
+	grf_work_free(&w);
 	return st;
 }
 
@@ -147,37 +206,52 @@ enum pno_status pno_generate_heat(const struct pno_heat_opts *o,
 	float *tensor = pno_malloc(total * sizeof(float));
 	float *xc = pno_malloc((size_t)X * sizeof(float));
 	enum pno_status st = PNO_STATUS_OK;
+	struct grf_work scratch = {0};
+	double *scratch_out = NULL;
+	fftw_plan plan = NULL;
 	if (!tensor || !xc) {
 		st = pno__errorf(PNO_STATUS_NOMEM, "heat: out of memory");
 		goto out;
 	}
 	struct heat_decay hd = {o->kappa * o->t_final};
+	/* one plan for all samples, made on a scratch workspace and executed
+	 * on each thread's own (equally aligned) buffers */
+	scratch_out = pno_malloc(P * sizeof(double));
+	if (!scratch_out ||
+	    grf_work_init(&scratch, o->dims, X, Y, 0) != PNO_STATUS_OK) {
+		st = pno__errorf(PNO_STATUS_NOMEM, "heat: out of memory");
+		goto out;
+	}
+	plan = grf_plan(&scratch, scratch_out);
+	if (!plan) {
+		st = pno__errorf(PNO_STATUS_INTERNAL, "heat: FFTW plan failed");
+		goto out;
+	}
 	int failed = 0;
 #pragma omp parallel
 	{
+		struct grf_work w = {0};
 		double *u0 = pno_malloc(P * sizeof(double));
 		double *u1 = pno_malloc(P * sizeof(double));
-		if (!u0 || !u1) {
+		if (!u0 || !u1 ||
+		    grf_work_init(&w, o->dims, X, Y, 1) != PNO_STATUS_OK) {
 #pragma omp atomic write
 			failed = 1;
 		}
 #pragma omp for schedule(dynamic, 4)
 		for (long n = 0; n < (long)N; n++) {
-			if (!u0 || !u1 || failed)
+			if (failed)
 				continue;
-			if (pno_grf_periodic(u0, u1, o->dims, X, Y, &o->grf,
-					     o->seed, (uint64_t)n, heat_decay,
-					     &hd) != PNO_STATUS_OK) {
-#pragma omp atomic write
-				failed = 1;
-				continue;
-			}
+			grf_coeffs(&w, &o->grf, o->seed, (uint64_t)n, heat_decay,
+				   &hd);
+			grf_synthesize(plan, &w, u0, u1);
 			float *dst = tensor + (size_t)n * 2 * P;
 			for (size_t p = 0; p < P; p++) {
 				dst[p] = (float)u0[p];
 				dst[P + p] = (float)u1[p];
 			}
 		}
+		grf_work_free(&w);
 		pno_free(u0);
 		pno_free(u1);
 	}
@@ -211,6 +285,9 @@ enum pno_status pno_generate_heat(const struct pno_heat_opts *o,
 	st = pno_h5_write(path, arrays, o->dims == 2 ? 4 : 3, attrs,
 			  (int)(sizeof attrs / sizeof attrs[0]), overwrite);
 out:
+	grf_plan_destroy(plan);
+	grf_work_free(&scratch);
+	pno_free(scratch_out);
 	pno_free(tensor);
 	pno_free(xc);
 	return st;
