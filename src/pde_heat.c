@@ -160,14 +160,14 @@ void pno_heat_opts_default(struct pno_heat_opts *o, int dims)
 {
 	memset(o, 0, sizeof *o);
 	o->dims = dims;
-	o->samples = 1000;
-	o->res = dims == 1 ? 256 : 64;
+	o->base.samples = 1000;
+	o->base.res = dims == 1 ? 256 : 64;
 	o->kappa = 0.01;
 	o->t_final = 0.2;
 	o->grf.alpha = 2.0;
 	o->grf.tau = 5.0;
 	o->grf.sigma = 25.0;
-	o->seed = 0;
+	o->base.seed = 0;
 }
 
 struct heat_decay {
@@ -184,25 +184,25 @@ enum pno_status pno_generate_heat(const struct pno_heat_opts *o,
 {
 	if (o->dims != 1 && o->dims != 2)
 		return pno__errorf(PNO_STATUS_INVALID, "heat: --dim %d must be 1 or 2", o->dims);
-	if (o->samples < 1 || o->samples > 10000000)
+	if (o->base.samples < 1 || o->base.samples > 10000000)
 		return pno__errorf(PNO_STATUS_INVALID,
-				   "heat: --samples %d must be in [1, 1e7]", o->samples);
-	if (o->res < 4 || o->res > (o->dims == 1 ? 1 << 20 : 4096))
+				   "heat: --samples %d must be in [1, 1e7]", o->base.samples);
+	if (o->base.res < 4 || o->base.res > (o->dims == 1 ? 1 << 20 : 4096))
 		return pno__errorf(PNO_STATUS_INVALID,
-				   "heat: --res %d must be in [4, %d]", o->res,
+				   "heat: --res %d must be in [4, %d]", o->base.res,
 				   o->dims == 1 ? 1 << 20 : 4096);
 	if (!(o->kappa > 0) || !(o->t_final > 0) || !(o->grf.tau >= 0) ||
 	    !(o->grf.alpha > 0) || !(o->grf.sigma > 0))
 		return pno__errorf(PNO_STATUS_INVALID,
 				   "heat: kappa, t-final, alpha and sigma must "
 				   "be > 0, tau >= 0");
-	int X = o->res, Y = o->dims == 2 ? o->res : 1;
-	size_t P = (size_t)X * Y, N = (size_t)o->samples;
+	int X = o->base.res, Y = o->dims == 2 ? o->base.res : 1;
+	size_t P = (size_t)X * Y, N = (size_t)o->base.samples;
 	size_t total;
 	if (pno__mul_overflow(N * 2, P, &total) || total > ((size_t)1 << 33))
 		return pno__errorf(PNO_STATUS_INVALID,
 				   "heat: %d samples at resolution %d are too "
-				   "large", o->samples, o->res);
+				   "large", o->base.samples, o->base.res);
 	float *tensor = pno_malloc(total * sizeof(float));
 	float *xc = pno_malloc((size_t)X * sizeof(float));
 	enum pno_status st = PNO_STATUS_OK;
@@ -242,7 +242,7 @@ enum pno_status pno_generate_heat(const struct pno_heat_opts *o,
 		for (long n = 0; n < (long)N; n++) {
 			if (failed)
 				continue;
-			grf_coeffs(&w, &o->grf, o->seed, (uint64_t)n, heat_decay,
+			grf_coeffs(&w, &o->grf, o->base.seed, (uint64_t)n, heat_decay,
 				   &hd);
 			grf_synthesize(plan, &w, u0, u1);
 			float *dst = tensor + (size_t)n * 2 * P;
@@ -263,7 +263,7 @@ enum pno_status pno_generate_heat(const struct pno_heat_opts *o,
 		xc[i] = (float)i / (float)X;
 	float tc[2] = {0.0f, (float)o->t_final};
 	struct pno_h5_array arrays[4] = {
-		{"tensor", 2 + o->dims, {o->samples, 2, X, Y}, tensor},
+		{"tensor", 2 + o->dims, {o->base.samples, 2, X, Y}, tensor},
 		{"t-coordinate", 1, {2}, tc},
 		{"x-coordinate", 1, {X}, xc},
 		{"y-coordinate", 1, {Y}, xc},
@@ -277,9 +277,9 @@ enum pno_status pno_generate_heat(const struct pno_heat_opts *o,
 		{"grf_alpha", NULL, o->grf.alpha},
 		{"grf_tau", NULL, o->grf.tau},
 		{"grf_sigma", NULL, o->grf.sigma},
-		{"seed", NULL, (double)o->seed},
-		{"samples", NULL, (double)o->samples},
-		{"resolution", NULL, (double)o->res},
+		{"seed", NULL, (double)o->base.seed},
+		{"samples", NULL, (double)o->base.samples},
+		{"resolution", NULL, (double)o->base.res},
 		{"dims", NULL, (double)o->dims},
 	};
 	st = pno_h5_write(path, arrays, o->dims == 2 ? 4 : 3, attrs,

@@ -42,7 +42,8 @@ extern "C" {
 	X(EXISTS, "already exists")                                           \
 	X(RANGE, "value out of range")                                        \
 	X(UNSUPPORTED, "not supported")                                       \
-	X(INTERNAL, "internal error")
+	X(INTERNAL, "internal error")                                         \
+	X(CANCELLED, "cancelled")
 
 enum pno_status {
 #define PNO__STATUS_ENUM(name, msg) PNO_STATUS_##name,

@@ -101,18 +101,18 @@ static int cmd_generate(int argc, char **argv)
 	const char *pos[1];
 	int npos = 0;
 	pno_heat_opts_default(&ho, 1);
-	ho.samples = 1000;
-	ho.res = 0;
+	ho.base.samples = 1000;
+	ho.base.res = 0;
 	struct flag f[] = {
-		{"samples", FLAG_INT, &ho.samples, 1, 1e7, "number of samples", 0, 0},
-		{"res", FLAG_INT, &ho.res, 4, 1 << 20, "grid points per axis (default 256 in 1D, 64 in 2D)", 0, 0},
+		{"samples", FLAG_INT, &ho.base.samples, 1, 1e7, "number of samples", 0, 0},
+		{"res", FLAG_INT, &ho.base.res, 4, 1 << 20, "grid points per axis (default 256 in 1D, 64 in 2D)", 0, 0},
 		{"dim", FLAG_INT, &dim, 1, 2, "spatial dimensions (heat)", 0, 0},
 		{"kappa", FLAG_DOUBLE, &ho.kappa, 1e-12, 1e6, "diffusivity (heat)", 0, 0},
 		{"t-final", FLAG_DOUBLE, &ho.t_final, 1e-12, 1e9, "final time", 0, 0},
 		{"alpha", FLAG_DOUBLE, &ho.grf.alpha, 1e-6, 100, "GRF smoothness alpha", 0, 0},
 		{"tau", FLAG_DOUBLE, &ho.grf.tau, 0, 1e6, "GRF length-scale tau", 0, 0},
 		{"sigma", FLAG_DOUBLE, &ho.grf.sigma, 1e-12, 1e12, "GRF amplitude sigma", 0, 0},
-		{"seed", FLAG_U64, &ho.seed, 0, 0, "random seed", 0, 0},
+		{"seed", FLAG_U64, &ho.base.seed, 0, 0, "random seed", 0, 0},
 		{"threads", FLAG_INT, &threads, 0, 1024, "threads (0: all cores)", 0, 0},
 		{"out", FLAG_STRING, &out, 0, 0, "output HDF5 file", 1, 0},
 		{"force", FLAG_BOOL, &force, 0, 0, "overwrite an existing output", 0, 0},
@@ -138,8 +138,8 @@ static int cmd_generate(int argc, char **argv)
 	if (check_out_path("generate", out, force))
 		return 2;
 	ho.dims = dim;
-	if (ho.res == 0)
-		ho.res = dim == 1 ? 256 : 64;
+	if (ho.base.res == 0)
+		ho.base.res = dim == 1 ? 256 : 64;
 	pno_threads_set(threads);
 	enum pno_status s = pno_generate_heat(&ho, out, force);
 	if (s == PNO_STATUS_INVALID || s == PNO_STATUS_EXISTS) {
@@ -150,7 +150,7 @@ static int cmd_generate(int argc, char **argv)
 		return runtime_error("generate", s);
 	if (!quiet)
 		printf("wrote %s: heat %dD, %d samples, %d points per axis\n",
-		       out, dim, ho.samples, ho.res);
+		       out, dim, ho.base.samples, ho.base.res);
 	return 0;
 }
 
