@@ -1,0 +1,382 @@
+/* Darcy flow: the multigrid-PCG solver against a manufactured solution
+ * (second-order convergence), an exact discrete eigenfunction (any n,
+ * including grids that do not halve evenly), a naive residual, symmetry,
+ * a thresholded-GRF coefficient at n = 241, bad inputs, non-convergence
+ * and allocation failures; the generator end to end. */
+#include "testutil.h"
+#include "pno/io.h"
+#include "pno/pde.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static double *dalloc(size_t n)
+{
+	double *p = calloc(n, sizeof *p);
+	assert_non_null(p);
+	return p;
+}
+
+/* ||f - L u||_2 / ||f||_2 over the interior, L the 5-point operator of
+ * -div(a grad u) written out directly (h^-2 scaling, face = mean). */
+static double naive_residual(int n, const double *a, const double *f,
+			     const double *u)
+{
+	double h2 = 1.0 / ((double)(n - 1) * (n - 1)), rr = 0, ff = 0;
+#define A(i, j) a[(size_t)(i) * n + (j)]
+#define U(i, j) u[(size_t)(i) * n + (j)]
+	for (int i = 1; i < n - 1; i++)
+		for (int j = 1; j < n - 1; j++) {
+			double fe = (A(i, j) + A(i + 1, j)) / 2;
+			double fw = (A(i, j) + A(i - 1, j)) / 2;
+			double fn = (A(i, j) + A(i, j + 1)) / 2;
+			double fs = (A(i, j) + A(i, j - 1)) / 2;
+			double Lu = -(fe * (U(i + 1, j) - U(i, j)) -
+				      fw * (U(i, j) - U(i - 1, j)) +
+				      fn * (U(i, j + 1) - U(i, j)) -
+				      fs * (U(i, j) - U(i, j - 1))) / h2;
+			double r = f[(size_t)i * n + j] - Lu;
+			rr += r * r;
+			ff += f[(size_t)i * n + j] * f[(size_t)i * n + j];
+		}
+#undef A
+#undef U
+	return sqrt(rr / ff);
+}
+
+static void check_boundary_zero(int n, const double *u)
+{
+	for (int k = 0; k < n; k++) {
+		assert_true(u[k] == 0.0);
+		assert_true(u[(size_t)(n - 1) * n + k] == 0.0);
+		assert_true(u[(size_t)k * n] == 0.0);
+		assert_true(u[(size_t)k * n + n - 1] == 0.0);
+	}
+}
+
+/* u = sin(pi x) sin(pi y), a = 1 + 0.5 sin(2 pi x) cos(pi y) + x y (>= 0.5),
+ * f = -div(a grad u) = -(a_x u_x + a_y u_y) + 2 pi^2 a u. */
+static double mms_a(double x, double y)
+{
+	return 1 + 0.5 * sin(2 * M_PI * x) * cos(M_PI * y) + x * y;
+}
+
+static double mms_err(int n)
+{
+	size_t P = (size_t)n * n;
+	double *a = dalloc(P), *f = dalloc(P), *u = dalloc(P);
+	double h = 1.0 / (n - 1), pi = M_PI;
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < n; j++) {
+			double x = i * h, y = j * h;
+			double ax = pi * cos(2 * pi * x) * cos(pi * y) + y;
+			double ay = -0.5 * pi * sin(2 * pi * x) * sin(pi * y) + x;
+			double ux = pi * cos(pi * x) * sin(pi * y);
+			double uy = pi * sin(pi * x) * cos(pi * y);
+			double ue = sin(pi * x) * sin(pi * y);
+			a[(size_t)i * n + j] = mms_a(x, y);
+			f[(size_t)i * n + j] = -(ax * ux + ay * uy) +
+					       2 * pi * pi * mms_a(x, y) * ue;
+		}
+	struct pno_solve_stats s;
+	assert_status(pno_darcy_solve(n, a, f, 1e-12, u, &s), PNO_STATUS_OK);
+	check_boundary_zero(n, u);
+	double e = 0;
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < n; j++)
+			e = fmax(e, fabs(u[(size_t)i * n + j] -
+					 sin(pi * i * h) * sin(pi * j * h)));
+	free(a);
+	free(f);
+	free(u);
+	return e;
+}
+
+static void test_manufactured(void **state)
+{
+	(void)state;
+	/* the scheme is second order for smooth a; the algebraic error
+	 * (tol 1e-12) is far below the discretization error */
+	double e33 = mms_err(33), e65 = mms_err(65), e129 = mms_err(129);
+	double p1 = log2(e33 / e65), p2 = log2(e65 / e129);
+	print_message("manufactured: max error %.3e %.3e %.3e, orders %.3f %.3f\n",
+		      e33, e65, e129, p1, p2);
+	assert_true(p1 >= 1.85 && p1 <= 2.15);
+	assert_true(p2 >= 1.85 && p2 <= 2.15);
+	assert_true(e129 < 1e-4);
+}
+
+/* a = const, f = sin(pi x) sin(pi y): the grid function sin(pi x_i)
+ * sin(pi y_j) is an eigenvector of the discrete operator with eigenvalue
+ * a (8/h^2) sin^2(pi h/2), so the discrete solution is known exactly for
+ * every n (odd numbers of intervals exercise the uneven coarsening). */
+static void test_eigenfunction(void **state)
+{
+	(void)state;
+	const int ns[] = {3, 4, 5, 10, 11, 12, 16, 50, 64, 100, 127};
+	for (size_t t = 0; t < sizeof ns / sizeof ns[0]; t++) {
+		int n = ns[t];
+		size_t P = (size_t)n * n;
+		double *a = dalloc(P), *f = dalloc(P), *u = dalloc(P);
+		double h = 1.0 / (n - 1), c = 2.5;
+		double lam = c * 8 / (h * h) * pow(sin(M_PI * h / 2), 2);
+		for (size_t k = 0; k < P; k++) {
+			a[k] = c;
+			f[k] = sin(M_PI * (double)(k / n) * h) *
+			       sin(M_PI * (double)(k % n) * h);
+		}
+		struct pno_solve_stats s;
+		assert_status(pno_darcy_solve(n, a, f, 1e-12, u, &s), PNO_STATUS_OK);
+		check_boundary_zero(n, u);
+		double e = 0, m = 0;
+		for (int i = 1; i < n - 1; i++)
+			for (int j = 1; j < n - 1; j++) {
+				size_t k = (size_t)i * n + j;
+				e = fmax(e, fabs(u[k] - f[k] / lam));
+				m = fmax(m, fabs(f[k] / lam));
+			}
+		/* relative residual 1e-12 bounds the relative error by
+		 * cond(A) 1e-12 <= ~1e-8 at n = 127 */
+		if (!(e <= 1e-8 * m))
+			fail_msg("n %d: max error %.3g (max u %.3g), %ld iterations",
+				 n, e, m, s.steps);
+		free(a);
+		free(f);
+		free(u);
+	}
+}
+
+/* A rough positive coefficient: smooth part times a checkerboard-ish
+ * jump, deterministic. */
+static double rough_a(int i, int j, int n)
+{
+	double x = (double)i / (n - 1), y = (double)j / (n - 1);
+	double s = sin(7 * x + 3 * y) + cos(5 * x * y + 1);
+	return (s > 0 ? 12.0 : 3.0) * (1 + 0.2 * x);
+}
+
+static void test_residual(void **state)
+{
+	(void)state;
+	const int ns[] = {20, 65, 66};
+	for (size_t t = 0; t < sizeof ns / sizeof ns[0]; t++) {
+		int n = ns[t];
+		size_t P = (size_t)n * n;
+		double *a = dalloc(P), *f = dalloc(P), *u = dalloc(P);
+		for (int i = 0; i < n; i++)
+			for (int j = 0; j < n; j++) {
+				a[(size_t)i * n + j] = rough_a(i, j, n);
+				f[(size_t)i * n + j] = 1 + i % 3 - 0.5 * (j % 2);
+			}
+		/* NaN on the boundary of f is ignored */
+		f[0] = NAN;
+		struct pno_solve_stats s;
+		double tol = 1e-10;
+		assert_status(pno_darcy_solve(n, a, f, tol, u, &s), PNO_STATUS_OK);
+		f[0] = 0;
+		check_boundary_zero(n, u);
+		double r = naive_residual(n, a, f, u);
+		print_message("residual n %d: %ld iterations, stats %.3e, naive %.3e\n",
+			      n, s.steps, s.residual, r);
+		/* the same residual computed twice: the two differ by
+		 * rounding, ~eps cond(A) ~ 1e-12 relative */
+		assert_true(r <= 1.01 * tol);
+		assert_true(s.residual <= tol);
+		tu_assert_close(s.residual, r, 0.01 * tol);
+		assert_true(s.steps >= 1);
+		free(a);
+		free(f);
+		free(u);
+	}
+}
+
+/* a symmetric under x <-> y and x -> 1 - x (so also y -> 1 - y), f too:
+ * the discrete problem has the same symmetries, so must u (to the
+ * solver's accuracy: relative residual 1e-10 times cond(A) ~ 1e3-1e4). */
+static void test_symmetry(void **state)
+{
+	(void)state;
+	const int ns[] = {50, 65};
+	for (size_t t = 0; t < sizeof ns / sizeof ns[0]; t++) {
+		int n = ns[t];
+		size_t P = (size_t)n * n;
+		double *a = dalloc(P), *f = dalloc(P), *u = dalloc(P);
+		double h = 1.0 / (n - 1);
+		for (int i = 0; i < n; i++)
+			for (int j = 0; j < n; j++) {
+				/* use the index form so the grid symmetry is
+				 * exact in floating point */
+				int ii = i < n - 1 - i ? i : n - 1 - i;
+				int jj = j < n - 1 - j ? j : n - 1 - j;
+				int lo = ii < jj ? ii : jj, hi = ii < jj ? jj : ii;
+				double x = lo * h, y = hi * h;
+				double s = sin(9 * x) * cos(4 * y) + x * y * 3;
+				a[(size_t)i * n + j] = s > 0.1 ? 12 : 3;
+				f[(size_t)i * n + j] = 1 + x + y * y;
+			}
+		struct pno_solve_stats s;
+		assert_status(pno_darcy_solve(n, a, f, 1e-10, u, &s), PNO_STATUS_OK);
+		double m = 0, et = 0, ex = 0;
+		for (int i = 0; i < n; i++)
+			for (int j = 0; j < n; j++) {
+				double v = u[(size_t)i * n + j];
+				m = fmax(m, fabs(v));
+				et = fmax(et, fabs(v - u[(size_t)j * n + i]));
+				ex = fmax(ex, fabs(v - u[(size_t)(n - 1 - i) * n + j]));
+			}
+		print_message("symmetry n %d: transpose %.2e, mirror %.2e (max u %.3e)\n",
+			      n, et / m, ex / m, m);
+		assert_true(et <= 1e-8 * m);
+		assert_true(ex <= 1e-8 * m);
+		free(a);
+		free(f);
+		free(u);
+	}
+}
+
+/* The generator's coefficient: a Neumann GRF thresholded to 12 / 3 at the
+ * default fine grid; multigrid should need tens of iterations at most. */
+static void test_grf_coefficient(void **state)
+{
+	(void)state;
+	int n = 241;
+	size_t P = (size_t)n * n;
+	double *g = dalloc(P), *a = dalloc(P), *f = dalloc(P), *u = dalloc(P);
+	struct pno_grf_opts go = {2.0, 3.0, 3.0};
+	for (uint64_t idx = 0; idx < 3; idx++) {
+		assert_status(pno_grf_neumann(g, 2, n, n, &go, 0, idx), PNO_STATUS_OK);
+		size_t npos = 0;
+		for (size_t k = 0; k < P; k++) {
+			a[k] = g[k] >= 0 ? 12.0 : 3.0;
+			npos += g[k] >= 0;
+			f[k] = 1.0;
+		}
+		struct pno_solve_stats s;
+		assert_status(pno_darcy_solve(n, a, f, 1e-10, u, &s), PNO_STATUS_OK);
+		double r = naive_residual(n, a, f, u);
+		print_message("GRF coefficient n 241 sample %d: %.0f%% a = 12, "
+			      "%ld iterations, residual %.3e (naive %.3e)\n",
+			      (int)idx, 100.0 * npos / P, s.steps, s.residual, r);
+		assert_true(r <= 1.01e-10);
+		assert_true(s.steps <= 40);
+		/* f = 1 > 0 and a > 0: the maximum principle gives u > 0 in
+		 * the interior */
+		for (int i = 1; i < n - 1; i++)
+			for (int j = 1; j < n - 1; j++)
+				assert_true(u[(size_t)i * n + j] > 0);
+	}
+	free(g);
+	free(a);
+	free(f);
+	free(u);
+}
+
+static void test_bad_inputs(void **state)
+{
+	(void)state;
+	int n = 8;
+	double a[64], f[64], u[64];
+	for (int k = 0; k < 64; k++)
+		a[k] = 1, f[k] = 1;
+	struct pno_solve_stats s;
+	assert_status(pno_darcy_solve(2, a, f, 1e-10, u, &s), PNO_STATUS_INVALID);
+	assert_status(pno_darcy_solve(n, NULL, f, 1e-10, u, &s), PNO_STATUS_INVALID);
+	assert_status(pno_darcy_solve(n, a, NULL, 1e-10, u, &s), PNO_STATUS_INVALID);
+	assert_status(pno_darcy_solve(n, a, f, 1e-10, NULL, &s), PNO_STATUS_INVALID);
+	assert_status(pno_darcy_solve(n, a, f, 0, u, &s), PNO_STATUS_INVALID);
+	assert_err_has("--tol");
+	assert_status(pno_darcy_solve(n, a, f, NAN, u, &s), PNO_STATUS_INVALID);
+	assert_status(pno_darcy_solve(n, a, f, INFINITY, u, &s), PNO_STATUS_INVALID);
+	a[9] = 0;
+	assert_status(pno_darcy_solve(n, a, f, 1e-10, u, &s), PNO_STATUS_INVALID);
+	assert_err_has("a[1][1]");
+	a[9] = -1;
+	assert_status(pno_darcy_solve(n, a, f, 1e-10, u, &s), PNO_STATUS_INVALID);
+	a[9] = NAN;
+	assert_status(pno_darcy_solve(n, a, f, 1e-10, u, &s), PNO_STATUS_INVALID);
+	a[9] = 1;
+	a[63] = INFINITY;	/* a boundary value of a is used by the faces */
+	assert_status(pno_darcy_solve(n, a, f, 1e-10, u, &s), PNO_STATUS_INVALID);
+	a[63] = 1;
+	f[10] = NAN;
+	assert_status(pno_darcy_solve(n, a, f, 1e-10, u, &s), PNO_STATUS_INVALID);
+	assert_err_has("f[1][2]");
+	f[10] = 1;
+	/* zero forcing: zero solution, no iterations */
+	for (int k = 0; k < 64; k++)
+		f[k] = 0, u[k] = 5;
+	assert_status(pno_darcy_solve(n, a, f, 1e-10, u, &s), PNO_STATUS_OK);
+	for (int k = 0; k < 64; k++)
+		assert_true(u[k] == 0.0);
+	assert_int_equal(s.steps, 0);
+	/* stats may be NULL */
+	f[20] = 1;
+	assert_status(pno_darcy_solve(n, a, f, 1e-10, u, NULL), PNO_STATUS_OK);
+}
+
+/* An unreachable tolerance: RANGE with a message, and the stats of the
+ * last iterate (whose residual is at rounding level). */
+static void test_not_converged(void **state)
+{
+	(void)state;
+	int n = 12;
+	double a[144], f[144], u[144];
+	for (int k = 0; k < 144; k++)
+		a[k] = 1 + k % 5, f[k] = 1;
+	struct pno_solve_stats s;
+	assert_status(pno_darcy_solve(n, a, f, 1e-300, u, &s), PNO_STATUS_RANGE);
+	/* it either hits the cap or breaks down at rounding level */
+	assert_err_has("darcy: conjugate gradients");
+	assert_err_has("tolerance 1e-300");
+	assert_true(s.steps >= 10);
+	assert_true(s.residual < 1e-12);
+}
+
+static void test_alloc_failures(void **state)
+{
+	(void)state;
+	int n = 40;
+	size_t P = (size_t)n * n;
+	double *a = dalloc(P), *f = dalloc(P), *u = dalloc(P), *want = dalloc(P);
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < n; j++)
+			a[(size_t)i * n + j] = rough_a(i, j, n), f[(size_t)i * n + j] = 1;
+	assert_status(pno_darcy_solve(n, a, f, 1e-10, want, NULL), PNO_STATUS_OK);
+	tu_alloc_install();
+	long live0 = tu_alloc_live(), k;
+	for (k = 1;; k++) {
+		tu_alloc_reset(k);
+		enum pno_status st = pno_darcy_solve(n, a, f, 1e-10, u, NULL);
+		if (!tu_alloc_failed()) {
+			assert_status(st, PNO_STATUS_OK);
+			break;
+		}
+		assert_status(st, PNO_STATUS_NOMEM);
+		assert_int_equal(tu_alloc_live(), live0);
+	}
+	tu_alloc_reset(0);
+	tu_alloc_uninstall();
+	assert_true(k >= 10);
+	assert_memory_equal(u, want, P * sizeof *u);
+	free(a);
+	free(f);
+	free(u);
+	free(want);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_manufactured),
+		cmocka_unit_test(test_eigenfunction),
+		cmocka_unit_test(test_residual),
+		cmocka_unit_test(test_symmetry),
+		cmocka_unit_test(test_grf_coefficient),
+		cmocka_unit_test(test_bad_inputs),
+		cmocka_unit_test(test_not_converged),
+		cmocka_unit_test(test_alloc_failures),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
