@@ -30,6 +30,7 @@ static void level_free(struct pno__mg_level *L)
 	pno_free(L->b);
 	pno_free(L->r);
 	pno_free(L->pn);
+	pno_free(L->t);
 	pno_free(L->pc);
 	pno_free(L->pw);
 	memset(L, 0, sizeof *L);
@@ -144,7 +145,8 @@ enum pno_status pno__darcy_ws_init(struct pno__darcy_ws *w, int n)
 		L->pn = pno_malloc((size_t)nl * sizeof *L->pn);
 		L->pc = pno_malloc(2 * (size_t)nl * sizeof *L->pc);
 		L->pw = pno_malloc(2 * (size_t)nl * sizeof *L->pw);
-		if (!L->pn || !L->pc || !L->pw)
+		L->t = pno_malloc((size_t)nl * coarse_size(nl) * sizeof *L->t);
+		if (!L->pn || !L->pc || !L->pw || !L->t)
 			goto nomem;
 		make_parents(L->pn, L->pc, L->pw, nl);
 		nl = coarse_size(nl);
@@ -358,6 +360,64 @@ static void coarse_solve(struct pno__darcy_ws *w, double *x, const double *b)
 		x[(size_t)(i / m + 1) * n + (i % m + 1)] = t[i];
 }
 
+/* C->b = P^T (F->b - F->r), F->r = A x on entry; P = Px (x) Py is
+ * applied one axis at a time through F->t. */
+static void restrict_residual(struct pno__mg_level *F, struct pno__mg_level *C)
+{
+	int n = F->n, nc = C->n;
+	const int *pn = F->pn, *pc = F->pc;
+	const double *pw = F->pw;
+	double *t = F->t;
+	memset(t, 0, (size_t)n * nc * sizeof *t);
+	memset(C->b, 0, (size_t)nc * nc * sizeof *C->b);
+	for (int i = 1; i < n - 1; i++) {
+		const double *b = F->b + (size_t)i * n, *r = F->r + (size_t)i * n;
+		double *ti = t + (size_t)i * nc;
+		for (int j = 1; j < n - 1; j++) {
+			double v = b[j] - r[j];
+			for (int q = 0; q < pn[j]; q++)
+				ti[pc[2 * j + q]] += pw[2 * j + q] * v;
+		}
+	}
+	for (int i = 1; i < n - 1; i++)
+		for (int q = 0; q < pn[i]; q++) {
+			double *cb = C->b + (size_t)pc[2 * i + q] * nc;
+			const double *ti = t + (size_t)i * nc;
+			double wq = pw[2 * i + q];
+			for (int J = 1; J < nc - 1; J++)
+				cb[J] += wq * ti[J];
+		}
+}
+
+/* F->x += P C->x */
+static void prolong_add(struct pno__mg_level *F, const struct pno__mg_level *C)
+{
+	int n = F->n, nc = C->n;
+	const int *pn = F->pn, *pc = F->pc;
+	const double *pw = F->pw;
+	double *t = F->t;
+	for (int i = 1; i < n - 1; i++) {
+		double *ti = t + (size_t)i * nc;
+		memset(ti, 0, (size_t)nc * sizeof *ti);
+		for (int q = 0; q < pn[i]; q++) {
+			const double *cx = C->x + (size_t)pc[2 * i + q] * nc;
+			double wq = pw[2 * i + q];
+			for (int J = 1; J < nc - 1; J++)
+				ti[J] += wq * cx[J];
+		}
+	}
+	for (int i = 1; i < n - 1; i++) {
+		double *x = F->x + (size_t)i * n;
+		const double *ti = t + (size_t)i * nc;
+		for (int j = 1; j < n - 1; j++) {
+			double e = 0;
+			for (int q = 0; q < pn[j]; q++)
+				e += pw[2 * j + q] * ti[pc[2 * j + q]];
+			x[j] += e;
+		}
+	}
+}
+
 static void smooth(struct pno__darcy_ws *w, int l, int backward)
 {
 	struct pno__mg_level *L = &w->lev[l];
@@ -377,33 +437,15 @@ static void vcycle(struct pno__darcy_ws *w, int l)
 		return;
 	}
 	struct pno__mg_level *C = &w->lev[l + 1];
-	int nc = C->n;
 	memset(F->x, 0, (size_t)n * n * sizeof(double));
 	smooth(w, l, 0);
 	if (l == 0)
 		apply5(F->r, F->x, w->ax, w->ay, n);
 	else
 		apply9(F->r, F->x, F->st, n);
-	memset(C->b, 0, (size_t)nc * nc * sizeof(double));
-	for (int i = 1; i < n - 1; i++)
-		for (int j = 1; j < n - 1; j++) {
-			size_t k = (size_t)i * n + j;
-			double r = F->b[k] - F->r[k];
-			struct parents ps;
-			parents_of(F, i, j, &ps);
-			for (int s = 0; s < ps.n; s++)
-				C->b[(size_t)ps.I[s] * nc + ps.J[s]] += ps.w[s] * r;
-		}
+	restrict_residual(F, C);
 	vcycle(w, l + 1);
-	for (int i = 1; i < n - 1; i++)
-		for (int j = 1; j < n - 1; j++) {
-			struct parents ps;
-			double e = 0;
-			parents_of(F, i, j, &ps);
-			for (int s = 0; s < ps.n; s++)
-				e += ps.w[s] * C->x[(size_t)ps.I[s] * nc + ps.J[s]];
-			F->x[(size_t)i * n + j] += e;
-		}
+	prolong_add(F, C);
 	smooth(w, l, 1);
 }
 

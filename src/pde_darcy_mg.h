@@ -25,6 +25,7 @@ struct pno__mg_level {
 				 * fine index j (0 to 2) */
 	int *pc;		/* (n, 2) the parents */
 	double *pw;		/* (n, 2) their interpolation weights */
+	double *t;		/* (n, nc) transfers: one axis done */
 };
 
 struct pno__darcy_ws {

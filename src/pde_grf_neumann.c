@@ -54,7 +54,8 @@ static double dct1_factor(int k, int n)
 
 enum pno_status pno__grf_neumann_init(struct pno__grf_neumann *w, int dims,
 				      int X, int Y,
-				      const struct pno_grf_opts *g)
+				      const struct pno_grf_opts *g,
+				      int zero_mean)
 {
 	enum pno_status st;
 	memset(w, 0, sizeof *w);
@@ -97,6 +98,8 @@ enum pno_status pno__grf_neumann_init(struct pno__grf_neumann *w, int dims,
 			w->scale[(size_t)i * Y + j] = sd * f;
 		}
 	}
+	if (zero_mean)
+		w->scale[0] = 0.0;
 	/* in place on the workspace's own buffer: the plan never sees
 	 * another array, so every workspace of this shape (equally aligned
 	 * by pno_malloc) runs the same ESTIMATE plan and gives the same
@@ -135,7 +138,7 @@ enum pno_status pno_grf_neumann(double *out, int dims, int X, int Y,
 	enum pno_status st;
 	if (!out)
 		return pno__errorf(PNO_STATUS_INVALID, "GRF: no output array");
-	if ((st = pno__grf_neumann_init(&w, dims, X, Y, g)) != PNO_STATUS_OK)
+	if ((st = pno__grf_neumann_init(&w, dims, X, Y, g, 0)) != PNO_STATUS_OK)
 		return st;
 	pno__grf_neumann_draw(&w, out, seed, index);
 	pno__grf_neumann_free(&w);

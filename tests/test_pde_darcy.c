@@ -7,6 +7,7 @@
 #include "pno/io.h"
 #include "pno/pde.h"
 
+#include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -246,11 +247,14 @@ static void test_grf_coefficient(void **state)
 	double *g = dalloc(P), *a = dalloc(P), *f = dalloc(P), *u = dalloc(P);
 	struct pno_grf_opts go = {2.0, 3.0, 3.0};
 	for (uint64_t idx = 0; idx < 3; idx++) {
+		/* without the constant mode, as the generator draws it */
+		double z0, sd0 = go.sigma * pow(go.tau, -go.alpha);
+		pno_rng_normal_f64(&z0, 1, 0, idx, 0);
 		assert_status(pno_grf_neumann(g, 2, n, n, &go, 0, idx), PNO_STATUS_OK);
 		size_t npos = 0;
 		for (size_t k = 0; k < P; k++) {
-			a[k] = g[k] >= 0 ? 12.0 : 3.0;
-			npos += g[k] >= 0;
+			a[k] = g[k] - sd0 * z0 >= 0 ? 12.0 : 3.0;
+			npos += a[k] == 12.0;
 			f[k] = 1.0;
 		}
 		struct pno_solve_stats s;
@@ -366,6 +370,219 @@ static void test_alloc_failures(void **state)
 	free(want);
 }
 
+/* ---- generator ---- */
+
+static double attr_num(const char *path, const char *name)
+{
+	double v = NAN;
+	hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+	assert_true(f >= 0);
+	hid_t a = H5Aopen(f, name, H5P_DEFAULT);
+	assert_true(a >= 0);
+	assert_true(H5Aread(a, H5T_NATIVE_DOUBLE, &v) >= 0);
+	H5Aclose(a);
+	H5Fclose(f);
+	return v;
+}
+
+static void small_opts(struct pno_darcy_opts *o, int fine, int res)
+{
+	pno_darcy_opts_default(o);
+	o->base.samples = 6;
+	o->base.seed = 17;
+	o->fine_res = fine;
+	o->base.res = res;
+}
+
+static void test_generate(void **state)
+{
+	(void)state;
+	const char *p1 = tu_tmp_path("darcy1.h5"), *p2 = tu_tmp_path("darcy2.h5");
+	const char *pf = tu_tmp_path("darcy_full.h5");
+	struct pno_darcy_opts o;
+	struct pno_dataset d1, d2, df;
+	small_opts(&o, 33, 17);
+	pno_threads_set(1);
+	assert_status(pno_generate_darcy(&o, p1, 1), PNO_STATUS_OK);
+	pno_threads_set(2);
+	assert_status(pno_generate_darcy(&o, p2, 1), PNO_STATUS_OK);
+	o.base.res = 33;	/* stride 1: nu is the whole fine coefficient */
+	assert_status(pno_generate_darcy(&o, pf, 1), PNO_STATUS_OK);
+	assert_status(pno_dataset_read(&d1, p1, NULL), PNO_STATUS_OK);
+	assert_status(pno_dataset_read(&d2, p2, NULL), PNO_STATUS_OK);
+	assert_status(pno_dataset_read(&df, pf, NULL), PNO_STATUS_OK);
+	assert_string_equal(d1.layout, "darcy");
+	assert_string_equal(d1.pde, "darcy");
+	assert_int_equal(d1.N, 6);
+	assert_int_equal(d1.X, 17);
+	assert_int_equal(d1.Y, 17);
+	assert_int_equal(df.X, 33);
+	/* thread count changes nothing: sample i depends on (seed, i) only */
+	size_t P = 17 * 17, F = 33 * 33;
+	assert_memory_equal(d1.in, d2.in, 6 * P * sizeof(float));
+	assert_memory_equal(d1.out, d2.out, 6 * P * sizeof(float));
+
+	/* nu: the zero-mean Neumann GRF thresholded at 0 to 12 / 3, i.e.
+	 * pno_grf_neumann minus its constant mode sd_0 z_0 (z_0 the first
+	 * normal of the sample's stream) */
+	double *g = dalloc(F), *a = dalloc(F), *f = dalloc(F), *u = dalloc(F);
+	double sd0 = o.grf.sigma * pow(o.grf.tau, -o.grf.alpha);
+	int n12 = 0, n3 = 0;
+	for (int s = 0; s < 6; s++) {
+		double z0;
+		pno_rng_normal_f64(&z0, 1, o.base.seed, (uint64_t)s, 0);
+		assert_status(pno_grf_neumann(g, 2, 33, 33, &o.grf, o.base.seed,
+					      (uint64_t)s), PNO_STATUS_OK);
+		for (size_t k = 0; k < F; k++) {
+			float v = df.in[(size_t)s * F + k];
+			assert_true(v == 3.0f || v == 12.0f);
+			n12 += v == 12.0f, n3 += v == 3.0f;
+			if (fabs(g[k] - sd0 * z0) > 1e-9)
+				assert_true(v == (g[k] - sd0 * z0 >= 0 ? 12.0f : 3.0f));
+		}
+		/* the subsampled file holds every second vertex */
+		for (int I = 0; I < 17; I++)
+			for (int J = 0; J < 17; J++) {
+				assert_true(d1.in[s * P + I * 17 + J] ==
+					    df.in[s * F + 2 * I * 33 + 2 * J]);
+				assert_true(d1.out[s * P + I * 17 + J] ==
+					    df.out[s * F + 2 * I * 33 + 2 * J]);
+			}
+	}
+	print_message("generator: %d vertices a = 12, %d a = 3 over 6 samples\n",
+		      n12, n3);
+	assert_true(n12 > 0 && n3 > 0);
+	/* tensor: a direct solve of sample 0 with its coefficient (the same
+	 * solver on the same doubles: equal up to the float conversion) */
+	for (size_t k = 0; k < F; k++)
+		a[k] = df.in[k], f[k] = o.forcing;
+	assert_status(pno_darcy_solve(33, a, f, o.tol, u, NULL), PNO_STATUS_OK);
+	double e = 0, m = 0;
+	for (int I = 0; I < 17; I++)
+		for (int J = 0; J < 17; J++) {
+			double ud = u[(size_t)2 * I * 33 + 2 * J];
+			e = fmax(e, fabs(d1.out[I * 17 + J] - ud));
+			m = fmax(m, fabs(ud));
+		}
+	assert_true(e <= 1e-7 * m);	/* float rounding: 6e-8 relative */
+	assert_true(m > 0);
+
+	char buf[256];
+	assert_status(pno_h5_attr_string(p1, "grid", buf, sizeof buf), PNO_STATUS_OK);
+	assert_string_equal(buf, "vertex");
+	assert_status(pno_h5_attr_string(p1, "solver", buf, sizeof buf), PNO_STATUS_OK);
+	assert_non_null(strstr(buf, "PCG"));
+	assert_true(attr_num(p1, "fine_res") == 33);
+	assert_true(attr_num(p1, "stride") == 2);
+	assert_true(attr_num(p1, "beta") == 1.0);
+	assert_true(attr_num(p1, "forcing") == 1.0);
+	assert_true(attr_num(p1, "a_pos") == 12.0);
+	assert_true(attr_num(p1, "a_neg") == 3.0);
+	assert_true(attr_num(p1, "tol") == 1e-10);
+	assert_true(attr_num(p1, "grf_tau") == 3.0);
+	pno_dataset_free(&d1);
+	pno_dataset_free(&d2);
+	pno_dataset_free(&df);
+	free(g), free(a), free(f), free(u);
+	unlink(p1), unlink(p2), unlink(pf);
+}
+
+static void test_generate_bad_options(void **state)
+{
+	(void)state;
+	const char *path = tu_tmp_path("darcy_bad.h5");
+	struct pno_darcy_opts o;
+	unlink(path);
+	pno_darcy_opts_default(&o);
+	assert_int_equal(o.base.res, 61);
+	assert_int_equal(o.fine_res, 241);
+	assert_int_equal(o.base.samples, 1000);
+	o.base.res = 50;
+	assert_status(pno_generate_darcy(&o, path, 0), PNO_STATUS_INVALID);
+	assert_err_has("darcy: --res 50 does not divide the fine grid 241");
+	assert_err_has("e.g. --res 49 or 61");
+	o.base.res = 300;
+	assert_status(pno_generate_darcy(&o, path, 0), PNO_STATUS_INVALID);
+	assert_err_has("--res 300");
+	o.base.res = 1;
+	assert_status(pno_generate_darcy(&o, path, 0), PNO_STATUS_INVALID);
+	assert_err_has("--res 1");
+	o.base.res = 2;
+	o.fine_res = 2;
+	assert_status(pno_generate_darcy(&o, path, 0), PNO_STATUS_INVALID);
+	assert_err_has("--fine-res");
+	o.fine_res = 1026;
+	assert_status(pno_generate_darcy(&o, path, 0), PNO_STATUS_INVALID);
+	assert_err_has("--fine-res");
+	pno_darcy_opts_default(&o);
+	o.a_pos = 0;
+	assert_status(pno_generate_darcy(&o, path, 0), PNO_STATUS_INVALID);
+	assert_err_has("--a-pos");
+	pno_darcy_opts_default(&o);
+	o.a_neg = NAN;
+	assert_status(pno_generate_darcy(&o, path, 0), PNO_STATUS_INVALID);
+	assert_err_has("--a-neg");
+	pno_darcy_opts_default(&o);
+	o.tol = 0;
+	assert_status(pno_generate_darcy(&o, path, 0), PNO_STATUS_INVALID);
+	assert_err_has("--tol");
+	pno_darcy_opts_default(&o);
+	o.forcing = INFINITY;
+	assert_status(pno_generate_darcy(&o, path, 0), PNO_STATUS_INVALID);
+	assert_err_has("--forcing");
+	pno_darcy_opts_default(&o);
+	o.grf.tau = 0;
+	assert_status(pno_generate_darcy(&o, path, 0), PNO_STATUS_INVALID);
+	assert_err_has("--tau");
+	pno_darcy_opts_default(&o);
+	o.base.samples = 0;
+	assert_status(pno_generate_darcy(&o, path, 0), PNO_STATUS_INVALID);
+	assert_int_equal(access(path, F_OK), -1);
+	/* a failing solve stops the run, names the sample, leaves no file */
+	small_opts(&o, 17, 9);
+	o.base.samples = 2;
+	o.tol = 1e-300;
+	pno_threads_set(1);
+	assert_status(pno_generate_darcy(&o, path, 0), PNO_STATUS_RANGE);
+	assert_err_has("darcy: sample 0: conjugate gradients");
+	assert_int_equal(access(path, F_OK), -1);
+	pno_threads_set(2);
+	/* zero forcing is allowed: u = 0 */
+	small_opts(&o, 17, 9);
+	o.forcing = 0;
+	assert_status(pno_generate_darcy(&o, path, 0), PNO_STATUS_OK);
+	unlink(path);
+}
+
+static void test_generate_alloc_failures(void **state)
+{
+	(void)state;
+	const char *path = tu_tmp_path("darcy_alloc.h5");
+	struct pno_darcy_opts o;
+	small_opts(&o, 17, 9);
+	o.base.samples = 2;
+	unlink(path);
+	pno_threads_set(1);	/* the counting allocator is not thread-safe */
+	tu_alloc_install();
+	long live0 = tu_alloc_live(), k;
+	for (k = 1;; k++) {
+		tu_alloc_reset(k);
+		enum pno_status st = pno_generate_darcy(&o, path, 0);
+		if (!tu_alloc_failed()) {
+			assert_status(st, PNO_STATUS_OK);
+			break;
+		}
+		assert_status(st, PNO_STATUS_NOMEM);
+		assert_int_equal(tu_alloc_live(), live0);
+		assert_int_equal(access(path, F_OK), -1);
+	}
+	tu_alloc_reset(0);
+	tu_alloc_uninstall();
+	pno_threads_set(2);
+	assert_true(k > 10);
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -377,6 +594,9 @@ int main(void)
 		cmocka_unit_test(test_bad_inputs),
 		cmocka_unit_test(test_not_converged),
 		cmocka_unit_test(test_alloc_failures),
+		cmocka_unit_test(test_generate),
+		cmocka_unit_test(test_generate_bad_options),
+		cmocka_unit_test(test_generate_alloc_failures),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
