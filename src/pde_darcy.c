@@ -216,8 +216,9 @@ enum pno_status pno_generate_darcy(const struct pno_darcy_opts *o,
 	pno__gen_attr_str(&g, "solver",
 			  "5-point finite differences (face coefficient the "
 			  "mean of its two vertices), PCG with a Galerkin "
-			  "multigrid V-cycle (symmetric Gauss-Seidel, dense "
-			  "Cholesky on the coarsest grid)");
+			  "multigrid V-cycle (symmetric Gauss-Seidel, "
+			  "red-black on the finest grid; dense Cholesky on "
+			  "the coarsest)");
 	pno__gen_attr_str(&g, "equation",
 			  "-div(a grad u) = f on [0,1]^2, u = 0 on the boundary");
 	pno__gen_attr_str(&g, "grid", "vertex");

@@ -7,11 +7,12 @@
  * has an odd number of intervals its last coarse interval is one fine
  * interval long, so any n coarsens (241 -> 121 -> 61 -> 31 -> 16 -> 9).
  * Prolongation P is linear interpolation along each axis (tensor
- * product), coarse operators are P^T A P (9-point), smoothing is one
- * forward lexicographic Gauss-Seidel sweep before the coarse correction
- * and one backward sweep after, and the coarsest grid is solved by dense
- * Cholesky: the V-cycle is then a symmetric positive definite operator,
- * as conjugate gradients needs. */
+ * product), coarse operators are P^T A P (9-point). Smoothing: one
+ * Gauss-Seidel sweep before the coarse correction and its adjoint after
+ * (red-black then black-red on the finest grid, forward then backward
+ * lexicographic on the 9-point coarse grids), and the coarsest grid is
+ * solved by dense Cholesky: the V-cycle is then a symmetric positive
+ * definite operator, as conjugate gradients needs. */
 #include "pde_darcy_mg.h"
 #include "internal.h"
 
@@ -31,6 +32,7 @@ static void level_free(struct pno__mg_level *L)
 	pno_free(L->r);
 	pno_free(L->pn);
 	pno_free(L->t);
+	pno_free(L->V);
 	pno_free(L->pc);
 	pno_free(L->pw);
 	memset(L, 0, sizeof *L);
@@ -50,8 +52,9 @@ void pno__darcy_ws_free(struct pno__darcy_ws *w)
 	memset(w, 0, sizeof *w);
 }
 
-/* Coarse points of an n-point axis: 2c for c < mc, and n - 1. */
-static int coarse_size(int n) { return (n - 1 + 1) / 2 + 1; }
+/* Points of the coarse axis: m = n - 1 intervals become ceil(m / 2);
+ * coarse point c sits at fine 2c (c < ceil(m/2)) and the last at n - 1. */
+static int coarse_size(int n) { return n / 2 + 1; }
 
 /* Linear interpolation from the coarse axis to fine index j, keeping
  * only interior coarse parents (boundary values are 0). */
@@ -83,23 +86,26 @@ static void make_parents(int *pn, int *pc, double *pw, int n)
 	}
 }
 
-/* Coarse parents of fine point (i, j): up to 4, as coarse flat index
- * (nc per row), coordinates and weight. */
-struct parents {
-	int n;
-	int I[4], J[4];
-	double w[4];
-};
-
-static inline void parents_of(const struct pno__mg_level *F, int i, int j,
-			      struct parents *p)
+/* V[(I*5 + k)*3 + q]: weight of coarse point I-1+q in the interpolation
+ * to fine point 2I-2+k (k = 0..4 covers every fine neighbour of I's
+ * children 2I-1..2I+1; points off the grid get 0). Parents of fine i are
+ * within one coarse point of I whenever i is within two of 2I, so three
+ * weights per fine point suffice. */
+static void make_window(double *V, const int *pn, const int *pc,
+			const double *pw, int n, int nc)
 {
-	p->n = 0;
-	for (int a = 0; a < F->pn[i]; a++)
-		for (int b = 0; b < F->pn[j]; b++) {
-			p->I[p->n] = F->pc[2 * i + a];
-			p->J[p->n] = F->pc[2 * j + b];
-			p->w[p->n++] = F->pw[2 * i + a] * F->pw[2 * j + b];
+	for (int I = 0; I < nc; I++)
+		for (int k = 0; k < 5; k++) {
+			double *v = V + ((size_t)I * 5 + k) * 3;
+			int i = 2 * I - 2 + k;
+			v[0] = v[1] = v[2] = 0.0;
+			if (i < 0 || i >= n)
+				continue;
+			for (int q = 0; q < pn[i]; q++) {
+				int d = pc[2 * i + q] - I + 1;
+				if (d >= 0 && d <= 2)
+					v[d] = pw[2 * i + q];
+			}
 		}
 }
 
@@ -146,9 +152,11 @@ enum pno_status pno__darcy_ws_init(struct pno__darcy_ws *w, int n)
 		L->pc = pno_malloc(2 * (size_t)nl * sizeof *L->pc);
 		L->pw = pno_malloc(2 * (size_t)nl * sizeof *L->pw);
 		L->t = pno_malloc((size_t)nl * coarse_size(nl) * sizeof *L->t);
-		if (!L->pn || !L->pc || !L->pw || !L->t)
+		L->V = pno_malloc((size_t)coarse_size(nl) * 15 * sizeof *L->V);
+		if (!L->pn || !L->pc || !L->pw || !L->t || !L->V)
 			goto nomem;
 		make_parents(L->pn, L->pc, L->pw, nl);
+		make_window(L->V, L->pn, L->pc, L->pw, nl, coarse_size(nl));
 		nl = coarse_size(nl);
 		l++;
 	}
@@ -180,14 +188,16 @@ static void apply5(double *restrict q, const double *restrict u,
 	}
 }
 
-static void gs5(double *restrict x, const double *restrict b,
-		const double *restrict ax, const double *restrict ay,
-		const double *restrict dinv, int n, int backward)
+/* One colour of red-black Gauss-Seidel: points with (i + j) % 2 == c.
+ * Same-colour points do not couple in the 5-point operator, so each
+ * half-sweep is an exact block Gauss-Seidel step (and has no dependency
+ * chain along the row). */
+static void gs5_colour(double *restrict x, const double *restrict b,
+		       const double *restrict ax, const double *restrict ay,
+		       const double *restrict dinv, int n, int c)
 {
-	for (int ii = 1; ii < n - 1; ii++) {
-		int i = backward ? n - 1 - ii : ii;
-		for (int jj = 1; jj < n - 1; jj++) {
-			int j = backward ? n - 1 - jj : jj;
+	for (int i = 1; i < n - 1; i++) {
+		for (int j = 1 + ((i + 1 + c) & 1); j < n - 1; j += 2) {
 			size_t k = (size_t)i * n + j;
 			x[k] = (b[k] + ax[k - n] * x[k - n] + ax[k] * x[k + n] +
 				ay[k - 1] * x[k - 1] + ay[k] * x[k + 1]) *
@@ -213,21 +223,34 @@ static void apply9(double *restrict q, const double *restrict u,
 	}
 }
 
+/* Lexicographic Gauss-Seidel sweep, forward or backward. The neighbour
+ * just updated (west going forward, east going back) is subtracted last,
+ * so only one multiply-add per point waits for the previous point. */
 static void gs9(double *restrict x, const double *restrict b,
 		double *const *st, const double *restrict dinv, int n,
 		int backward)
 {
-	const ptrdiff_t off[9] = {-n - 1, -n, -n + 1, -1, 0, 1, n - 1, n, n + 1};
+	const double *s0 = st[0], *s1 = st[1], *s2 = st[2], *s3 = st[3];
+	const double *s5 = st[5], *s6 = st[6], *s7 = st[7], *s8 = st[8];
 	for (int ii = 1; ii < n - 1; ii++) {
 		int i = backward ? n - 1 - ii : ii;
-		for (int jj = 1; jj < n - 1; jj++) {
-			int j = backward ? n - 1 - jj : jj;
-			size_t k = (size_t)i * n + j;
-			double s = b[k];
-			for (int o = 0; o < 9; o++)
-				if (o != 4)
-					s -= st[o][k] * x[k + off[o]];
-			x[k] = s * dinv[k];
+		size_t r = (size_t)i * n;
+		if (!backward) {
+			for (size_t k = r + 1; k < r + n - 1; k++) {
+				double t = b[k] - s0[k] * x[k - n - 1] -
+					   s1[k] * x[k - n] - s2[k] * x[k - n + 1] -
+					   s5[k] * x[k + 1] - s6[k] * x[k + n - 1] -
+					   s7[k] * x[k + n] - s8[k] * x[k + n + 1];
+				x[k] = (t - s3[k] * x[k - 1]) * dinv[k];
+			}
+		} else {
+			for (size_t k = r + n - 2; k > r; k--) {
+				double t = b[k] - s0[k] * x[k - n - 1] -
+					   s1[k] * x[k - n] - s2[k] * x[k - n + 1] -
+					   s3[k] * x[k - 1] - s6[k] * x[k + n - 1] -
+					   s7[k] * x[k + n] - s8[k] * x[k + n + 1];
+				x[k] = (t - s5[k] * x[k + 1]) * dinv[k];
+			}
 		}
 	}
 }
@@ -262,42 +285,58 @@ static inline void row_of(const struct pno__darcy_ws *w, int l, int i, int j,
 		row[2] = row[5] = row[8] = 0.0;
 }
 
-/* Coarse operator of level l+1 = P^T A_l P, accumulated entry by entry:
- * fine row (i, j) couples to fine column (i+di, j+dj) with A's entry, and
- * each end spreads over its (up to 2 x 2) coarse parents. */
+/* acc (3 x 3) += a px py^T, written out so it stays in registers */
+static inline void outer_add(double acc[9], double a, const double *px,
+			     const double *py)
+{
+	double x0 = a * px[0], x1 = a * px[1], x2 = a * px[2];
+	double y0 = py[0], y1 = py[1], y2 = py[2];
+	acc[0] += x0 * y0, acc[1] += x0 * y1, acc[2] += x0 * y2;
+	acc[3] += x1 * y0, acc[4] += x1 * y1, acc[5] += x1 * y2;
+	acc[6] += x2 * y0, acc[7] += x2 * y1, acc[8] += x2 * y2;
+}
+
+/* Coarse operator of level l+1 = P^T A_l P, one coarse row at a time:
+ * row (I, J) = sum over its children (i, j) = (2I-1+d, 2J-1+e), weighted
+ * by their interpolation weights, of A's row at (i, j) times P, where P's
+ * rows for the neighbours are the dense 3 x 3 windows around (I, J)
+ * (outer products of the per-axis windows V). Fixed-size loops with a
+ * local accumulator: no scattered updates. */
 static void galerkin(struct pno__darcy_ws *w, int l)
 {
 	struct pno__mg_level *F = &w->lev[l], *C = &w->lev[l + 1];
-	int n = F->n, nc = C->n;
-	for (int o = 0; o < 9; o++)
-		memset(C->st[o], 0, (size_t)nc * nc * sizeof(double));
-	for (int i = 1; i < n - 1; i++) {
-		for (int j = 1; j < n - 1; j++) {
-			double row[9];
-			struct parents ps, pt;
-			row_of(w, l, i, j, row);
-			parents_of(F, i, j, &ps);
-			for (int o = 0; o < 9; o++) {
-				if (row[o] == 0.0)
+	int nc = C->n;
+	const double *V = F->V;
+	for (int I = 1; I < nc - 1; I++) {
+		for (int J = 1; J < nc - 1; J++) {
+			double acc[9] = {0};
+			const double *vi = V + (size_t)I * 15, *vj = V + (size_t)J * 15;
+			for (int d = 0; d < 3; d++) {
+				double wi = vi[(d + 1) * 3 + 1];
+				if (wi == 0.0)
 					continue;
-				parents_of(F, i + o / 3 - 1, j + o % 3 - 1, &pt);
-				for (int s = 0; s < ps.n; s++) {
-					size_t K = (size_t)ps.I[s] * nc + ps.J[s];
-					double a = ps.w[s] * row[o];
-					for (int t = 0; t < pt.n; t++) {
-						int oc = (pt.I[t] - ps.I[s] + 1) * 3 +
-							 (pt.J[t] - ps.J[s] + 1);
-						C->st[oc][K] += a * pt.w[t];
+				for (int e = 0; e < 3; e++) {
+					double wc = wi * vj[(e + 1) * 3 + 1];
+					if (wc == 0.0)
+						continue;
+					double row[9];
+					row_of(w, l, 2 * I - 1 + d, 2 * J - 1 + e, row);
+					for (int o = 0; o < 9; o++) {
+						double a = wc * row[o];
+						if (a == 0.0)
+							continue;
+						const double *px = vi + (d + o / 3) * 3;
+						const double *py = vj + (e + o % 3) * 3;
+						outer_add(acc, a, px, py);
 					}
 				}
 			}
+			size_t K = (size_t)I * nc + J;
+			for (int o = 0; o < 9; o++)
+				C->st[o][K] = acc[o];
+			C->dinv[K] = 1.0 / acc[4];
 		}
 	}
-	for (int i = 1; i < nc - 1; i++)
-		for (int j = 1; j < nc - 1; j++) {
-			size_t K = (size_t)i * nc + j;
-			C->dinv[K] = 1.0 / C->st[4][K];
-		}
 }
 
 /* Dense Cholesky of the coarsest operator (row-major lower factor). */
@@ -421,9 +460,12 @@ static void prolong_add(struct pno__mg_level *F, const struct pno__mg_level *C)
 static void smooth(struct pno__darcy_ws *w, int l, int backward)
 {
 	struct pno__mg_level *L = &w->lev[l];
-	if (l == 0)
-		gs5(L->x, L->b, w->ax, w->ay, L->dinv, L->n, backward);
-	else
+	if (l == 0) {
+		/* red then black before, black then red after: the
+		 * post-smoother is the pre-smoother's adjoint */
+		gs5_colour(L->x, L->b, w->ax, w->ay, L->dinv, L->n, backward);
+		gs5_colour(L->x, L->b, w->ax, w->ay, L->dinv, L->n, !backward);
+	} else
 		gs9(L->x, L->b, L->st, L->dinv, L->n, backward);
 }
 

@@ -1,9 +1,9 @@
 /* The Darcy solver behind pno_darcy_solve: conjugate gradients on the
  * 5-point operator of -div(a grad u), preconditioned by one geometric
- * multigrid V-cycle (Galerkin coarse operators, symmetric Gauss-Seidel,
- * dense Cholesky on the coarsest grid). The workspace is sized once for
- * a grid and reused for every solve on it (the generator keeps one per
- * thread). */
+ * multigrid V-cycle (Galerkin coarse operators, symmetric Gauss-Seidel:
+ * red-black on the finest grid; dense Cholesky on the coarsest). The
+ * workspace is sized once for a grid and reused for every solve on it
+ * (the generator keeps one per thread). */
 #ifndef PNO_PDE_DARCY_MG_H
 #define PNO_PDE_DARCY_MG_H
 
@@ -26,6 +26,7 @@ struct pno__mg_level {
 	int *pc;		/* (n, 2) the parents */
 	double *pw;		/* (n, 2) their interpolation weights */
 	double *t;		/* (n, nc) transfers: one axis done */
+	double *V;		/* (nc, 5, 3) interpolation windows */
 };
 
 struct pno__darcy_ws {

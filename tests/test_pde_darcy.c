@@ -6,6 +6,7 @@
 #include "testutil.h"
 #include "pno/io.h"
 #include "pno/pde.h"
+#include "pde_darcy_mg.h"
 
 #include <hdf5.h>
 #include <math.h>
@@ -373,6 +374,133 @@ static void test_alloc_failures(void **state)
 	free(want);
 }
 
+/* ---- the multigrid hierarchy against dense linear algebra ---- */
+
+/* Interpolation from an nc-point coarse axis to an n-point fine axis,
+ * (n-2) x (nc-2) over interior points, derived from positions: coarse
+ * point c sits at fine index 2c (c < nc-1) and the last at n-1; a fine
+ * point takes the linear interpolant between the coarse points around
+ * it. */
+static double *dense_p1(int n, int nc)
+{
+	int *pos = malloc((size_t)nc * sizeof *pos);
+	double *P = calloc((size_t)(n - 2) * (nc - 2), sizeof *P);
+	assert_non_null(pos);
+	assert_non_null(P);
+	for (int c = 0; c < nc - 1; c++)
+		pos[c] = 2 * c;
+	pos[nc - 1] = n - 1;
+	for (int j = 1; j < n - 1; j++) {
+		int c = 0;
+		while (pos[c + 1] < j)
+			c++;
+		double t = (double)(j - pos[c]) / (pos[c + 1] - pos[c]);
+		if (c >= 1 && c <= nc - 2)
+			P[(size_t)(j - 1) * (nc - 2) + (c - 1)] += 1 - t;
+		if (c + 1 >= 1 && c + 1 <= nc - 2)
+			P[(size_t)(j - 1) * (nc - 2) + c] += t;
+	}
+	free(pos);
+	return P;
+}
+
+/* Ac = (P1 x P1)^T A (P1 x P1), all dense; A is N x N, N = (n-2)^2. */
+static double *dense_rap(const double *A, int n, int nc)
+{
+	int m = n - 2, mc = nc - 2, N = m * m, Nc = mc * mc;
+	double *P1 = dense_p1(n, nc);
+	double *AP = calloc((size_t)N * Nc, sizeof *AP);
+	double *Ac = calloc((size_t)Nc * Nc, sizeof *Ac);
+	assert_non_null(AP);
+	assert_non_null(Ac);
+#define P2(r, c) (P1[(size_t)((r) / m) * mc + (c) / mc] * \
+		  P1[(size_t)((r) % m) * mc + (c) % mc])
+	for (int r = 0; r < N; r++)
+		for (int k = 0; k < N; k++) {
+			double a = A[(size_t)r * N + k];
+			if (a != 0)
+				for (int c = 0; c < Nc; c++)
+					AP[(size_t)r * Nc + c] += a * P2(k, c);
+		}
+	for (int r = 0; r < Nc; r++)
+		for (int k = 0; k < N; k++) {
+			double p = P2(k, r);
+			if (p != 0)
+				for (int c = 0; c < Nc; c++)
+					Ac[(size_t)r * Nc + c] += p * AP[(size_t)k * Nc + c];
+		}
+#undef P2
+	free(P1);
+	free(AP);
+	return Ac;
+}
+
+/* Level lev's 9-point stencils must be exactly the dense matrix Ac (and Ac
+ * must have no entries outside the 3 x 3 neighbourhood). */
+static void check_level(const struct pno__mg_level *L, const double *Ac)
+{
+	int nc = L->n, mc = nc - 2, Nc = mc * mc;
+	double amax = 0, e = 0;
+	for (size_t k = 0; k < (size_t)Nc * Nc; k++)
+		amax = fmax(amax, fabs(Ac[k]));
+	for (int r = 0; r < Nc; r++)
+		for (int c = 0; c < Nc; c++) {
+			int I = r / mc + 1, J = r % mc + 1;
+			int di = c / mc + 1 - I, dj = c % mc + 1 - J;
+			double want = Ac[(size_t)r * Nc + c], got = 0;
+			if (abs(di) <= 1 && abs(dj) <= 1)
+				got = L->st[(di + 1) * 3 + dj + 1][(size_t)I * nc + J];
+			e = fmax(e, fabs(got - want));
+		}
+	print_message("galerkin level n %d: max diff %.2e of max %.3g\n", nc, e, amax);
+	/* the same sums in another order: rounding only */
+	if (!(e <= 1e-13 * amax))
+		fail_msg("level n %d: max |stencil - dense RAP| %.3g (max %.3g)",
+			 nc, e, amax);
+}
+
+static void test_galerkin_dense(void **state)
+{
+	(void)state;
+	const int ns[] = {24, 25};	/* 23 intervals (uneven) and 24 */
+	for (size_t t = 0; t < 2; t++) {
+		int n = ns[t], m = n - 2, N = m * m;
+		size_t P = (size_t)n * n;
+		double *a = dalloc(P), *f = dalloc(P), *u = dalloc(P);
+		double *A = dalloc((size_t)N * N);
+		for (int i = 0; i < n; i++)
+			for (int j = 0; j < n; j++)
+				a[(size_t)i * n + j] = rough_a(i, j, n), f[(size_t)i * n + j] = 1;
+		struct pno__darcy_ws w;
+		assert_status(pno__darcy_ws_init(&w, n), PNO_STATUS_OK);
+		assert_status(pno__darcy_ws_solve(&w, a, f, 1e-10, u, NULL),
+			      PNO_STATUS_OK);
+		assert_int_equal(w.nlev, 3);
+		assert_int_equal(w.lev[1].n, 13);
+		assert_int_equal(w.lev[2].n, 7);
+		/* the fine operator (h^2 scaled), from the definition */
+		for (int i = 1; i < n - 1; i++)
+			for (int j = 1; j < n - 1; j++) {
+				int r = (i - 1) * m + (j - 1);
+				const int di[4] = {-1, 1, 0, 0}, dj[4] = {0, 0, -1, 1};
+				for (int q = 0; q < 4; q++) {
+					int i2 = i + di[q], j2 = j + dj[q];
+					double fa = (a[(size_t)i * n + j] +
+						     a[(size_t)i2 * n + j2]) / 2;
+					A[(size_t)r * N + r] += fa;
+					if (i2 >= 1 && i2 <= n - 2 && j2 >= 1 && j2 <= n - 2)
+						A[(size_t)r * N + (i2 - 1) * m + (j2 - 1)] -= fa;
+				}
+			}
+		double *A1 = dense_rap(A, n, 13);
+		check_level(&w.lev[1], A1);
+		double *A2 = dense_rap(A1, 13, 7);
+		check_level(&w.lev[2], A2);
+		pno__darcy_ws_free(&w);
+		free(a), free(f), free(u), free(A), free(A1), free(A2);
+	}
+}
+
 /* ---- generator ---- */
 
 static double attr_num(const char *path, const char *name)
@@ -597,6 +725,7 @@ int main(void)
 		cmocka_unit_test(test_bad_inputs),
 		cmocka_unit_test(test_not_converged),
 		cmocka_unit_test(test_alloc_failures),
+		cmocka_unit_test(test_galerkin_dense),
 		cmocka_unit_test(test_generate),
 		cmocka_unit_test(test_generate_bad_options),
 		cmocka_unit_test(test_generate_alloc_failures),
