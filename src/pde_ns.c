@@ -29,6 +29,7 @@
 
 #include "pno/pde.h"
 #include "internal.h"
+#include "pde_grf.h"
 #include "pde_internal.h"
 #include "spectral_impl.h"
 
@@ -187,15 +188,6 @@ static void ns_cn_factors(struct ns_work *w, double nu, double dt)
 		}
 }
 
-/* Whole steps in one output interval: the fewest with dt <= dt_want. The
- * relative slack keeps dt_out = 1, dt_want = 0.01 at 100 steps, not 101. */
-static long ns_steps(double dt_out, double dt_want)
-{
-	double q = dt_out / dt_want * (1.0 - 1e-12);
-	long m = (long)ceil(q);
-	return m < 1 ? 1 : m;
-}
-
 /* Receives frame k (n x n doubles, valid only during the call). */
 typedef void (*ns_emit_fn)(void *ud, int k, const double *w);
 
@@ -242,7 +234,7 @@ static enum pno_status ns_run(struct ns_work *w, const struct ns_params *pr,
 					   "navier-stokes: time step %g at t = %g "
 					   "is too small (velocity %g)", dt_want,
 					   (k - 1) * pr->dt_out, umax);
-		long m = ns_steps(pr->dt_out, dt_want);
+		long m = pno__steps_per_interval(pr->dt_out, dt_want);
 		double dt = pr->dt_out / m;
 		if (dt_min == 0.0 || dt < dt_min)
 			dt_min = dt;
@@ -398,6 +390,7 @@ struct ns_gen {
 
 struct ns_gen_ws {
 	struct ns_work w;
+	struct pno__grf grf;
 	double *w0;	/* (fine, fine) initial vorticity */
 };
 
@@ -414,6 +407,12 @@ static void *ns_ws_new(void *ctx)
 		pno_free(ws);
 		return NULL;
 	}
+	if (pno__grf_init(&ws->grf, 2, n, n, 1) != PNO_STATUS_OK) {
+		ns_work_free(&ws->w);
+		pno_free(ws->w0);
+		pno_free(ws);
+		return NULL;
+	}
 	return ws;
 }
 
@@ -423,6 +422,7 @@ static void ns_ws_free(void *ctx, void *p)
 	if (!ws)
 		return;
 	ns_work_free(&ws->w);
+	pno__grf_free(&ws->grf);
 	pno_free(ws->w0);
 	pno_free(ws);
 }
@@ -451,15 +451,10 @@ static enum pno_status ns_sample(void *ctx, void *p, uint64_t index,
 	const struct pno_ns_opts *o = g->o;
 	int n = o->fine_res;
 	size_t np = (size_t)n * n;
-	/* pno_grf_periodic plans under its own lock; holding the library's
-	 * FFTW lock too keeps its planner calls apart from the plans other
-	 * threads make here (one planner, not thread-safe) */
-	pno__fftw_lock();
-	enum pno_status st = pno_grf_periodic(ws->w0, NULL, 2, n, n, &o->grf,
-					      o->base.seed, index, NULL, NULL);
-	pno__fftw_unlock();
-	if (st != PNO_STATUS_OK)
-		return st;
+	/* the same field as pno_grf_periodic(w0, NULL, 2, n, n, &o->grf,
+	 * seed, index, NULL, NULL), from this thread's workspace */
+	pno__grf_draw(&ws->grf, &o->grf, o->base.seed, index);
+	pno__grf_synth(&ws->grf, NULL, NULL, ws->w0);
 	/* the GRF's mean mode is random; vorticity on the torus has mean 0 */
 	double sum = 0.0;
 	for (size_t q = 0; q < np; q++)
