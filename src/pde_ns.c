@@ -128,18 +128,16 @@ nomem:
 	return pno__errorf(PNO_STATUS_NOMEM, "navier-stokes: out of memory");
 }
 
-/* out = N(wh) (unnormalized, truncated, mean 0). Returns max over the
- * grid of |u| + |v| (the velocity advecting the truncated vorticity). */
-static double ns_nonlinear(struct ns_work *w, const fftw_complex *wh,
-			   fftw_complex *out)
+/* The four c2r inputs from wh: truncated u = psi_y, v = -psi_x, w_x, w_y
+ * (psi = w / lam, mean mode 0), scaled by 1/n^2. Complex arrays are
+ * addressed as (re, im) pairs (C11 6.2.5: same layout) so the products by
+ * i k stay plain real arithmetic. */
+static void ns_fields(const struct ns_work *w, double *restrict tu,
+		      double *restrict tv, double *restrict tx,
+		      double *restrict ty, const double *restrict c)
 {
 	const int n = w->n, nh = w->nh;
 	const double s = 1.0 / ((double)n * n);
-	/* complex arrays as (re, im) pairs (C11 6.2.5: same layout), so the
-	 * products by i k stay plain real arithmetic */
-	double *restrict tu = (double *)w->tmp[0], *restrict tv = (double *)w->tmp[1],
-		       *restrict tx = (double *)w->tmp[2], *restrict ty = (double *)w->tmp[3];
-	const double *restrict c = (const double *)wh;
 	for (int i = 0; i < n; i++) {
 		const double kx = w->kx[i], kx2 = kx * kx;
 		const size_t row = (size_t)i * nh;
@@ -148,7 +146,6 @@ static double ns_nonlinear(struct ns_work *w, const fftw_complex *wh,
 			const double m = w->keepx[i] * w->keepy[j] * s;
 			const double ky = w->ky[j], lam = kx2 + ky * ky;
 			const double cr = m * c[id], ci = m * c[id + 1];
-			/* psi = w / lam (mean mode: 0); u = psi_y, v = -psi_x */
 			const double q = id == 0 ? 0.0 : 1.0 / lam;
 			tu[id] = -ky * q * ci, tu[id + 1] = ky * q * cr;
 			tv[id] = kx * q * ci, tv[id + 1] = -kx * q * cr;
@@ -156,29 +153,43 @@ static double ns_nonlinear(struct ns_work *w, const fftw_complex *wh,
 			ty[id] = -ky * ci, ty[id + 1] = ky * cr;
 		}
 	}
-	fftw_execute_dft_c2r(w->c2r, w->tmp[0], w->u);
-	fftw_execute_dft_c2r(w->c2r, w->tmp[1], w->v);
-	fftw_execute_dft_c2r(w->c2r, w->tmp[2], w->wx);
-	fftw_execute_dft_c2r(w->c2r, w->tmp[3], w->wy);
-	/* four independent maxima so the compiler can vectorize; NaNs are
-	 * skipped here and caught by the per-frame finiteness check */
-	double *restrict u = w->u;
-	const double *restrict v = w->v, *restrict wx = w->wx,
-			       *restrict wy = w->wy;
+}
+
+/* u <- u w_x + v w_y (np points); returns max |u| + |v|. Four
+ * independent maxima so the compiler can vectorize; NaNs are skipped here
+ * and caught by the per-frame finiteness check. */
+static double ns_product(double *restrict u, const double *restrict v,
+			 const double *restrict wx, const double *restrict wy,
+			 size_t np)
+{
 	double m4[4] = {0.0, 0.0, 0.0, 0.0};
-	for (size_t p = 0; p < w->np; p += 4)	/* np = n^2, n even */
+	for (size_t p = 0; p < np; p += 4)	/* np = n^2, n even */
 		for (int l = 0; l < 4; l++) {
 			double a = fabs(u[p + l]) + fabs(v[p + l]);
 			m4[l] = a > m4[l] ? a : m4[l];
 		}
-	for (size_t p = 0; p < w->np; p++)
+	for (size_t p = 0; p < np; p++)
 		u[p] = u[p] * wx[p] + v[p] * wy[p];
-	double umax = fmax(fmax(m4[0], m4[1]), fmax(m4[2], m4[3]));
+	return fmax(fmax(m4[0], m4[1]), fmax(m4[2], m4[3]));
+}
+
+/* out = N(wh) (unnormalized, truncated, mean 0). Returns max over the
+ * grid of |u| + |v| (the velocity advecting the truncated vorticity). */
+static double ns_nonlinear(struct ns_work *w, const fftw_complex *wh,
+			   fftw_complex *out)
+{
+	ns_fields(w, (double *)w->tmp[0], (double *)w->tmp[1],
+		  (double *)w->tmp[2], (double *)w->tmp[3], (const double *)wh);
+	fftw_execute_dft_c2r(w->c2r, w->tmp[0], w->u);
+	fftw_execute_dft_c2r(w->c2r, w->tmp[1], w->v);
+	fftw_execute_dft_c2r(w->c2r, w->tmp[2], w->wx);
+	fftw_execute_dft_c2r(w->c2r, w->tmp[3], w->wy);
+	double umax = ns_product(w->u, w->v, w->wx, w->wy, w->np);
 	fftw_execute_dft_r2c(w->r2c, w->u, out);
-	for (int i = 0; i < n; i++)
-		for (int j = 0; j < nh; j++)
+	for (int i = 0; i < w->n; i++)
+		for (int j = 0; j < w->nh; j++)
 			if (w->keepx[i] * w->keepy[j] == 0.0)
-				out[(size_t)i * nh + j] = 0.0;
+				out[(size_t)i * w->nh + j] = 0.0;
 	out[0] = 0.0;	/* mean of div(u w): zero exactly, not to rounding */
 	return umax;
 }
@@ -223,11 +234,10 @@ static enum pno_status ns_run(struct ns_work *w, const struct ns_params *pr,
 	memcpy(w->u, w0, w->np * sizeof(double));
 	fftw_execute_dft_r2c(w->r2c, w->u, w->wh);
 	w->wh[0] = 0.0;
-	fftw_complex *restrict wh = w->wh, *restrict wp = w->wp;
-	const fftw_complex *restrict n1 = w->n1, *restrict n2 = w->n2;
-	const double *restrict a = w->cn_a, *restrict b = w->cn_b;
+	fftw_complex *wh = w->wh, *wp = w->wp, *n1 = w->n1, *n2 = w->n2;
+	const double *a = w->cn_a, *b = w->cn_b;
 	for (int k = 1; k < pr->nframes; k++) {
-		double umax = ns_nonlinear(w, wh, w->n1);
+		double umax = ns_nonlinear(w, wh, n1);
 		if (!isfinite(umax))
 			return pno__errorf(PNO_STATUS_RANGE,
 					   "navier-stokes: the solution blew up "
@@ -248,11 +258,11 @@ static enum pno_status ns_run(struct ns_work *w, const struct ns_params *pr,
 		ns_cn_factors(w, pr->nu, dt);
 		for (long step = 0; step < m; step++) {
 			if (step > 0)
-				ns_nonlinear(w, wh, w->n1);
+				ns_nonlinear(w, wh, n1);
 			for (size_t id = 0; id < nc; id++)
 				wp[id] = b[id] * (a[id] * wh[id] - dt * n1[id]);
 			wp[fid] += b[fid] * dt * fc;
-			ns_nonlinear(w, wp, w->n2);
+			ns_nonlinear(w, wp, n2);
 			for (size_t id = 0; id < nc; id++)
 				wh[id] = b[id] * (a[id] * wh[id] -
 						  0.5 * dt * (n1[id] + n2[id]));
