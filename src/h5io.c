@@ -45,7 +45,7 @@ static const char *h5_err_text(char buf[200])
 /* ---- writer ---- */
 
 static enum pno_status check_array(const struct pno_h5_array *a, int i,
-				   const char *path, size_t *count)
+				   const char *path, size_t *count, int stream)
 {
 	*count = 1;
 	if (!a->name || !*a->name)
@@ -61,7 +61,7 @@ static enum pno_status check_array(const struct pno_h5_array *a, int i,
 			return pno__errorf(PNO_STATUS_INVALID,
 					   "%s: dataset '%s' has an invalid shape", path,
 					   a->name);
-	if (*count > 0 && !a->data)
+	if (*count > 0 && !a->data && !stream)
 		return pno__errorf(PNO_STATUS_INVALID, "%s: dataset '%s' has no data",
 				   path, a->name);
 	return PNO_STATUS_OK;
@@ -105,8 +105,10 @@ fail:
 	return -1;
 }
 
+/* Create dataset a (and write its data unless keep: then the open dataset
+ * is returned in *keep for later per-index writes). */
 static enum pno_status write_array(hid_t file, const struct pno_h5_array *a,
-				   size_t count, const char *path)
+				   size_t count, const char *path, hid_t *keep)
 {
 	enum pno_status s = PNO_STATUS_OK;
 	hsize_t dims[PNO_MAX_DIMS];
@@ -122,9 +124,13 @@ static enum pno_status write_array(hid_t file, const struct pno_h5_array *a,
 			H5P_DEFAULT);
 	if (ds < 0)
 		goto h5fail;
-	if (count > 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL,
-				  H5P_DEFAULT, a->data) < 0)
+	if (keep) {
+		*keep = ds;
+		ds = -1;
+	} else if (count > 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL,
+					 H5S_ALL, H5P_DEFAULT, a->data) < 0) {
 		goto h5fail;
+	}
 	goto cleanup;
 h5fail:
 	s = pno__errorf(PNO_STATUS_IO, "%s: cannot write dataset '%s': %s", path,
@@ -175,29 +181,73 @@ cleanup:
 	return s;
 }
 
-enum pno_status pno_h5_write(const char *path, const struct pno_h5_array *a,
-			     int n_arrays, const struct pno_h5_attr *attrs,
-			     int n_attrs, int overwrite)
+struct pno_h5_stream {
+	char *path, *tmp;
+	hid_t file;
+	int n;			/* arrays */
+	hid_t *ds;		/* streamed datasets (-1 for arrays written whole) */
+	int64_t *rows;		/* first-axis length of each streamed array */
+	size_t *row_elems;	/* elements per first-axis index */
+	unsigned char **seen;	/* per streamed array, one byte per index */
+};
+
+static void stream_free(struct pno_h5_stream *s)
 {
-	enum pno_status s = PNO_STATUS_OK;
-	char *tmp = NULL;
-	hid_t file = -1;
+	for (int i = 0; i < s->n; i++) {
+		if (s->ds)
+			H5_CLOSE(H5Dclose, s->ds[i]);
+		if (s->seen)
+			pno_free(s->seen[i]);
+	}
+	H5_CLOSE(H5Fclose, s->file);
+	if (s->tmp)
+		unlink(s->tmp);	/* harmless if the rename already happened */
+	pno_free(s->ds);
+	pno_free(s->rows);
+	pno_free(s->row_elems);
+	pno_free(s->seen);
+	pno_free(s->tmp);
+	pno_free(s->path);
+	pno_free(s);
+}
+
+void pno_h5_stream_abort(struct pno_h5_stream *s)
+{
+	if (s)
+		stream_free(s);
+}
+
+/* Arrays with data == NULL and rank >= 1 are streamed: created now,
+ * filled one first-axis index at a time by pno_h5_stream_put. */
+static int streamed(const struct pno_h5_array *a)
+{
+	return !a->data && a->ndim >= 1;
+}
+
+enum pno_status pno_h5_stream_open(struct pno_h5_stream **out,
+				   const char *path,
+				   const struct pno_h5_array *a, int n_arrays,
+				   int overwrite)
+{
+	enum pno_status st = PNO_STATUS_OK;
+	struct pno_h5_stream *s;
+	struct stat sb;
+	char eb[200];
 	size_t len;
 	int fd;
-	char eb[200];
-	struct stat sb;
 
+	*out = NULL;
 	h5_quiet();
 	if (!path || !*path)
 		return pno__errorf(PNO_STATUS_INVALID, "h5 write: empty path");
-	if (n_arrays < 0 || (n_arrays > 0 && !a) || n_attrs < 0 ||
-	    (n_attrs > 0 && !attrs))
+	if (n_arrays < 0 || (n_arrays > 0 && !a))
 		return pno__errorf(PNO_STATUS_INVALID,
-				   "%s: invalid array or attribute list", path);
+				   "%s: invalid array list", path);
 	for (int i = 0; i < n_arrays; i++) {
 		size_t count;
-		if ((s = check_array(&a[i], i, path, &count)) != PNO_STATUS_OK)
-			return s;
+		if ((st = check_array(&a[i], i, path, &count, streamed(&a[i]))) !=
+		    PNO_STATUS_OK)
+			return st;
 	}
 	if (!overwrite) {
 		if (lstat(path, &sb) == 0)
@@ -208,60 +258,185 @@ enum pno_status pno_h5_write(const char *path, const struct pno_h5_array *a,
 			return pno__errorf(PNO_STATUS_IO, "%s: cannot stat: %s", path,
 					   strerror(errno));
 	}
-	len = strlen(path);
-	tmp = pno_malloc(len + sizeof ".tmp.XXXXXX");
-	if (!tmp)
+	s = pno_calloc(1, sizeof *s);
+	if (!s)
 		return pno__errorf(PNO_STATUS_NOMEM, "%s: out of memory", path);
-	memcpy(tmp, path, len);
-	memcpy(tmp + len, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-	fd = mkstemp(tmp);
+	s->file = -1;
+	s->n = n_arrays;
+	len = strlen(path);
+	s->path = pno_strdup(path);
+	s->tmp = pno_malloc(len + sizeof ".tmp.XXXXXX");
+	s->ds = pno_malloc((size_t)(n_arrays ? n_arrays : 1) * sizeof *s->ds);
+	s->rows = pno_calloc((size_t)(n_arrays ? n_arrays : 1), sizeof *s->rows);
+	s->row_elems = pno_calloc((size_t)(n_arrays ? n_arrays : 1),
+				  sizeof *s->row_elems);
+	s->seen = pno_calloc((size_t)(n_arrays ? n_arrays : 1), sizeof *s->seen);
+	if (!s->path || !s->tmp || !s->ds || !s->rows || !s->row_elems ||
+	    !s->seen) {
+		pno_free(s->tmp);
+		s->tmp = NULL;
+		stream_free(s);
+		return pno__errorf(PNO_STATUS_NOMEM, "%s: out of memory", path);
+	}
+	for (int i = 0; i < n_arrays; i++) {
+		s->ds[i] = -1;
+		if (!streamed(&a[i]))
+			continue;
+		size_t count;
+		check_array(&a[i], i, path, &count, 1);
+		s->rows[i] = a[i].shape[0];
+		s->row_elems[i] = a[i].shape[0] ? count / (size_t)a[i].shape[0] : 0;
+		s->seen[i] = pno_calloc((size_t)(s->rows[i] ? s->rows[i] : 1), 1);
+		if (!s->seen[i]) {
+			pno_free(s->tmp);
+			s->tmp = NULL;
+			stream_free(s);
+			return pno__errorf(PNO_STATUS_NOMEM, "%s: out of memory", path);
+		}
+	}
+	memcpy(s->tmp, path, len);
+	memcpy(s->tmp + len, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
+	fd = mkstemp(s->tmp);
 	if (fd < 0) {
-		s = pno__errorf(PNO_STATUS_IO, "%s: cannot create temporary file %s: %s",
-				path, tmp, strerror(errno));
-		pno_free(tmp);
-		return s;
+		st = pno__errorf(PNO_STATUS_IO, "%s: cannot create temporary file %s: %s",
+				 path, s->tmp, strerror(errno));
+		pno_free(s->tmp);
+		s->tmp = NULL;
+		stream_free(s);
+		return st;
 	}
 	(void)fchmod(fd, 0644);
 	close(fd);
-	file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-	if (file < 0) {
-		s = pno__errorf(PNO_STATUS_IO, "%s: cannot create HDF5 file %s: %s",
-				path, tmp, h5_err_text(eb));
-		goto cleanup;
+	s->file = H5Fcreate(s->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+	if (s->file < 0) {
+		st = pno__errorf(PNO_STATUS_IO, "%s: cannot create HDF5 file %s: %s",
+				 path, s->tmp, h5_err_text(eb));
+		stream_free(s);
+		return st;
 	}
 	for (int i = 0; i < n_arrays; i++) {
 		size_t count;
-		check_array(&a[i], i, path, &count);
-		if ((s = write_array(file, &a[i], count, path)) != PNO_STATUS_OK)
-			goto cleanup;
+		check_array(&a[i], i, path, &count, streamed(&a[i]));
+		hid_t *keep = streamed(&a[i]) ? &s->ds[i] : NULL;
+		if ((st = write_array(s->file, &a[i], count, path, keep)) !=
+		    PNO_STATUS_OK) {
+			stream_free(s);
+			return st;
+		}
 	}
+	*out = s;
+	return PNO_STATUS_OK;
+}
+
+enum pno_status pno_h5_stream_put(struct pno_h5_stream *s, int array,
+				  int64_t index, const float *data)
+{
+	enum pno_status st = PNO_STATUS_OK;
+	hsize_t start[PNO_MAX_DIMS] = {0}, count[PNO_MAX_DIMS];
+	hid_t fspace = -1, mspace = -1;
+	char eb[200];
+	int rank;
+	if (array < 0 || array >= s->n || s->ds[array] < 0)
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "%s: array %d is not streamed", s->path, array);
+	if (index < 0 || index >= s->rows[array])
+		return pno__errorf(PNO_STATUS_RANGE,
+				   "%s: index %lld outside [0, %lld)", s->path,
+				   (long long)index, (long long)s->rows[array]);
+	if (s->row_elems[array] == 0) {
+		s->seen[array][index] = 1;
+		return PNO_STATUS_OK;
+	}
+	fspace = H5Dget_space(s->ds[array]);
+	if (fspace < 0 || (rank = H5Sget_simple_extent_dims(fspace, count, NULL)) < 1)
+		goto h5fail;
+	start[0] = (hsize_t)index;
+	count[0] = 1;
+	mspace = H5Screate_simple(rank, count, NULL);
+	if (mspace < 0 ||
+	    H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count,
+				NULL) < 0 ||
+	    H5Dwrite(s->ds[array], H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT,
+		     data) < 0)
+		goto h5fail;
+	s->seen[array][index] = 1;
+	goto cleanup;
+h5fail:
+	st = pno__errorf(PNO_STATUS_IO, "%s: cannot write index %lld of array %d: %s",
+			 s->path, (long long)index, array, h5_err_text(eb));
+cleanup:
+	H5_CLOSE(H5Sclose, mspace);
+	H5_CLOSE(H5Sclose, fspace);
+	return st;
+}
+
+enum pno_status pno_h5_stream_commit(struct pno_h5_stream *s,
+				     const struct pno_h5_attr *attrs,
+				     int n_attrs)
+{
+	enum pno_status st = PNO_STATUS_OK;
+	char eb[200];
+	int fd;
+	if (n_attrs < 0 || (n_attrs > 0 && !attrs)) {
+		st = pno__errorf(PNO_STATUS_INVALID, "%s: invalid attribute list",
+				 s->path);
+		goto out;
+	}
+	for (int i = 0; i < s->n; i++)
+		for (int64_t r = 0; s->ds[i] >= 0 && r < s->rows[i]; r++)
+			if (!s->seen[i][r]) {
+				st = pno__errorf(PNO_STATUS_INTERNAL,
+						 "%s: index %lld of array %d was never "
+						 "written", s->path, (long long)r, i);
+				goto out;
+			}
 	for (int i = 0; i < n_attrs; i++)
-		if ((s = write_attr(file, &attrs[i], path)) != PNO_STATUS_OK)
-			goto cleanup;
-	if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0 || H5Fclose(file) < 0) {
-		file = -1;
-		s = pno__errorf(PNO_STATUS_IO, "%s: cannot flush HDF5 file %s: %s",
-				path, tmp, h5_err_text(eb));
-		goto cleanup;
+		if ((st = write_attr(s->file, &attrs[i], s->path)) != PNO_STATUS_OK)
+			goto out;
+	for (int i = 0; i < s->n; i++)
+		H5_CLOSE(H5Dclose, s->ds[i]);
+	if (H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0 || H5Fclose(s->file) < 0) {
+		s->file = -1;
+		st = pno__errorf(PNO_STATUS_IO, "%s: cannot flush HDF5 file %s: %s",
+				 s->path, s->tmp, h5_err_text(eb));
+		goto out;
 	}
-	file = -1;
+	s->file = -1;
 	/* HDF5 does not fsync: do it before the rename */
-	fd = open(tmp, O_RDONLY | O_CLOEXEC);
+	fd = open(s->tmp, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || pno__io_fault() || fsync(fd) != 0) {
-		s = pno__errorf(PNO_STATUS_IO, "%s: fsync of %s failed: %s", path,
-				tmp, strerror(errno));
+		st = pno__errorf(PNO_STATUS_IO, "%s: fsync of %s failed: %s",
+				 s->path, s->tmp, strerror(errno));
 		if (fd >= 0)
 			close(fd);
-		goto cleanup;
+		goto out;
 	}
 	close(fd);
-	s = pno_atomic_rename(tmp, path);
-cleanup:
-	H5_CLOSE(H5Fclose, file);
-	if (s != PNO_STATUS_OK)
-		unlink(tmp);	/* harmless if the rename already happened */
-	pno_free(tmp);
-	return s;
+	st = pno_atomic_rename(s->tmp, s->path);
+out:
+	stream_free(s);
+	return st;
+}
+
+enum pno_status pno_h5_write(const char *path, const struct pno_h5_array *a,
+			     int n_arrays, const struct pno_h5_attr *attrs,
+			     int n_attrs, int overwrite)
+{
+	struct pno_h5_stream *s;
+	enum pno_status st;
+	for (int i = 0; i < n_arrays && a; i++) {
+		size_t count;
+		if ((st = check_array(&a[i], i, path ? path : "", &count, 0)) !=
+		    PNO_STATUS_OK)
+			return st;
+	}
+	if (n_attrs < 0 || (n_attrs > 0 && !attrs))
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "%s: invalid array or attribute list", path);
+	if ((st = pno_h5_stream_open(&s, path, a, n_arrays, overwrite)) !=
+	    PNO_STATUS_OK)
+		return st;
+	return pno_h5_stream_commit(s, attrs, n_attrs);
 }
 
 /* ---- reader ---- */

@@ -134,6 +134,25 @@ enum pno_status pno_h5_write(const char *path, const struct pno_h5_array *a,
 			     int n_arrays, const struct pno_h5_attr *attrs,
 			     int n_attrs, int overwrite);
 
+/* Streaming form of pno_h5_write, for data made piece by piece. Arrays
+ * with data == NULL (rank >= 1) are created empty and filled one first-axis
+ * index at a time with pno_h5_stream_put (data: one index's elements);
+ * the others are written at open. Commit checks every index of every
+ * streamed array was written (else PNO_STATUS_INTERNAL), writes the
+ * attributes, fsyncs and renames over `path`; commit and abort free the
+ * stream, and abort (or a failed commit) removes the temporary file. Not
+ * thread-safe: serialize calls on one stream. */
+struct pno_h5_stream;
+enum pno_status pno_h5_stream_open(struct pno_h5_stream **s, const char *path,
+				   const struct pno_h5_array *a, int n_arrays,
+				   int overwrite);
+enum pno_status pno_h5_stream_put(struct pno_h5_stream *s, int array,
+				  int64_t index, const float *data);
+enum pno_status pno_h5_stream_commit(struct pno_h5_stream *s,
+				     const struct pno_h5_attr *attrs,
+				     int n_attrs);
+void pno_h5_stream_abort(struct pno_h5_stream *s);
+
 struct pno_dataset_opts {
 	int t_in;		/* time index of the input (default 0) */
 	int t_out;		/* time index of the output (-1: last) */
