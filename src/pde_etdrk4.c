@@ -163,12 +163,3 @@ double pno__etdrk4_physical(struct pno__etdrk4 *w)
 	}
 	return finite ? mx : NAN;
 }
-
-long pno__etdrk4_steps(double dt_out, double dt_max, long limit)
-{
-	double r = dt_out / dt_max;
-	if (!(r <= (double)limit * (1 + 1e-9)))
-		return 0;
-	double s = ceil(r * (1 - 1e-9));
-	return s < 1 ? 1 : (long)s;
-}

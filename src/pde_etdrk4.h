@@ -55,9 +55,4 @@ void pno__etdrk4_step(struct pno__etdrk4 *w);
  * some value is not finite. */
 double pno__etdrk4_physical(struct pno__etdrk4 *w);
 
-/* Number of whole steps of at most dt_max in dt_out (>= 1), with a
- * relative slack of 1e-9 so that dt_out = s * dt_max gives s; 0 if more
- * than `limit`. */
-long pno__etdrk4_steps(double dt_out, double dt_max, long limit);
-
 #endif

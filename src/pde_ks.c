@@ -150,3 +150,124 @@ enum pno_status pno_ks_initial(double *u0, int n, uint64_t seed,
 	pno__etdrk4_free(&w);
 	return PNO_STATUS_OK;
 }
+
+/* ---- generator ---- */
+
+struct ks_gen {
+	const struct pno_ks_opts *o;
+	int frames;
+	long every, burn;	/* steps per frame, burn-in steps */
+};
+
+struct ks_ws {
+	struct pno__etdrk4 w;
+	double *u0;		/* (res) */
+};
+
+static void ks_ws_free(void *ctx, void *ws)
+{
+	struct ks_ws *k = ws;
+	(void)ctx;
+	pno__etdrk4_free(&k->w);
+	pno_free(k->u0);
+	pno_free(k);
+}
+
+static void *ks_ws_new(void *ctx)
+{
+	const struct ks_gen *g = ctx;
+	const struct pno_ks_opts *o = g->o;
+	struct ks_ws *k = pno_calloc(1, sizeof *k);
+	if (!k)
+		return NULL;
+	if (ks_setup(&k->w, o->base.res, o->L, o->dt) != PNO_STATUS_OK ||
+	    !(k->u0 = pno_malloc((size_t)o->base.res * sizeof *k->u0))) {
+		ks_ws_free(ctx, k);
+		return NULL;
+	}
+	return k;
+}
+
+static enum pno_status ks_sample(void *ctx, void *ws, uint64_t index,
+				 float *const *out)
+{
+	const struct ks_gen *g = ctx;
+	struct ks_ws *k = ws;
+	ks_initial(&k->w, k->u0, g->o->base.seed, index);
+	return ks_run(&k->w, k->u0, g->burn, g->frames, g->every, NULL, out[0]);
+}
+
+enum pno_status pno_generate_ks(const struct pno_ks_opts *o, const char *path,
+				int overwrite)
+{
+	struct ks_gen k = {o, 0, 0, 0};
+	struct pno__gen g = {0};
+	enum pno_status st;
+	int res = o->base.res;
+	if (res < 4 || res % 2 || res > KS_MAX_N)
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "ks: --res %d must be even, in [4, %d]", res,
+				   KS_MAX_N);
+	if (!(o->L > 0) || !isfinite(o->L))
+		return pno__errorf(PNO_STATUS_INVALID, "ks: --L must be > 0");
+	if (!(o->dt > 0) || !isfinite(o->dt))
+		return pno__errorf(PNO_STATUS_INVALID, "ks: --dt must be > 0");
+	if (!(o->t_final > 0) || !isfinite(o->t_final))
+		return pno__errorf(PNO_STATUS_INVALID, "ks: --t-final must be > 0");
+	if (!(o->dt_out > 0) || !isfinite(o->dt_out))
+		return pno__errorf(PNO_STATUS_INVALID, "ks: --dt-out must be > 0");
+	double fr = o->t_final / o->dt_out, frr = nearbyint(fr);
+	if (frr < 1 || frr > KS_MAX_FRAMES - 1 || fabs(fr - frr) > 1e-9 * frr)
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "ks: --t-final %g must be a whole multiple (1 "
+				   "to %d) of --dt-out %g", o->t_final,
+				   KS_MAX_FRAMES - 1, o->dt_out);
+	k.frames = (int)frr + 1;
+	if ((k.every = whole_steps(o->dt_out, o->dt)) < 1)
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "ks: --dt-out %g must be a whole number of "
+				   "steps --dt %g", o->dt_out, o->dt);
+	if (!(o->burn_in >= 0) || !isfinite(o->burn_in) ||
+	    (k.burn = whole_steps(o->burn_in, o->dt)) < 0)
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "ks: --burn-in %g must be >= 0 and a whole "
+				   "number of steps --dt %g", o->burn_in, o->dt);
+
+	g.pde = "ks";
+	g.base = &o->base;
+	g.n_out = 1;
+	g.out[0] = (struct pno__gen_out){"tensor", 2, {k.frames, res}};
+	float *tc = pno__coords(k.frames, o->dt_out);
+	float *xc = pno__coords(res, o->L / res);
+	if (!tc || !xc) {
+		pno_free(tc);
+		pno_free(xc);
+		return pno__errorf(PNO_STATUS_NOMEM, "ks: out of memory");
+	}
+	g.fixed[g.n_fixed++] = (struct pno_h5_array){"t-coordinate", 1,
+						     {k.frames}, tc};
+	g.fixed[g.n_fixed++] = (struct pno_h5_array){"x-coordinate", 1,
+						     {res}, xc};
+	pno__gen_attr_str(&g, "solver",
+			  "pseudo-spectral ETDRK4 (Cox-Matthews, Kassam-"
+			  "Trefethen contour coefficients), 2/3 dealiasing");
+	pno__gen_attr_num(&g, "L", o->L);
+	pno__gen_attr_num(&g, "dt", o->dt);
+	pno__gen_attr_num(&g, "t_final", o->dt_out * (k.frames - 1));
+	pno__gen_attr_num(&g, "dt_out", o->dt_out);
+	pno__gen_attr_num(&g, "burn_in", o->burn_in);
+	pno__gen_attr_num(&g, "contour_points", PNO__ETDRK4_CONTOUR_M);
+	pno__gen_attr_str(&g, "init",
+			  "U(-1,1) per grid point (Philox, stream = sample "
+			  "index), low-passed to Fourier modes 1 <= |m| <= "
+			  "res/16 (mean zero)");
+	pno__gen_attr_str(&g, "grid", "periodic, points i L/res of [0, L)");
+	g.ctx = &k;
+	g.ws_new = ks_ws_new;
+	g.ws_free = ks_ws_free;
+	g.sample = ks_sample;
+	st = pno__generate(&g, path, overwrite);
+	pno_free(tc);
+	pno_free(xc);
+	return st;
+}

@@ -276,6 +276,171 @@ static void test_alloc_failure(void **state)
 	free(tr);
 }
 
+/* The whole `tensor` of a generated file (pno_free not needed: malloc). */
+static float *read_tensor(const char *path, hsize_t dims[3])
+{
+	hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+	assert_true(f >= 0);
+	hid_t d = H5Dopen2(f, "tensor", H5P_DEFAULT);
+	assert_true(d >= 0);
+	hid_t sp = H5Dget_space(d);
+	assert_int_equal(H5Sget_simple_extent_ndims(sp), 3);
+	H5Sget_simple_extent_dims(sp, dims, NULL);
+	float *buf = malloc(dims[0] * dims[1] * dims[2] * sizeof *buf);
+	assert_non_null(buf);
+	assert_true(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+			    buf) >= 0);
+	H5Sclose(sp);
+	H5Dclose(d);
+	H5Fclose(f);
+	return buf;
+}
+
+static void small_opts(struct pno_burgers_opts *o)
+{
+	pno_burgers_opts_default(o);
+	o->base.samples = 4;
+	o->base.seed = 3;
+	o->fine_res = 256;
+	o->base.res = 64;
+	o->t_final = 0.2;
+	o->dt_out = 0.05;
+}
+
+static void test_generate(void **state)
+{
+	(void)state;
+	struct pno_burgers_opts o;
+	small_opts(&o);
+	const char *p1 = tu_tmp_path("burgers1.h5");
+	char p1c[1024];
+	snprintf(p1c, sizeof p1c, "%s", p1);
+	const char *p2 = tu_tmp_path("burgers2.h5");
+	int threads = pno_threads_get();
+	pno_threads_set(1);
+	assert_status(pno_generate_burgers(&o, p1c, 1), PNO_STATUS_OK);
+	pno_threads_set(2);
+	assert_status(pno_generate_burgers(&o, p2, 1), PNO_STATUS_OK);
+	pno_threads_set(threads);
+	hsize_t d1[3], d2[3];
+	float *a = read_tensor(p1c, d1), *b = read_tensor(p2, d2);
+	assert_int_equal(d1[0], 4);
+	assert_int_equal(d1[1], 5);	/* t = 0, 0.05, ..., 0.2 */
+	assert_int_equal(d1[2], 64);
+	assert_memory_equal(d1, d2, sizeof d1);
+	/* sample i depends on (seed, i) only: same bits at 1 and 2 threads */
+	assert_memory_equal(a, b, 4 * 5 * 64 * sizeof *a);
+	/* each sample is the GRF on the fine grid, solved there by the public
+	 * solver and subsampled every 4th point (frame 0: the GRF itself) */
+	int n = 256, T = 5, X = 64;
+	double *u0 = dalloc(n), *tr = dalloc((size_t)T * n);
+	for (int i = 0; i < 4; i++) {
+		assert_status(pno_grf_periodic(u0, NULL, 1, n, 1, &o.grf, 3,
+					       (uint64_t)i, NULL, NULL),
+			      PNO_STATUS_OK);
+		assert_status(pno_burgers_solve(n, o.nu, u0, T, 0.05, 0, tr, NULL),
+			      PNO_STATUS_OK);
+		for (int f = 0; f < T; f++)
+			for (int j = 0; j < X; j++) {
+				float want = (float)tr[(size_t)f * n + 4 * j];
+				float got = a[((size_t)i * T + f) * X + j];
+				if (got != want)
+					fail_msg("sample %d frame %d x %d: %.9g != "
+						 "%.9g", i, f, j, got, want);
+			}
+	}
+	/* read back as (in, out) pairs: frame 0 -> last frame */
+	struct pno_dataset ds;
+	struct pno_dataset_opts dopt = PNO_DATASET_OPTS_DEFAULT;
+	assert_status(pno_dataset_read(&ds, p1c, &dopt), PNO_STATUS_OK);
+	assert_int_equal(ds.N, 4);
+	assert_int_equal(ds.X, 64);
+	assert_string_equal(ds.pde, "burgers");
+	assert_memory_equal(ds.in, a, 64 * sizeof *a);
+	assert_memory_equal(ds.out, a + 4 * 64, 64 * sizeof *a);
+	pno_dataset_free(&ds);
+	char buf[256];
+	assert_status(pno_h5_attr_string(p1c, "solver", buf, sizeof buf),
+		      PNO_STATUS_OK);
+	assert_non_null(strstr(buf, "ETDRK4"));
+	free(u0);
+	free(tr);
+	free(a);
+	free(b);
+}
+
+static void test_generate_bad_options(void **state)
+{
+	(void)state;
+	const char *path = tu_tmp_path("burgers_bad.h5");
+	struct pno_burgers_opts o;
+	pno_burgers_opts_default(&o);
+	o.base.res = 1000;
+	assert_status(pno_generate_burgers(&o, path, 1), PNO_STATUS_INVALID);
+	assert_err_has("burgers: --res 1000 does not divide the fine grid 8192 "
+		       "(--fine-res)");
+	small_opts(&o);
+	o.fine_res = 255;
+	assert_status(pno_generate_burgers(&o, path, 1), PNO_STATUS_INVALID);
+	assert_err_has("--fine-res");
+	small_opts(&o);
+	o.nu = 0;
+	assert_status(pno_generate_burgers(&o, path, 1), PNO_STATUS_INVALID);
+	assert_err_has("burgers: --nu must be > 0");
+	small_opts(&o);
+	o.dt_out = 0;
+	assert_status(pno_generate_burgers(&o, path, 1), PNO_STATUS_INVALID);
+	assert_err_has("--dt-out");
+	small_opts(&o);
+	o.dt_out = 0.03;	/* 0.2 / 0.03 is not whole */
+	assert_status(pno_generate_burgers(&o, path, 1), PNO_STATUS_INVALID);
+	assert_err_has("--t-final");
+	small_opts(&o);
+	o.t_final = 1e4;
+	o.dt_out = 1e-2;	/* 1e6 frames */
+	assert_status(pno_generate_burgers(&o, path, 1), PNO_STATUS_INVALID);
+	small_opts(&o);
+	o.dt = -1;
+	assert_status(pno_generate_burgers(&o, path, 1), PNO_STATUS_INVALID);
+	assert_err_has("--dt");
+	small_opts(&o);
+	o.grf.sigma = 0;
+	assert_status(pno_generate_burgers(&o, path, 1), PNO_STATUS_INVALID);
+	small_opts(&o);
+	o.base.samples = 0;
+	assert_status(pno_generate_burgers(&o, path, 1), PNO_STATUS_INVALID);
+	FILE *f = fopen(path, "rb");
+	assert_null(f);		/* nothing was written */
+}
+
+static void test_generate_alloc_failure(void **state)
+{
+	(void)state;
+	struct pno_burgers_opts o;
+	small_opts(&o);
+	o.base.samples = 2;
+	const char *path = tu_tmp_path("burgers_alloc.h5");
+	int threads = pno_threads_get();
+	long k;
+	pno_threads_set(1);
+	tu_alloc_install();
+	long live0 = tu_alloc_live();
+	for (k = 1;; k++) {
+		tu_alloc_reset(k);
+		enum pno_status s = pno_generate_burgers(&o, path, 1);
+		if (!tu_alloc_failed()) {
+			assert_status(s, PNO_STATUS_OK);
+			break;
+		}
+		assert_status(s, PNO_STATUS_NOMEM);
+		assert_int_equal(tu_alloc_live(), live0);
+	}
+	assert_true(k >= 2);
+	tu_alloc_reset(0);
+	tu_alloc_uninstall();
+	pno_threads_set(threads);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -285,6 +450,9 @@ int main(void)
 		cmocka_unit_test(test_step_contract),
 		cmocka_unit_test(test_bad_inputs),
 		cmocka_unit_test(test_alloc_failure),
+		cmocka_unit_test(test_generate),
+		cmocka_unit_test(test_generate_bad_options),
+		cmocka_unit_test(test_generate_alloc_failure),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

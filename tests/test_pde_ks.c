@@ -264,6 +264,173 @@ static void test_alloc_failure(void **state)
 	free(tr);
 }
 
+static float *read_tensor(const char *path, hsize_t dims[3])
+{
+	hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+	assert_true(f >= 0);
+	hid_t d = H5Dopen2(f, "tensor", H5P_DEFAULT);
+	assert_true(d >= 0);
+	hid_t sp = H5Dget_space(d);
+	assert_int_equal(H5Sget_simple_extent_ndims(sp), 3);
+	H5Sget_simple_extent_dims(sp, dims, NULL);
+	float *buf = malloc(dims[0] * dims[1] * dims[2] * sizeof *buf);
+	assert_non_null(buf);
+	assert_true(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+			    buf) >= 0);
+	H5Sclose(sp);
+	H5Dclose(d);
+	H5Fclose(f);
+	return buf;
+}
+
+static void small_opts(struct pno_ks_opts *o)
+{
+	pno_ks_opts_default(o);
+	o->base.samples = 3;
+	o->base.seed = 8;
+	o->base.res = 64;
+	o->L = 22;
+	o->t_final = 5;
+	o->dt_out = 0.5;
+}
+
+/* Generate at 1 and 2 threads: the same bits. Returns the tensor. */
+static float *generate_twice(const struct pno_ks_opts *o, const char *name)
+{
+	char p1[1024];
+	snprintf(p1, sizeof p1, "%s", tu_tmp_path(name));
+	const char *p2 = tu_tmp_path("ks_threads2.h5");
+	int threads = pno_threads_get();
+	pno_threads_set(1);
+	assert_status(pno_generate_ks(o, p1, 1), PNO_STATUS_OK);
+	pno_threads_set(2);
+	assert_status(pno_generate_ks(o, p2, 1), PNO_STATUS_OK);
+	pno_threads_set(threads);
+	hsize_t d1[3], d2[3];
+	float *a = read_tensor(p1, d1), *b = read_tensor(p2, d2);
+	assert_int_equal(d1[0], o->base.samples);
+	assert_int_equal(d1[1], 11);
+	assert_int_equal(d1[2], o->base.res);
+	assert_memory_equal(d1, d2, sizeof d1);
+	assert_memory_equal(a, b, d1[0] * d1[1] * d1[2] * sizeof *a);
+	free(b);
+	return a;
+}
+
+static void test_generate(void **state)
+{
+	(void)state;
+	struct pno_ks_opts o;
+	small_opts(&o);
+	int n = 64, T = 11;
+	float *a = generate_twice(&o, "ks1.h5");
+	double *u0 = dalloc(n), *tr = dalloc((size_t)T * n);
+	/* each sample is pno_ks_initial solved by the public solver: frame 0
+	 * is the initial value itself */
+	for (int i = 0; i < 3; i++) {
+		assert_status(pno_ks_initial(u0, n, 8, (uint64_t)i), PNO_STATUS_OK);
+		assert_status(pno_ks_solve(n, 22, u0, T, 0.5, 0.25, tr, NULL),
+			      PNO_STATUS_OK);
+		for (int j = 0; j < T * n; j++)
+			if (a[(size_t)i * T * n + j] != (float)tr[j])
+				fail_msg("sample %d value %d: %.9g != %.9g", i, j,
+					 a[(size_t)i * T * n + j], (float)tr[j]);
+	}
+	free(a);
+	/* burn-in: frame 0 is the state after integrating burn_in */
+	o.burn_in = 2.5;
+	a = generate_twice(&o, "ks_burn.h5");
+	for (int i = 0; i < 3; i++) {
+		assert_status(pno_ks_initial(u0, n, 8, (uint64_t)i), PNO_STATUS_OK);
+		assert_status(pno_ks_solve(n, 22, u0, 2, 2.5, 0.25, tr, NULL),
+			      PNO_STATUS_OK);
+		for (int j = 0; j < n; j++)
+			if (a[(size_t)i * T * n + j] != (float)tr[n + j])
+				fail_msg("burn-in sample %d x %d: %.9g != %.9g", i,
+					 j, a[(size_t)i * T * n + j],
+					 (float)tr[n + j]);
+	}
+	free(a);
+	const char *path = tu_tmp_path("ks_burn.h5");
+	struct pno_dataset ds;
+	struct pno_dataset_opts dopt = PNO_DATASET_OPTS_DEFAULT;
+	assert_status(pno_dataset_read(&ds, path, &dopt), PNO_STATUS_OK);
+	assert_int_equal(ds.N, 3);
+	assert_int_equal(ds.X, 64);
+	assert_string_equal(ds.pde, "ks");
+	pno_dataset_free(&ds);
+	char buf[256];
+	assert_status(pno_h5_attr_string(path, "init", buf, sizeof buf),
+		      PNO_STATUS_OK);
+	assert_non_null(strstr(buf, "res/16"));
+	free(u0);
+	free(tr);
+}
+
+static void test_generate_bad_options(void **state)
+{
+	(void)state;
+	const char *path = tu_tmp_path("ks_bad.h5");
+	struct pno_ks_opts o;
+	small_opts(&o);
+	o.base.res = 63;
+	assert_status(pno_generate_ks(&o, path, 1), PNO_STATUS_INVALID);
+	assert_err_has("--res");
+	small_opts(&o);
+	o.L = -1;
+	assert_status(pno_generate_ks(&o, path, 1), PNO_STATUS_INVALID);
+	assert_err_has("--L");
+	small_opts(&o);
+	o.dt = 0;
+	assert_status(pno_generate_ks(&o, path, 1), PNO_STATUS_INVALID);
+	small_opts(&o);
+	o.dt_out = 0.3;		/* not a whole number of 0.25 steps */
+	o.t_final = 3;
+	assert_status(pno_generate_ks(&o, path, 1), PNO_STATUS_INVALID);
+	assert_err_has("--dt-out");
+	small_opts(&o);
+	o.t_final = 5.2;	/* not a whole number of dt_out */
+	assert_status(pno_generate_ks(&o, path, 1), PNO_STATUS_INVALID);
+	assert_err_has("--t-final");
+	small_opts(&o);
+	o.burn_in = 0.1;
+	assert_status(pno_generate_ks(&o, path, 1), PNO_STATUS_INVALID);
+	assert_err_has("--burn-in");
+	small_opts(&o);
+	o.burn_in = -1;
+	assert_status(pno_generate_ks(&o, path, 1), PNO_STATUS_INVALID);
+	FILE *f = fopen(path, "rb");
+	assert_null(f);
+}
+
+static void test_generate_alloc_failure(void **state)
+{
+	(void)state;
+	struct pno_ks_opts o;
+	small_opts(&o);
+	o.base.samples = 2;
+	const char *path = tu_tmp_path("ks_alloc.h5");
+	int threads = pno_threads_get();
+	long k;
+	pno_threads_set(1);
+	tu_alloc_install();
+	long live0 = tu_alloc_live();
+	for (k = 1;; k++) {
+		tu_alloc_reset(k);
+		enum pno_status s = pno_generate_ks(&o, path, 1);
+		if (!tu_alloc_failed()) {
+			assert_status(s, PNO_STATUS_OK);
+			break;
+		}
+		assert_status(s, PNO_STATUS_NOMEM);
+		assert_int_equal(tu_alloc_live(), live0);
+	}
+	assert_true(k >= 2);
+	tu_alloc_reset(0);
+	tu_alloc_uninstall();
+	pno_threads_set(threads);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -274,6 +441,9 @@ int main(void)
 		cmocka_unit_test(test_initial_value),
 		cmocka_unit_test(test_bad_inputs),
 		cmocka_unit_test(test_alloc_failure),
+		cmocka_unit_test(test_generate),
+		cmocka_unit_test(test_generate_bad_options),
+		cmocka_unit_test(test_generate_alloc_failure),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
