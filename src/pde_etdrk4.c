@@ -70,26 +70,30 @@ enum pno_status pno__etdrk4_init(struct pno__etdrk4 *w, int n, double length,
 void pno__etdrk4_coeffs(struct pno__etdrk4 *w, double h)
 {
 	enum { MH = PNO__ETDRK4_CONTOUR_M / 2 };
-	long double complex r[MH];
+	long double complex r[MH], er[MH], er2[MH];
 	const long double pi = 3.141592653589793238462643383279503L;
 	if (w->h == h)
 		return;
-	for (int j = 0; j < MH; j++)
+	for (int j = 0; j < MH; j++) {
 		r[j] = cexpl(I * pi * (j + 0.5L) / MH);
+		er[j] = cexpl(r[j]);
+		er2[j] = cexpl(r[j] / 2);
+	}
 	for (int m = 0; m < w->nh; m++) {
 		long double hl = (long double)h * w->lin[m];
+		long double e = expl(hl), e2 = expl(hl / 2);
 		long double complex sq = 0, s1 = 0, s2 = 0, s3 = 0;
 		/* mean over the circle |z - hL| = 1 of the phi-type functions
 		 * (exact by the mean value property; the circle keeps z away
-		 * from the cancellation at z = 0) */
+		 * from the cancellation at z = 0). e^z = e^{hL} e^{r_j}. */
 		for (int j = 0; j < MH; j++) {
-			long double complex z = hl + r[j];
-			long double complex ez = cexpl(z), ez2 = cexpl(z / 2);
-			long double complex z2 = z * z, z3 = z2 * z;
-			sq += (ez2 - 1) / z;
-			s1 += (-4 - z + ez * (4 - 3 * z + z2)) / z3;
-			s2 += (2 + z + ez * (z - 2)) / z3;
-			s3 += (-4 - 3 * z - z2 + ez * (4 - z)) / z3;
+			long double complex z = hl + r[j], iz = 1 / z;
+			long double complex ez = e * er[j], ez2 = e2 * er2[j];
+			long double complex iz3 = iz * iz * iz;
+			sq += (ez2 - 1) * iz;
+			s1 += (-4 - z + ez * (4 - 3 * z + z * z)) * iz3;
+			s2 += (2 + z + ez * (z - 2)) * iz3;
+			s3 += (-4 - 3 * z - z * z + ez * (4 - z)) * iz3;
 		}
 		w->Q[m] = (double)(h * creall(sq) / MH);
 		w->f1[m] = (double)(h * creall(s1) / MH);

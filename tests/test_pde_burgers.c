@@ -3,6 +3,7 @@
  * fourth-order convergence in time, the time-step contract, bad inputs,
  * allocation failures and the generator end to end. */
 #include "testutil.h"
+#include "pde_etdrk4.h"
 #include "pno/io.h"
 #include "pno/pde.h"
 
@@ -59,6 +60,67 @@ static double cole_hopf_error(const struct cole_hopf *ch, int n, double dt,
 	free(u0);
 	free(tr);
 	return err / um;
+}
+
+/* phi_k(z) = sum_j z^j / (j + k)!, by its series (|z| <= 2 here). */
+static long double phi_series(int k, long double z)
+{
+	long double term = 1, sum = 0;
+	for (int i = 1; i <= k; i++)
+		term /= i;
+	for (int j = 0; j < 60; j++) {
+		sum += term;
+		term *= z / (j + k + 1);
+	}
+	return sum;
+}
+
+/* The contour-mean coefficients against the naive versions: the phi
+ * series near 0 (where the closed forms cancel) and the closed forms far
+ * from 0 (where the series would), both in long double. */
+static void test_etdrk4_coefficients(void **state)
+{
+	(void)state;
+	static const long double z[] = {0, 1e-12L, -1e-4L, 0.25L, -0.7L, -2,
+					-5, -37.5L, -1000, -1e6L};
+	int nz = (int)(sizeof z / sizeof z[0]);
+	struct pno__etdrk4 w;
+	assert_status(pno__etdrk4_init(&w, 32, 1.0, "test"), PNO_STATUS_OK);
+	for (int m = 0; m < w.nh; m++)
+		w.lin[m] = (double)z[m < nz ? m : 0];
+	double h = 0.5;
+	pno__etdrk4_coeffs(&w, 1.0);	/* then a different h recomputes */
+	pno__etdrk4_coeffs(&w, h);
+	double worst = 0;
+	for (int m = 0; m < nz; m++) {
+		long double x = h * (long double)w.lin[m], want[4];
+		if (fabsl(x) <= 2) {
+			long double p1 = phi_series(1, x), p2 = phi_series(2, x),
+				    p3 = phi_series(3, x);
+			want[0] = h * phi_series(1, x / 2) / 2;
+			want[1] = h * (p1 - 3 * p2 + 4 * p3);
+			want[2] = h * (p2 - 2 * p3);
+			want[3] = h * (4 * p3 - p2);
+		} else {
+			long double e = expl(x), x3 = x * x * x;
+			want[0] = h * (expl(x / 2) - 1) / x;
+			want[1] = h * (-4 - x + e * (4 - 3 * x + x * x)) / x3;
+			want[2] = h * (2 + x + e * (x - 2)) / x3;
+			want[3] = h * (-4 - 3 * x - x * x + e * (4 - x)) / x3;
+		}
+		double got[4] = {w.Q[m], w.f1[m], w.f2[m], w.f3[m]};
+		for (int c = 0; c < 4; c++) {
+			double rel = (double)(fabsl(got[c] - want[c]) / fabsl(want[c]));
+			worst = fmax(worst, rel);
+			if (!(rel < 1e-14))
+				fail_msg("hL %Lg coefficient %d: %.17g vs %.17Lg "
+					 "(rel %.3g)", x, c, got[c], want[c], rel);
+		}
+		tu_assert_close(w.E[m], exp(h * w.lin[m]), 0);
+	}
+	print_message("contour coefficients: worst relative error %.3g\n", worst);
+	pno__etdrk4_free(&w);
+	pno__etdrk4_free(&w);	/* safe twice */
 }
 
 static void test_cole_hopf(void **state)
@@ -444,6 +506,7 @@ static void test_generate_alloc_failure(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_etdrk4_coefficients),
 		cmocka_unit_test(test_cole_hopf),
 		cmocka_unit_test(test_mean_and_max_principle),
 		cmocka_unit_test(test_time_order),
