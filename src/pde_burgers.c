@@ -87,11 +87,16 @@ static enum pno_status burgers_run(struct burgers_solver *s, double nu,
 	double dt = 0;
 	long steps = 0;
 	enum pno_status st;
-	if (nframes > 1 &&
-	    (st = choose_step(n, u0, dt_out, dt_cap, &dt, &steps)) != PNO_STATUS_OK)
-		return st;
-	const double *u = u0;
+	set_viscosity(s, nu);
+	if (nframes > 1) {
+		st = choose_step(n, u0, dt_out, dt_cap, &dt, &steps);
+		if (st != PNO_STATUS_OK)
+			return st;
+		pno__etdrk4_coeffs(w, dt);
+		pno__etdrk4_load(w, u0);
+	}
 	for (int f = 0; f < nframes; f++) {
+		const double *u = u0;
 		if (f > 0) {
 			for (long j = 0; j < steps; j++)
 				pno__etdrk4_step(w);
@@ -100,12 +105,6 @@ static enum pno_status burgers_run(struct burgers_solver *s, double nu,
 						   "burgers: solution not finite "
 						   "at t = %g", f * dt_out);
 			u = w->phys;
-		} else {
-			set_viscosity(s, nu);
-			if (nframes > 1) {
-				pno__etdrk4_coeffs(w, dt);
-				pno__etdrk4_load(w, u0);
-			}
 		}
 		if (traj)
 			memcpy(traj + (size_t)f * n, u, (size_t)n * sizeof *u);
