@@ -50,6 +50,51 @@ expect 0 "" "$PNO" generate heat --samples 60 --res 32 --seed 1 --out "$D" --qui
 [ -f "$D" ] || { echo "FAIL: $D not written"; fails=$((fails + 1)); }
 ls "$DIR" | grep -q tmp && { echo "FAIL: temporary file left"; fails=$((fails + 1)); }
 expect 2 "exists" "$PNO" generate heat --samples 4 --res 32 --out "$D"
+expect 0 "defaults" "$PNO" generate --help
+expect 0 "--fine-res" "$PNO" generate darcy --help
+expect 2 "name the PDE" "$PNO" generate
+expect 2 "--dim" "$PNO" generate heat --dim 4 --out "$DIR/h4.h5"
+expect 2 "--dt-out" "$PNO" generate wave --t-final 1 --dt-out 0.3 --out "$DIR/w.h5"
+expect 0 "" "$PNO" generate wave --samples 3 --res 16 --t-final 0.5 --dt-out 0.25 --out "$DIR/w.h5" --quiet
+expect 0 "" "$PNO" generate heat --dim 3 --samples 2 --res 8 --out "$DIR/h3.h5" --quiet
+[ -f "$DIR/w.h5" ] && [ -f "$DIR/h3.h5" ] || { echo "FAIL: wave/heat3d not written"; fails=$((fails + 1)); }
+
+# per-PDE validation: exit 2, the flag named, nothing written
+expect 2 "does not divide" "$PNO" generate navier-stokes --res 60 --out "$DIR/ns.h5"
+expect 2 "--nu" "$PNO" generate navier-stokes --nu 0 --out "$DIR/ns.h5"
+expect 2 "--nu" "$PNO" generate ns --nu -1e-3 --out "$DIR/ns.h5"
+expect 0 "" "$PNO" generate ns --samples 2 --res 16 --fine-res 32 --t-final 0.5 --dt-out 0.25 --out "$DIR/ns.h5" --quiet
+[ -f "$DIR/ns.h5" ] || { echo "FAIL: ns not written"; fails=$((fails + 1)); }
+
+expect 2 "does not divide" "$PNO" generate darcy --res 50 --out "$DIR/d.h5"
+expect 2 "--fine-res" "$PNO" generate darcy --fine-res 2000 --out "$DIR/d.h5"
+expect 2 "does not divide" "$PNO" generate burgers --res 1000 --out "$DIR/b.h5"
+expect 2 "--nu" "$PNO" generate burgers --nu 0 --out "$DIR/b.h5"
+expect 2 "--t-final" "$PNO" generate burgers --t-final 1 --dt-out 0.3 --out "$DIR/b.h5"
+expect 2 "--dt" "$PNO" generate ks --dt 0.3 --out "$DIR/k.h5"
+expect 2 "--res" "$PNO" generate ks --res 0 --out "$DIR/k.h5"
+expect 2 "unknown option" "$PNO" generate darcy --nu 0.1 --out "$DIR/d.h5"
+for f in d b k; do
+	[ -f "$DIR/$f.h5" ] && { echo "FAIL: $f.h5 written by a refused run"; fails=$((fails + 1)); }
+done
+expect 0 "" "$PNO" generate darcy --samples 3 --res 9 --fine-res 33 --out "$DIR/d.h5" --quiet
+expect 0 "" "$PNO" generate burgers --samples 2 --res 32 --fine-res 128 --t-final 0.1 --out "$DIR/b.h5" --quiet
+expect 0 "" "$PNO" generate kuramoto-sivashinsky --samples 2 --res 64 --t-final 4 --out "$DIR/k.h5" --quiet
+expect 0 "darcy" "$PNO" train --data "$DIR/d.h5" --out "$DIR/dm.safetensors" --width 4 --modes 3 --layers 1 --epochs 1 --batch 1 --ntrain 1 --nval 1 --ntest 1 --threads 1
+
+# an interrupted run leaves nothing (exit 130), neither file nor temporary
+"$PNO" generate heat --dim 2 --samples 5000000 --res 32 --threads 1 --out "$DIR/int.h5" 2>"$DIR/err" &
+pid=$!
+sleep 1
+kill -INT $pid
+wait $pid
+st=$?
+if [ "$st" -ne 130 ] || ! grep -q "interrupted" "$DIR/err"; then
+	echo "FAIL: interrupted generate exited $st"; sed 's/^/  stderr: /' "$DIR/err"; fails=$((fails + 1))
+else
+	passes=$((passes + 1))
+fi
+ls "$DIR" | grep -q "int.h5" && { echo "FAIL: interrupted run left a file"; fails=$((fails + 1)); }
 
 # train: usage errors
 expect 2 "--width" "$PNO" train --data "$D" --out "$M" --width 0

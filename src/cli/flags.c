@@ -48,6 +48,18 @@ static int set_value(const char *cmd, struct flag *f, const char *v)
 		*(double *)f->ptr = x;
 		break;
 	}
+	case FLAG_POSITIVE: {
+		double x = strtod(v, &end);
+		if (errno || !*v || *end || !isfinite(x) || !(x > 0) ||
+		    x > f->max) {
+			fprintf(stderr,
+				"pno %s: --%s %s: expected a number > 0 and "
+				"<= %g\n", cmd, f->name, v, f->max);
+			return 2;
+		}
+		*(double *)f->ptr = x;
+		break;
+	}
 	case FLAG_STRING:
 		if (!*v) {
 			fprintf(stderr, "pno %s: --%s: empty value\n", cmd,
@@ -127,8 +139,10 @@ void flags_help(FILE *out, const struct flag *f, int nf)
 		char left[64], def[64] = "";
 		const char *arg = f[k].type == FLAG_BOOL     ? ""
 				  : f[k].type == FLAG_STRING ? " S"
-				  : f[k].type == FLAG_DOUBLE ? " X"
-							     : " N";
+				  : f[k].type == FLAG_DOUBLE ||
+					    f[k].type == FLAG_POSITIVE
+				      ? " X"
+				      : " N";
 		snprintf(left, sizeof left, "--%s%s", f[k].name, arg);
 		if (f[k].required)
 			snprintf(def, sizeof def, " (required)");
@@ -137,7 +151,7 @@ void flags_help(FILE *out, const struct flag *f, int nf)
 		else if (f[k].type == FLAG_U64)
 			snprintf(def, sizeof def, " [%llu]",
 				 (unsigned long long)*(uint64_t *)f[k].ptr);
-		else if (f[k].type == FLAG_DOUBLE)
+		else if (f[k].type == FLAG_DOUBLE || f[k].type == FLAG_POSITIVE)
 			snprintf(def, sizeof def, " [%g]", *(double *)f[k].ptr);
 		else if (f[k].type == FLAG_STRING && *(const char **)f[k].ptr)
 			snprintf(def, sizeof def, " [%s]",

@@ -5,7 +5,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-enum flag_type { FLAG_INT, FLAG_U64, FLAG_DOUBLE, FLAG_STRING, FLAG_BOOL };
+/* FLAG_POSITIVE: a double > 0 and <= max (min unused). */
+enum flag_type { FLAG_INT, FLAG_U64, FLAG_DOUBLE, FLAG_POSITIVE, FLAG_STRING,
+		 FLAG_BOOL };
 
 struct flag {
 	const char *name;	/* without the leading "--" */

@@ -1,5 +1,6 @@
 /* pno: the command-line tool. Thin: parses flags, calls the library.
  * Exit status: 0 success, 1 runtime error, 2 usage error. */
+#include "cli.h"
 #include "flags.h"
 
 #include "pno/core.h"
@@ -17,9 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define NF(f) ((int)(sizeof(f) / sizeof((f)[0])))
 
-static int quiet;
+int quiet;
 
 static void log_stderr(void *ud, enum pno_log_level level, const char *msg)
 {
@@ -30,7 +30,7 @@ static void log_stderr(void *ud, enum pno_log_level level, const char *msg)
 	fprintf(stderr, "pno: %s: %s\n", names[level], msg);
 }
 
-static int runtime_error(const char *cmd, enum pno_status s)
+int runtime_error(const char *cmd, enum pno_status s)
 {
 	const char *detail = pno_last_error();
 	fprintf(stderr, "pno %s: %s\n", cmd, *detail ? detail : pno_status_str(s));
@@ -63,7 +63,7 @@ static void json_escape(char *out, size_t size, const char *s)
 
 /* The directory that will hold `path` must exist and be writable: checked
  * before any work so a long run never fails at the end. */
-static int check_out_path(const char *cmd, const char *path, int force)
+int check_out_path(const char *cmd, const char *path, int force)
 {
 	char dir[4096];
 	const char *slash = strrchr(path, '/');
@@ -83,74 +83,6 @@ static int check_out_path(const char *cmd, const char *path, int force)
 			"missing or not writable\n", cmd, path, dir);
 		return 2;
 	}
-	return 0;
-}
-
-/* ---- generate ---- */
-static const char *generate_usage =
-	"usage: pno generate <pde> --samples N --res R --out FILE.h5 [options]\n"
-	"\n"
-	"Generate a dataset in PDEBench's HDF5 layout.\n"
-	"PDEs: heat (periodic heat equation, exact; --dim 1 or 2)\n";
-
-static int cmd_generate(int argc, char **argv)
-{
-	struct pno_heat_opts ho;
-	int dim = 1, threads = 0, force = 0, help = 0;
-	const char *out = NULL;
-	const char *pos[1];
-	int npos = 0;
-	pno_heat_opts_default(&ho, 1);
-	ho.base.samples = 1000;
-	ho.base.res = 0;
-	struct flag f[] = {
-		{"samples", FLAG_INT, &ho.base.samples, 1, 1e7, "number of samples", 0, 0},
-		{"res", FLAG_INT, &ho.base.res, 4, 1 << 20, "grid points per axis (default 256 in 1D, 64 in 2D)", 0, 0},
-		{"dim", FLAG_INT, &dim, 1, 2, "spatial dimensions (heat)", 0, 0},
-		{"kappa", FLAG_DOUBLE, &ho.kappa, 1e-12, 1e6, "diffusivity (heat)", 0, 0},
-		{"t-final", FLAG_DOUBLE, &ho.t_final, 1e-12, 1e9, "final time", 0, 0},
-		{"alpha", FLAG_DOUBLE, &ho.grf.alpha, 1e-6, 100, "GRF smoothness alpha", 0, 0},
-		{"tau", FLAG_DOUBLE, &ho.grf.tau, 0, 1e6, "GRF length-scale tau", 0, 0},
-		{"sigma", FLAG_DOUBLE, &ho.grf.sigma, 1e-12, 1e12, "GRF amplitude sigma", 0, 0},
-		{"seed", FLAG_U64, &ho.base.seed, 0, 0, "random seed", 0, 0},
-		{"threads", FLAG_INT, &threads, 0, 1024, "threads (0: all cores)", 0, 0},
-		{"out", FLAG_STRING, &out, 0, 0, "output HDF5 file", 1, 0},
-		{"force", FLAG_BOOL, &force, 0, 0, "overwrite an existing output", 0, 0},
-		{"quiet", FLAG_BOOL, &quiet, 0, 0, "no progress output", 0, 0},
-		{"help", FLAG_BOOL, &help, 0, 0, "show this help", 0, 0},
-	};
-	for (int i = 2; i < argc; i++)
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			printf("%s\noptions:\n", generate_usage);
-			flags_help(stdout, f, NF(f));
-			return 0;
-		}
-	if (flags_parse("generate", f, NF(f), argc, argv, 2, pos, 1, &npos))
-		return 2;
-	if (npos != 1) {
-		fprintf(stderr, "pno generate: name the PDE (see pno generate --help)\n");
-		return 2;
-	}
-	if (strcmp(pos[0], "heat") != 0) {
-		fprintf(stderr, "pno generate: unknown PDE '%s' (known: heat)\n", pos[0]);
-		return 2;
-	}
-	if (check_out_path("generate", out, force))
-		return 2;
-	ho.dims = dim;
-	if (ho.base.res == 0)
-		ho.base.res = dim == 1 ? 256 : 64;
-	pno_threads_set(threads);
-	enum pno_status s = pno_generate_heat(&ho, out, force);
-	if (s == PNO_STATUS_INVALID || s == PNO_STATUS_EXISTS) {
-		fprintf(stderr, "pno generate: %s\n", pno_last_error());
-		return 2;
-	}
-	if (s != PNO_STATUS_OK)
-		return runtime_error("generate", s);
-	if (!quiet)
-		printf("wrote %s: heat %dD, %d samples, %d points per axis\n",
-		       out, dim, ho.base.samples, ho.base.res);
 	return 0;
 }
 
@@ -371,8 +303,9 @@ static int cmd_train(int argc, char **argv)
 			snprintf(grid, sizeof grid, "%d", d.X);
 			snprintf(modestr, sizeof modestr, "%d", a.modes1);
 		}
-		printf("data %s: %d samples, %dD grid %s, %d -> %d channels\n",
-		       data, d.N, d.dims, grid, d.Cin, d.Cout);
+		printf("data %s: %s (%s layout), %d samples, %dD grid %s, "
+		       "%d -> %d channels\n", data, d.pde, d.layout, d.N, d.dims,
+		       grid, d.Cin, d.Cout);
 		printf("model fno: width %d, modes %s, layers %d, %zu "
 		       "parameters; %d threads\n", width, modestr, layers,
 		       m.n_params, pno_threads_get());

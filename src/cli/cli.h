@@ -1,0 +1,19 @@
+/* Shared pieces of the pno tool's commands. */
+#ifndef PNO_CLI_H
+#define PNO_CLI_H
+
+#include "pno/core.h"
+
+#define NF(f) ((int)(sizeof(f) / sizeof((f)[0])))
+
+extern int quiet;	/* --quiet: no progress or info output */
+
+/* Print "pno CMD: <detail>" for a runtime failure; returns exit status 1. */
+int runtime_error(const char *cmd, enum pno_status s);
+/* Refuse an existing `path` without force, and a missing or unwritable
+ * directory: prints why and returns 2, else 0. */
+int check_out_path(const char *cmd, const char *path, int force);
+
+int cmd_generate(int argc, char **argv);
+
+#endif
