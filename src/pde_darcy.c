@@ -125,15 +125,8 @@ static enum pno_status darcy_sample(void *ctx, void *ws, uint64_t index,
 		w->a[k] = w->a[k] >= 0 ? r->o->a_pos : r->o->a_neg;
 	enum pno_status st = pno__darcy_ws_solve(&w->solver, w->a, w->f,
 						 r->o->tol, w->u, NULL);
-	if (st != PNO_STATUS_OK) {
-		char msg[512];
-		const char *e = pno_last_error();
-		if (strncmp(e, "darcy: ", 7) == 0)
-			e += 7;
-		snprintf(msg, sizeof msg, "%s", e);
-		return pno__errorf(st, "darcy: sample %llu: %s",
-				   (unsigned long long)index, msg);
-	}
+	if (st != PNO_STATUS_OK)
+		return st;	/* the driver adds the sample index */
 	for (int I = 0; I < res; I++)
 		for (int J = 0; J < res; J++) {
 			size_t k = (size_t)I * s * n + (size_t)J * s;

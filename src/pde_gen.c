@@ -46,14 +46,19 @@ struct run {
 	char msg[512];
 };
 
-/* Record the first failure (message copied: pno_last_error is per thread). */
-static void run_fail(struct run *r, enum pno_status st)
+/* Record the first failure (message copied: pno_last_error is per
+ * thread), naming the sample if it is one's (sample >= 0). */
+static void run_fail(struct run *r, enum pno_status st, long sample)
 {
 	if (r->stop)
 		return;
 	r->stop = 1;
 	r->st = st;
-	snprintf(r->msg, sizeof r->msg, "%s", pno_last_error());
+	if (sample >= 0)
+		snprintf(r->msg, sizeof r->msg, "%s (sample %ld)",
+			 pno_last_error(), sample);
+	else
+		snprintf(r->msg, sizeof r->msg, "%s", pno_last_error());
 }
 
 static void run_samples(struct run *r, const size_t *elems)
@@ -74,7 +79,7 @@ static void run_samples(struct run *r, const size_t *elems)
 			pno__errorf(PNO_STATUS_NOMEM, "%s: out of memory for a "
 				    "worker's workspace", g->pde);
 #pragma omp critical(gen)
-			run_fail(r, PNO_STATUS_NOMEM);
+			run_fail(r, PNO_STATUS_NOMEM, -1);
 		}
 #pragma omp for schedule(dynamic, 1)
 		for (long n = 0; n < N; n++) {
@@ -86,11 +91,13 @@ static void run_samples(struct run *r, const size_t *elems)
 			enum pno_status st = g->sample(g->ctx, ws, (uint64_t)n, buf);
 #pragma omp critical(gen)
 			{
+				if (st != PNO_STATUS_OK)
+					run_fail(r, st, n);
 				for (int k = 0; k < g->n_out && st == PNO_STATUS_OK &&
 						!r->stop; k++)
 					st = pno_h5_stream_put(r->out, k, n, buf[k]);
 				if (st != PNO_STATUS_OK) {
-					run_fail(r, st);
+					run_fail(r, st, -1);
 				} else if (!r->stop) {
 					r->done++;
 					if (g->base->progress &&
@@ -100,7 +107,7 @@ static void run_samples(struct run *r, const size_t *elems)
 							    "%s: cancelled after %ld of "
 							    "%ld samples", g->pde,
 							    r->done, N);
-						run_fail(r, PNO_STATUS_CANCELLED);
+						run_fail(r, PNO_STATUS_CANCELLED, -1);
 					}
 				}
 			}

@@ -455,7 +455,7 @@ static void test_driver(void **state)
 	/* a failing sample stops the run with its message; nothing left */
 	f.fail_at = 7;
 	assert_status(fake_run(&f, 25, path, 0), PNO_STATUS_RANGE);
-	assert_err_has("sample 7 diverged");
+	assert_err_has("sample 7 diverged (sample 7)");
 	assert_int_equal(access(path, F_OK), -1);
 	assert_int_equal(temps_left(path), 0);
 	f.fail_at = -1;

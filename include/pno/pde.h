@@ -111,8 +111,10 @@ enum pno_status pno_generate_wave(const struct pno_wave_opts *o,
 struct pno_darcy_opts {
 	struct pno_gen_base base;	/* res default 61 */
 	int fine_res;		/* solver grid incl. boundary, default 241,
-				 * at most 421; (fine_res-1) % (res-1) == 0 */
-	struct pno_grf_opts grf;	/* Neumann GRF: alpha 2, tau 3, sigma 3 */
+				 * at most 1025; (fine_res-1) % (res-1) == 0 */
+	struct pno_grf_opts grf;	/* Neumann GRF: alpha 2, tau 3, sigma 3,
+					 * without its constant mode (zero
+					 * mean: see docs/pde/darcy.md) */
 	double a_pos, a_neg;	/* a = a_pos where g >= 0, a_neg where g < 0:
 				 * default 12 and 3 */
 	double forcing;		/* f, default 1; PDEBench's beta */
@@ -123,8 +125,9 @@ void pno_darcy_opts_default(struct pno_darcy_opts *o);
  * 1/(n-1)), u = 0 on the boundary, a > 0 and f given at the vertices (n*n
  * row-major; boundary values of f are ignored). Five-point second-order
  * finite differences, face coefficients the mean of the two vertices,
- * preconditioned conjugate gradients to ||r|| <= tol ||f||. u: n*n output
- * with zeros on the boundary. PNO_STATUS_RANGE if not converged. */
+ * conjugate gradients preconditioned by a Galerkin multigrid V-cycle, to
+ * ||r|| <= tol ||f|| (the recomputed true residual). u: n*n output with
+ * zeros on the boundary. PNO_STATUS_RANGE if not converged. */
 enum pno_status pno_darcy_solve(int n, const double *a, const double *f,
 				double tol, double *u,
 				struct pno_solve_stats *stats);
@@ -175,8 +178,9 @@ void pno_ks_opts_default(struct pno_ks_opts *o);
 enum pno_status pno_ks_solve(int n, double L, const double *u0, int nframes,
 			     double dt_out, double dt, double *traj,
 			     struct pno_solve_stats *stats);
-/* Initial value of sample `index`: uniform in [-1, 1] per point,
- * smoothed (see docs/numerics.md). */
+/* Initial value of sample `index`: uniform in [-1, 1] per point, low-pass
+ * filtered to Fourier modes 1 <= |m| <= n/16 (zero mean; see
+ * docs/pde/ks.md). */
 enum pno_status pno_ks_initial(double *u0, int n, uint64_t seed,
 			       uint64_t index);
 enum pno_status pno_generate_ks(const struct pno_ks_opts *o,
@@ -196,11 +200,12 @@ struct pno_ns_opts {
 };
 void pno_ns_opts_default(struct pno_ns_opts *o);
 /* w_t + u.grad w = nu Laplacian w + f on n x n points (even), from w0
- * (n*n, zero mean). Pseudo-spectral with 2/3 dealiasing, Crank-Nicolson
- * for viscosity, explicit second-order nonlinear term; the step is the
- * largest with CFL number <= cfl, at most dt_max, and dividing dt_out
- * into whole steps (re-chosen each output interval). Frames as
- * pno_burgers_solve (nframes x n x n). */
+ * (n*n, zero mean, else PNO_STATUS_INVALID). Pseudo-spectral with 2/3
+ * dealiasing, Crank-Nicolson for viscosity, Heun (second order) for the
+ * nonlinear term and forcing; the step is the largest with
+ * dt max(|u| + |v|) n <= cfl, at most dt_max, dividing dt_out into whole
+ * steps (re-chosen each output interval). A non-finite state is
+ * PNO_STATUS_RANGE. Frames as pno_burgers_solve (nframes x n x n). */
 enum pno_status pno_ns_solve(int n, double nu, int forcing, double cfl,
 			     double dt_max, const double *w0, int nframes,
 			     double dt_out, double *traj,
