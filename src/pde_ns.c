@@ -396,7 +396,7 @@ void pno_ns_opts_default(struct pno_ns_opts *o)
 	o->forcing = 1;
 	o->grf.alpha = 2.5;
 	o->grf.tau = 7.0;
-	o->grf.sigma = pow(7.0, 1.5);
+	o->grf.sigma = pow(7.0, 0.75);	/* covariance 7^(3/2) (-Lap + 49)^(-2.5) */
 }
 
 struct ns_gen {

@@ -196,7 +196,8 @@ struct pno_ns_opts {
 	double cfl;		/* CFL number, default 0.5 */
 	double dt_max;		/* time-step cap, default 1e-2 */
 	int forcing;		/* 1: f = 0.1 (sin 2pi(x+y) + cos 2pi(x+y)) */
-	struct pno_grf_opts grf;	/* alpha 2.5, tau 7, sigma 7^1.5 */
+	struct pno_grf_opts grf;	/* alpha 2.5, tau 7, sigma 7^0.75: the
+					 * covariance 7^1.5 (-Lap + 49 I)^-2.5 */
 };
 void pno_ns_opts_default(struct pno_ns_opts *o);
 /* w_t + u.grad w = nu Laplacian w + f on n x n points (even), from w0
