@@ -8,32 +8,13 @@
  * whole default sample (t = 0..50 for navier-stokes, 0..1 for burgers),
  * median over runs, except navier-stokes 256x256 (about 20 s a sample),
  * timed once. */
+#include "bench_util.h"
 #include "pno/pde.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof *v, cmp_double);
-	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static int fail(const char *what)
 {
@@ -67,30 +48,30 @@ static int bench_ns(int n, int runs, int whole)
 		goto err;
 	double dt = st.dt;
 	for (int r = 0; r < runs; r++) {
-		double t0 = now();
+		double t0 = bench_now();
 		if (pno_ns_solve(n, o.nu, o.forcing, 2.0, dt, w0, 2, 20 * dt,
 				 traj, &st))
 			goto err;
-		ts[r] = (now() - t0) / (double)st.steps;
+		ts[r] = (bench_now() - t0) / (double)st.steps;
 	}
 	int frames = (int)lround(o.t_final / o.dt_out) + 1;
 	double *full = malloc((size_t)frames * P * sizeof *full);
 	if (!full)
 		goto out;
 	for (int r = 0; r < whole; r++) {
-		double t0 = now();
+		double t0 = bench_now();
 		if (pno_ns_solve(n, o.nu, o.forcing, o.cfl, o.dt_max, w0, frames,
 				 o.dt_out, full, &st)) {
 			free(full);
 			goto err;
 		}
-		tw[r] = now() - t0;
+		tw[r] = bench_now() - t0;
 	}
 	free(full);
 	printf("navier-stokes %4dx%-4d  %9.3f ms/step  %8.2f s/sample  "
 	       "(%ld steps, smallest dt %.2e; %d sample run%s)\n", n, n,
-	       1e3 * median(ts, runs), median(tw, whole), st.steps, st.dt,
-	       whole, whole > 1 ? "s" : "");
+	       1e3 * bench_median(ts, runs), bench_median(tw, whole), st.steps,
+	       st.dt, whole, whole > 1 ? "s" : "");
 	rc = 0;
 	goto out;
 err:
@@ -116,16 +97,16 @@ static int bench_burgers(int n, int runs)
 	if (pno_grf_periodic(u0, NULL, 1, n, 1, &o.grf, 0, 0, NULL, NULL))
 		goto err;
 	for (int r = 0; r < runs; r++) {
-		double t0 = now();
+		double t0 = bench_now();
 		if (pno_burgers_solve(n, o.nu, u0, frames, o.dt_out, o.dt, traj,
 				      &st))
 			goto err;
-		tw[r] = now() - t0;
+		tw[r] = bench_now() - t0;
 		ts[r] = tw[r] / (double)st.steps;
 	}
 	printf("burgers       %9d  %9.3f ms/step  %8.3f s/sample  "
-	       "(%ld steps, dt %.2e)\n", n, 1e3 * median(ts, runs),
-	       median(tw, runs), st.steps, st.dt);
+	       "(%ld steps, dt %.2e)\n", n, 1e3 * bench_median(ts, runs),
+	       bench_median(tw, runs), st.steps, st.dt);
 	rc = 0;
 	goto out;
 err:

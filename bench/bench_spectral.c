@@ -2,36 +2,17 @@
  * backward for each transform path on the target 1D and 2D configurations,
  * plus which path the cost model picks.
  *   usage: bench_spectral [runs]   (default 15, at least 7) */
+#include "bench_util.h"
 #include "pno/spectral.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct cfg {
 	const char *name;
 	int dims, B, Ci, Co, X, Y, M1, M2;
 };
-
-static double now_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof *v, cmp_double);
-	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static const char *path_name(enum pno_spectral_path p)
 {
@@ -70,19 +51,20 @@ static int bench(const struct cfg *c, int runs)
 			goto cleanup;
 		}
 		for (int r = -2; r < runs; r++) {	/* two warm-up runs */
-			double t0 = now_ms();
+			double t0 = bench_now();
 			pno_spectral_forward(&s, y, xh, yh, x, w, c->B);
-			double t1 = now_ms();
+			double t1 = bench_now();
 			pno_spectral_backward(&s, dx, dw, yh, dy, xh, w, c->B);
-			double t2 = now_ms();
+			double t2 = bench_now();
 			if (r >= 0) {
-				tf[r] = t1 - t0;
-				tb[r] = t2 - t1;
+				tf[r] = 1e3 * (t1 - t0);	/* ms */
+				tb[r] = 1e3 * (t2 - t1);
 			}
 		}
 		printf("%-4s %-5s forward %8.3f ms  backward %8.3f ms%s\n", c->name,
-		       path_name((enum pno_spectral_path)p), median(tf, runs),
-		       median(tb, runs), p == (int)chosen ? "  (auto)" : "");
+		       path_name((enum pno_spectral_path)p),
+		       bench_median(tf, runs), bench_median(tb, runs),
+		       p == (int)chosen ? "  (auto)" : "");
 	}
 	rc = 0;
 cleanup:

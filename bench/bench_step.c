@@ -2,6 +2,7 @@
  * reference configurations of docs/performance.md, and the share of each
  * part. Prints the median of several runs and the thread count.
  * usage: bench_step [runs] [threads]  */
+#include "bench_util.h"
 #include "pno/fno.h"
 #include "pno/nn.h"
 #include "pno/train.h"
@@ -9,26 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, n, sizeof *v, cmp);
-	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static void run(const char *label, struct pno_fno_arch a, int X, int Y, int B,
 		int runs)
@@ -48,22 +29,22 @@ static void run(const char *label, struct pno_fno_arch a, int X, int Y, int B,
 	double *tf = malloc(runs * sizeof *tf), *tb = malloc(runs * sizeof *tb);
 	double *to = malloc(runs * sizeof *to), *tt = malloc(runs * sizeof *tt);
 	for (int r = -2; r < runs; r++) { /* two warm-up steps */
-		double t0 = now();
+		double t0 = bench_now();
 		pno_fno_zero_grad(&m);
 		const float *out = pno_fno_forward(&m, x, B);
 		pno_loss_rel_l2(d, out, y, B, (size_t)m.P);
-		double t1 = now();
+		double t1 = bench_now();
 		pno_fno_backward(&m, d, B);
-		double t2 = now();
+		double t2 = bench_now();
 		pno_adam_step(&opt, m.params, m.grads);
-		double t3 = now();
+		double t3 = bench_now();
 		if (r >= 0) {
 			tf[r] = t1 - t0, tb[r] = t2 - t1, to[r] = t3 - t2;
 			tt[r] = t3 - t0;
 		}
 	}
-	double mt = median(tt, runs), mf = median(tf, runs);
-	double mb = median(tb, runs), mo = median(to, runs);
+	double mt = bench_median(tt, runs), mf = bench_median(tf, runs);
+	double mb = bench_median(tb, runs), mo = bench_median(to, runs);
 	printf("%-4s grid %dx%d width %d modes %d layers %d batch %d: "
 	       "step %.4f s (forward %.4f, backward %.4f, adam %.4f), "
 	       "%zu params, median of %d, %d threads\n",

@@ -10,14 +10,8 @@ enum { NREAL = 9, NCPLX = 8 };	/* arrays of nh in the two blocks */
 
 void pno__etdrk4_free(struct pno__etdrk4 *w)
 {
-	if (w->r2c || w->c2r) {
-		pno__fftw_lock();
-		if (w->r2c)
-			fftw_destroy_plan(w->r2c);
-		if (w->c2r)
-			fftw_destroy_plan(w->c2r);
-		pno__fftw_unlock();
-	}
+	pno__fftw_destroy(&w->r2c);
+	pno__fftw_destroy(&w->c2r);
 	pno_free(w->k);		/* heads of the two blocks */
 	pno_free(w->v);
 	pno_free(w->spec);

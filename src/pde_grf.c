@@ -13,11 +13,7 @@ static inline int wavenumber(int i, int n) { return i <= n / 2 ? i : i - n; }
 
 void pno__grf_free(struct pno__grf *w)
 {
-	if (w->plan) {
-		pno__fftw_lock();
-		fftw_destroy_plan(w->plan);
-		pno__fftw_unlock();
-	}
+	pno__fftw_destroy(&w->plan);
 	pno_free(w->c);
 	pno_free(w->c2);
 	pno_free(w->lam);

@@ -31,11 +31,7 @@ enum pno_status pno__grf_neumann_check(const struct pno_grf_opts *g,
 
 void pno__grf_neumann_free(struct pno__grf_neumann *w)
 {
-	if (w->plan) {
-		pno__fftw_lock();
-		fftw_destroy_plan(w->plan);
-		pno__fftw_unlock();
-	}
+	pno__fftw_destroy(&w->plan);
 	pno_free(w->scale);
 	pno_free(w->c);
 	memset(w, 0, sizeof *w);

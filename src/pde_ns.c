@@ -58,14 +58,8 @@ struct ns_work {
 
 static void ns_work_free(struct ns_work *w)
 {
-	if (w->r2c || w->c2r) {
-		pno__fftw_lock();
-		if (w->r2c)
-			fftw_destroy_plan(w->r2c);
-		if (w->c2r)
-			fftw_destroy_plan(w->c2r);
-		pno__fftw_unlock();
-	}
+	pno__fftw_destroy(&w->r2c);
+	pno__fftw_destroy(&w->c2r);
 	double *reals[] = {w->u, w->v, w->wx, w->wy, w->kx, w->ky,
 			   w->keepx, w->keepy, w->cn_a, w->cn_b};
 	for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++)

@@ -27,6 +27,16 @@ static pthread_mutex_t fftw_planner_lock = PTHREAD_MUTEX_INITIALIZER;
 void pno__fftw_lock(void) { pthread_mutex_lock(&fftw_planner_lock); }
 void pno__fftw_unlock(void) { pthread_mutex_unlock(&fftw_planner_lock); }
 
+void pno__fftw_destroy(fftw_plan *p)
+{
+	if (!*p)
+		return;
+	pno__fftw_lock();
+	fftw_destroy_plan(*p);
+	pno__fftw_unlock();
+	*p = NULL;
+}
+
 /* Round a float count up to a whole number of PNO_ALIGN blocks. */
 static size_t round_slot(size_t n)
 {

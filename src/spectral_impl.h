@@ -103,6 +103,9 @@ void pno__spectral_fftw_analyze_backward(const struct pno_spectral *s,
  * in the library holds this lock. */
 void pno__fftw_lock(void);
 void pno__fftw_unlock(void);
+/* Destroy a double-precision plan under the lock; NULL is allowed. *p is
+ * NULL afterwards. */
+void pno__fftw_destroy(fftw_plan *p);
 
 /* Mixing (spectral_mix.c). */
 void pno__spectral_mix(struct pno_spectral *s, float *yhat,

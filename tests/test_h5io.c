@@ -5,7 +5,6 @@
 #include "io_internal.h"
 #include "pno/io.h"
 
-#include <dirent.h>
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
@@ -23,22 +22,6 @@ static float *filled(int tag, size_t n)
 	for (size_t i = 0; i < n; i++)
 		p[i] = val(tag, i);
 	return p;
-}
-
-static int count_temps(const char *path)
-{
-	char dir[1024], pre[1024];
-	const char *slash = strrchr(path, '/');
-	DIR *d;
-	struct dirent *e;
-	int n = 0;
-	snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-	snprintf(pre, sizeof pre, "%s.tmp.", slash + 1);
-	assert_non_null(d = opendir(dir));
-	while ((e = readdir(d)))
-		n += strncmp(e->d_name, pre, strlen(pre)) == 0;
-	closedir(d);
-	return n;
 }
 
 enum { N = 3, H = 4, W = 5, T = 6, X = 8 };
@@ -80,7 +63,7 @@ static void test_darcy_roundtrip(void **state)
 	char buf[64];
 	for (int rank = 3; rank <= 4; rank++) {
 		assert_status(write_darcy(path, rank, 1, NULL, NULL), PNO_STATUS_OK);
-		assert_int_equal(count_temps(path), 0);
+		assert_int_equal(tu_temps_left(path), 0);
 		assert_status(pno_dataset_read(&d, path, NULL), PNO_STATUS_OK);
 		assert_int_equal(d.N, N);
 		assert_int_equal(d.Cin, 1);
@@ -395,7 +378,7 @@ static void test_write_errors(void **state)
 	assert_status(pno_dataset_read(&d, path, NULL), PNO_STATUS_OK);
 	check_pair(&d, 0, T - 1);
 	pno_dataset_free(&d);
-	assert_int_equal(count_temps(path), 0);
+	assert_int_equal(tu_temps_left(path), 0);
 	/* overwrite replaces it */
 	assert_status(pno_h5_write(path, &a, 1, NULL, 0, 1), PNO_STATUS_OK);
 	assert_status(pno_dataset_read(&d, path, NULL), PNO_STATUS_OK);
@@ -418,7 +401,7 @@ static void test_write_errors(void **state)
 	struct pno_h5_array two[2] = {a, a};
 	assert_status(pno_h5_write(path, two, 2, NULL, 0, 1), PNO_STATUS_IO);
 	assert_err_has("'tensor'");
-	assert_int_equal(count_temps(path), 0);
+	assert_int_equal(tu_temps_left(path), 0);
 	assert_status(pno_dataset_read(&d, path, NULL), PNO_STATUS_OK);
 	pno_dataset_free(&d);
 	unlink(path);
@@ -435,29 +418,20 @@ static void test_alloc_failures(void **state)
 	long live0 = tu_alloc_live();
 	for (n = 1;; n++) {
 		tu_alloc_reset(n);
-		enum pno_status s = pno_dataset_read(&d, path, NULL);
-		if (!tu_alloc_failed()) {
-			assert_status(s, PNO_STATUS_OK);
+		if (tu_alloc_step(pno_dataset_read(&d, path, NULL), live0)) {
 			pno_dataset_free(&d);
 			break;
 		}
-		assert_status(s, PNO_STATUS_NOMEM);
 		assert_null(d.in);
 		assert_null(d.out);
-		assert_int_equal(tu_alloc_live(), live0);
 	}
 	assert_true(n >= 2);
 	/* writer: NOMEM before anything is touched */
 	for (n = 1;; n++) {
 		tu_alloc_reset(n);
-		enum pno_status s = write_series(path, 1, 1);
-		if (!tu_alloc_failed()) {
-			assert_status(s, PNO_STATUS_OK);
+		if (tu_alloc_step(write_series(path, 1, 1), live0))
 			break;
-		}
-		assert_status(s, PNO_STATUS_NOMEM);
-		assert_int_equal(tu_alloc_live(), live0);
-		assert_int_equal(count_temps(path), 0);
+		assert_int_equal(tu_temps_left(path), 0);
 		tu_alloc_reset(0);
 		assert_status(pno_dataset_read(&d, path, NULL), PNO_STATUS_OK);
 		assert_string_equal(d.layout, "darcy");
@@ -487,7 +461,7 @@ static void test_io_failures(void **state)
 		assert_status(s, PNO_STATUS_IO);
 		assert_err_has(path);
 		int renamed = strstr(pno_last_error(), "renamed") != NULL;
-		assert_int_equal(count_temps(path), 0);
+		assert_int_equal(tu_temps_left(path), 0);
 		assert_status(pno_dataset_read(&d, path, NULL), PNO_STATUS_OK);
 		assert_string_equal(d.layout, renamed ? "timeseries" : "darcy");
 		pno_dataset_free(&d);

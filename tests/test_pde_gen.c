@@ -9,8 +9,6 @@
 #include "pno/pde.h"
 
 #include <complex.h>
-#include <dirent.h>
-#include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,48 +16,6 @@
 #include <unistd.h>
 
 static const double two_pi = 6.283185307179586;
-
-/* Whole float dataset `name` of `path` (malloc'd); its size in *n. */
-static float *read_raw(const char *path, const char *name, size_t *n,
-		       int64_t shape[8], int *rank)
-{
-	hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-	assert_true(f >= 0);
-	hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
-	assert_true(ds >= 0);
-	hid_t sp = H5Dget_space(ds);
-	hsize_t dims[8];
-	int r = H5Sget_simple_extent_dims(sp, dims, NULL);
-	*n = 1;
-	for (int d = 0; d < r; d++) {
-		*n *= dims[d];
-		if (shape)
-			shape[d] = (int64_t)dims[d];
-	}
-	if (rank)
-		*rank = r;
-	float *x = malloc(*n * sizeof *x + 1);
-	assert_true(H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-			    x) >= 0);
-	H5Sclose(sp), H5Dclose(ds), H5Fclose(f);
-	return x;
-}
-
-static int temps_left(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	char dir[1024], pre[1024];
-	snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-	snprintf(pre, sizeof pre, "%s.tmp.", slash + 1);
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	int n = 0;
-	assert_non_null(d);
-	while ((e = readdir(d)))
-		n += strncmp(e->d_name, pre, strlen(pre)) == 0;
-	closedir(d);
-	return n;
-}
 
 /* Naive DFT coefficient c_k = (1/P) sum_x u(x) e^{-2 pi i k.x} of a field
  * on an n0 x n1 x n2 grid (unused axes 1), k given per axis. */
@@ -186,7 +142,7 @@ static void check_frames(const char *path, const struct frames_check *fc,
 	size_t n;
 	int64_t shape[8];
 	int rank;
-	float *x = read_raw(path, "tensor", &n, shape, &rank);
+	float *x = tu_h5_read(path, "tensor", &rank, shape, &n);
 	int nn[3] = {1, 1, 1};
 	for (int d = 0; d < fc->dims; d++)
 		nn[3 - fc->dims + d] = fc->res;
@@ -299,7 +255,7 @@ static void test_wave_exact(void **state)
 	struct frames_check fc = {2, 8, 5, 0.25, 0.7, 1};
 	check_frames(path, &fc, 2, 4, &o.grf);
 	size_t n;
-	float *t = read_raw(path, "t-coordinate", &n, NULL, NULL);
+	float *t = tu_h5_read(path, "t-coordinate", NULL, NULL, &n);
 	assert_int_equal(n, 5);
 	for (int k = 0; k < 5; k++)
 		tu_assert_close(t[k], 0.25 * k, 1e-7);
@@ -329,12 +285,7 @@ static void test_thread_invariance(void **state)
 	assert_status(pno_generate_heat(&o, p1, 1), PNO_STATUS_OK);
 	pno_threads_set(2);
 	assert_status(pno_generate_heat(&o, p2, 1), PNO_STATUS_OK);
-	size_t n1, n2;
-	float *a = read_raw(p1, "tensor", &n1, NULL, NULL);
-	float *b = read_raw(p2, "tensor", &n2, NULL, NULL);
-	assert_int_equal(n1, n2);
-	assert_memory_equal(a, b, n1 * sizeof *a);
-	free(a), free(b);
+	free(tu_h5_read_same(p1, p2, "tensor", NULL, NULL, NULL));
 	unlink(p1), unlink(p2);
 }
 
@@ -423,7 +374,7 @@ static void test_driver(void **state)
 	size_t n;
 	int64_t shape[8];
 	int rank;
-	float *x = read_raw(path, "tensor", &n, shape, &rank);
+	float *x = tu_h5_read(path, "tensor", &rank, shape, &n);
 	assert_int_equal(rank, 3);
 	assert_int_equal(shape[0], 25);
 	assert_int_equal(shape[1], 3);
@@ -432,7 +383,7 @@ static void test_driver(void **state)
 		for (int k = 0; k < 6; k++)
 			assert_true(x[i * 6 + k] == (float)i + 0.5f * k);
 	free(x);
-	x = read_raw(path, "label", &n, shape, &rank);
+	x = tu_h5_read(path, "label", &rank, shape, &n);
 	assert_int_equal(n, 25);
 	for (int i = 0; i < 25; i++)
 		assert_true(x[i] == -(float)i);
@@ -457,7 +408,7 @@ static void test_driver(void **state)
 	assert_status(fake_run(&f, 25, path, 0), PNO_STATUS_RANGE);
 	assert_err_has("sample 7 diverged (sample 7)");
 	assert_int_equal(access(path, F_OK), -1);
-	assert_int_equal(temps_left(path), 0);
+	assert_int_equal(tu_temps_left(path), 0);
 	f.fail_at = -1;
 
 	/* cancellation from the progress callback */
@@ -466,14 +417,14 @@ static void test_driver(void **state)
 	assert_err_has("cancelled after 5 of 25");
 	assert_int_equal(f.calls, 5);
 	assert_int_equal(access(path, F_OK), -1);
-	assert_int_equal(temps_left(path), 0);
+	assert_int_equal(tu_temps_left(path), 0);
 	f.cancel_at = 0;
 
 	/* a worker without a workspace */
 	f.ws_fail = 1;
 	assert_status(fake_run(&f, 25, path, 0), PNO_STATUS_NOMEM);
 	assert_int_equal(access(path, F_OK), -1);
-	assert_int_equal(temps_left(path), 0);
+	assert_int_equal(tu_temps_left(path), 0);
 	f.ws_fail = 0;
 
 	assert_status(fake_run(&f, 0, path, 0), PNO_STATUS_INVALID);
@@ -496,15 +447,10 @@ static void test_alloc_failures(void **state)
 	long live0 = tu_alloc_live(), n;
 	for (n = 1;; n++) {
 		tu_alloc_reset(n);
-		enum pno_status s = pno_generate_heat(&o, path, 0);
-		if (!tu_alloc_failed()) {
-			assert_status(s, PNO_STATUS_OK);
+		if (tu_alloc_step(pno_generate_heat(&o, path, 0), live0))
 			break;
-		}
-		assert_status(s, PNO_STATUS_NOMEM);
-		assert_int_equal(tu_alloc_live(), live0);
 		assert_int_equal(access(path, F_OK), -1);
-		assert_int_equal(temps_left(path), 0);
+		assert_int_equal(tu_temps_left(path), 0);
 	}
 	tu_alloc_uninstall();
 	assert_true(n > 5);

@@ -7,7 +7,6 @@
 #include "pno/io.h"
 #include "pno/pde.h"
 
-#include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,49 +237,20 @@ static void test_alloc_failure(void **state)
 	long live0 = tu_alloc_live();
 	for (k = 1;; k++) {
 		tu_alloc_reset(k);
-		enum pno_status s = pno_ks_solve(n, 32 * M_PI, u0, 3, 1, 0.25, tr,
-						 NULL);
-		if (!tu_alloc_failed()) {
-			assert_status(s, PNO_STATUS_OK);
+		if (tu_alloc_step(pno_ks_solve(n, 32 * M_PI, u0, 3, 1, 0.25, tr,
+					       NULL), live0))
 			break;
-		}
-		assert_status(s, PNO_STATUS_NOMEM);
-		assert_int_equal(tu_alloc_live(), live0);
 	}
 	assert_true(k >= 2);
 	for (k = 1;; k++) {
 		tu_alloc_reset(k);
-		enum pno_status s = pno_ks_initial(u0, n, 1, 0);
-		if (!tu_alloc_failed()) {
-			assert_status(s, PNO_STATUS_OK);
+		if (tu_alloc_step(pno_ks_initial(u0, n, 1, 0), live0))
 			break;
-		}
-		assert_status(s, PNO_STATUS_NOMEM);
-		assert_int_equal(tu_alloc_live(), live0);
 	}
 	tu_alloc_reset(0);
 	tu_alloc_uninstall();
 	free(u0);
 	free(tr);
-}
-
-static float *read_tensor(const char *path, hsize_t dims[3])
-{
-	hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-	assert_true(f >= 0);
-	hid_t d = H5Dopen2(f, "tensor", H5P_DEFAULT);
-	assert_true(d >= 0);
-	hid_t sp = H5Dget_space(d);
-	assert_int_equal(H5Sget_simple_extent_ndims(sp), 3);
-	H5Sget_simple_extent_dims(sp, dims, NULL);
-	float *buf = malloc(dims[0] * dims[1] * dims[2] * sizeof *buf);
-	assert_non_null(buf);
-	assert_true(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-			    buf) >= 0);
-	H5Sclose(sp);
-	H5Dclose(d);
-	H5Fclose(f);
-	return buf;
 }
 
 static void small_opts(struct pno_ks_opts *o)
@@ -306,14 +276,13 @@ static float *generate_twice(const struct pno_ks_opts *o, const char *name)
 	pno_threads_set(2);
 	assert_status(pno_generate_ks(o, p2, 1), PNO_STATUS_OK);
 	pno_threads_set(threads);
-	hsize_t d1[3], d2[3];
-	float *a = read_tensor(p1, d1), *b = read_tensor(p2, d2);
-	assert_int_equal(d1[0], o->base.samples);
-	assert_int_equal(d1[1], 11);
-	assert_int_equal(d1[2], o->base.res);
-	assert_memory_equal(d1, d2, sizeof d1);
-	assert_memory_equal(a, b, d1[0] * d1[1] * d1[2] * sizeof *a);
-	free(b);
+	int rank;
+	int64_t sh[8];
+	float *a = tu_h5_read_same(p1, p2, "tensor", &rank, sh, NULL);
+	assert_int_equal(rank, 3);
+	assert_int_equal(sh[0], o->base.samples);
+	assert_int_equal(sh[1], 11);
+	assert_int_equal(sh[2], o->base.res);
 	return a;
 }
 
@@ -417,13 +386,8 @@ static void test_generate_alloc_failure(void **state)
 	long live0 = tu_alloc_live();
 	for (k = 1;; k++) {
 		tu_alloc_reset(k);
-		enum pno_status s = pno_generate_ks(&o, path, 1);
-		if (!tu_alloc_failed()) {
-			assert_status(s, PNO_STATUS_OK);
+		if (tu_alloc_step(pno_generate_ks(&o, path, 1), live0))
 			break;
-		}
-		assert_status(s, PNO_STATUS_NOMEM);
-		assert_int_equal(tu_alloc_live(), live0);
 	}
 	assert_true(k >= 2);
 	tu_alloc_reset(0);

@@ -59,25 +59,6 @@ static void write_st(const char *path, const char *json, size_t dlen)
 	free(b);
 }
 
-/* Number of "<base>.tmp.*" files beside path. */
-static int count_temps(const char *path)
-{
-	char dir[1024], pre[1024];
-	const char *slash = strrchr(path, '/');
-	DIR *d;
-	struct dirent *e;
-	int n = 0;
-	snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-	snprintf(pre, sizeof pre, "%s.tmp.", slash + 1);
-	d = opendir(dir);
-	assert_non_null(d);
-	while ((e = readdir(d)))
-		if (strncmp(e->d_name, pre, strlen(pre)) == 0)
-			n++;
-	closedir(d);
-	return n;
-}
-
 static void remove_temps(const char *path)
 {
 	char dir[1024], pre[1024], full[2100];
@@ -192,7 +173,7 @@ static void test_roundtrip(void **state)
 		assert_int_equal(b[8 + i - 1], ' ');
 	assert_null(memchr(b + 8, '\n', hl));
 	free(b);
-	assert_int_equal(count_temps(path), 0);
+	assert_int_equal(tu_temps_left(path), 0);
 	/* names needing JSON escapes survive */
 	struct pno_tensor_view odd[2] = {{"a \"quoted\"\\name", 1, {2}, m.a},
 					 {"\xce\xbd.weight", 1, {3}, m.a + 2}};
@@ -249,7 +230,7 @@ static void test_write_invalid(void **state)
 	t[1].data = NULL;
 	assert_status(pno_safetensors_write(path, t, 2, NULL), PNO_STATUS_INVALID);
 	assert_int_equal(access(path, F_OK), -1);	/* nothing written */
-	assert_int_equal(count_temps(path), 0);
+	assert_int_equal(tu_temps_left(path), 0);
 }
 
 /* A file written by hand, with every dtype pno converts and no padding. */
@@ -479,16 +460,12 @@ static void test_alloc_failures(void **state)
 	long live0 = tu_alloc_live(), n;
 	for (n = 1;; n++) {
 		tu_alloc_reset(n);
-		enum pno_status s = pno_safetensors_write(path, b.t, 4, b.meta);
-		if (!tu_alloc_failed()) {
-			assert_status(s, PNO_STATUS_OK);
+		if (tu_alloc_step(pno_safetensors_write(path, b.t, 4, b.meta),
+				  live0))
 			break;
-		}
-		assert_status(s, PNO_STATUS_NOMEM);
-		assert_int_equal(tu_alloc_live(), live0);
 		tu_alloc_reset(0);
 		model_check(path, 1);
-		assert_int_equal(count_temps(path), 0);
+		assert_int_equal(tu_temps_left(path), 0);
 	}
 	assert_true(n > 5);
 	tu_alloc_reset(0);
@@ -496,16 +473,12 @@ static void test_alloc_failures(void **state)
 	for (n = 1;; n++) {
 		struct pno_safetensors st;
 		tu_alloc_reset(n);
-		enum pno_status s = pno_safetensors_read(&st, path);
-		if (!tu_alloc_failed()) {
-			assert_status(s, PNO_STATUS_OK);
+		if (tu_alloc_step(pno_safetensors_read(&st, path), live0)) {
 			pno_safetensors_free(&st);
 			break;
 		}
-		assert_status(s, PNO_STATUS_NOMEM);
 		assert_int_equal(st.n, 0);
 		assert_null(st.t);
-		assert_int_equal(tu_alloc_live(), live0);
 	}
 	assert_true(n > 5);
 	assert_int_equal(tu_alloc_live(), live0);
@@ -540,7 +513,7 @@ static void test_io_failures(void **state)
 			model_check(path, 2);
 		else
 			model_check(path, 1);
-		assert_int_equal(count_temps(path), 0);
+		assert_int_equal(tu_temps_left(path), 0);
 		assert_status(pno_safetensors_write(path, a.t, 4, a.meta),
 			      PNO_STATUS_OK);
 	}
@@ -582,7 +555,7 @@ static void test_atomic_api(void **state)
 	b = read_raw(path, &n);
 	assert_memory_equal(b, "first", 5);
 	free(b);
-	assert_int_equal(count_temps(path), 0);
+	assert_int_equal(tu_temps_left(path), 0);
 	/* unwritable places: IO naming the path */
 	assert_status(pno_atomic_open(&f, "/nonexistent-pno-dir/m.safetensors", 1),
 		      PNO_STATUS_IO);
@@ -678,7 +651,7 @@ static void test_kill(void **state)
 		pno_safetensors_free(&st);
 		if (v > max_v)
 			max_v = v;
-		temps += count_temps(path);
+		temps += tu_temps_left(path);
 		remove_temps(path);
 	}
 	print_message("kill test: one write %.1f ms, newest version seen %d, "

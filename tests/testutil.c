@@ -1,11 +1,13 @@
 #include "testutil.h"
 
+#include <dirent.h>
+#include <execinfo.h>
+#include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <execinfo.h>
 
 static long n_alloc, fail_at_n, live;
 static int failed;
@@ -58,6 +60,30 @@ long tu_alloc_count(void) { return n_alloc; }
 long tu_alloc_live(void) { return live; }
 int tu_alloc_failed(void) { return failed; }
 
+int tu_alloc_step_(enum pno_status s, long live0, const char *expr,
+		   const char *file, int line)
+{
+	if (!failed) {
+		if (s == PNO_STATUS_OK)
+			return 1;
+		print_error("ERROR: %s = %s, want OK: no allocation failed "
+			    "(%s)\n", expr, pno_status_name(s), pno_last_error());
+		_fail(file, line);
+	}
+	if (s != PNO_STATUS_NOMEM) {
+		print_error("ERROR: %s = %s with allocation %ld failing, want "
+			    "NOMEM (%s)\n", expr, pno_status_name(s), fail_at_n,
+			    pno_last_error());
+		_fail(file, line);
+	}
+	if (live != live0) {
+		print_error("ERROR: %ld blocks live after allocation %ld failed "
+			    "in %s, want %ld\n", live, fail_at_n, expr, live0);
+		_fail(file, line);
+	}
+	return 0;
+}
+
 const char *tu_tmp_path(const char *name)
 {
 	static char buf[4][1024];
@@ -68,6 +94,80 @@ const char *tu_tmp_path(const char *name)
 		dir = "/tmp";
 	snprintf(b, sizeof buf[0], "%s/%ld_%s", dir, (long)getpid(), name);
 	return b;
+}
+
+int tu_temps_left(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char dir[1024], pre[1024];
+	DIR *d;
+	struct dirent *e;
+	int n = 0;
+	assert_non_null(slash);
+	snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+	snprintf(pre, sizeof pre, "%s.tmp.", slash + 1);
+	d = opendir(dir);
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		n += strncmp(e->d_name, pre, strlen(pre)) == 0;
+	closedir(d);
+	return n;
+}
+
+float *tu_h5_read(const char *path, const char *name, int *rank,
+		  int64_t shape[8], size_t *count)
+{
+	hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+	if (f < 0)
+		fail_msg("cannot open %s", path);
+	hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
+	if (ds < 0)
+		fail_msg("%s has no dataset '%s'", path, name);
+	hid_t sp = H5Dget_space(ds);
+	hsize_t dims[8];
+	int r = H5Sget_simple_extent_ndims(sp);
+	assert_in_range(r, 0, 8);
+	H5Sget_simple_extent_dims(sp, dims, NULL);
+	size_t n = 1;
+	for (int d = 0; d < r; d++) {
+		n *= dims[d];
+		if (shape)
+			shape[d] = (int64_t)dims[d];
+	}
+	float *x = malloc(n * sizeof *x + 1);	/* + 1: never malloc(0) */
+	assert_non_null(x);
+	if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0)
+		fail_msg("cannot read '%s' of %s", name, path);
+	H5Sclose(sp);
+	H5Dclose(ds);
+	H5Fclose(f);
+	if (rank)
+		*rank = r;
+	if (count)
+		*count = n;
+	return x;
+}
+
+float *tu_h5_read_same(const char *path1, const char *path2,
+		       const char *name, int *rank, int64_t shape[8],
+		       size_t *count)
+{
+	int r1, r2;
+	int64_t s1[8], s2[8];
+	size_t n1, n2;
+	float *a = tu_h5_read(path1, name, &r1, s1, &n1);
+	float *b = tu_h5_read(path2, name, &r2, s2, &n2);
+	assert_int_equal(r1, r2);
+	assert_memory_equal(s1, s2, (size_t)r1 * sizeof s1[0]);
+	assert_memory_equal(a, b, n1 * sizeof *a);
+	free(b);
+	if (rank)
+		*rank = r1;
+	if (shape)
+		memcpy(shape, s1, (size_t)r1 * sizeof s1[0]);
+	if (count)
+		*count = n1;
+	return a;
 }
 
 double tu_max_abs_diff(const float *a, const float *b, size_t n)

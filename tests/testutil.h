@@ -1,4 +1,6 @@
-/* Shared test helpers: counting / failing allocator, temp paths, numerics. */
+/* Shared test helpers: counting / failing allocator and the allocation-
+ * failure loop step, temp paths and leftover temporaries, reading HDF5
+ * datasets back, numerics. */
 #ifndef PNO_TESTUTIL_H
 #define PNO_TESTUTIL_H
 
@@ -20,8 +22,42 @@ long tu_alloc_count(void);	/* allocations since reset */
 long tu_alloc_live(void);	/* outstanding blocks (alloc - free), global */
 int tu_alloc_failed(void);	/* did the injected failure happen? */
 
+/* One run of an allocation-failure loop, given the status `s` of the call
+ * made after tu_alloc_reset(k): 1 if no allocation failed (then s must be
+ * OK), 0 if the injected failure happened (then s must be NOMEM and
+ * tu_alloc_live() back at live0, its value before the loop):
+ *	for (k = 1;; k++) {
+ *		tu_alloc_reset(k);
+ *		if (tu_alloc_step(pno_thing(...), live0))
+ *			break;
+ *		... checks that nothing else was left behind ...
+ *	}
+ * A failed check is reported at the caller's line. */
+#define tu_alloc_step(s, live0)                                               \
+	tu_alloc_step_((s), (live0), #s, __FILE__, __LINE__)
+int tu_alloc_step_(enum pno_status s, long live0, const char *expr,
+		   const char *file, int line);
+
 /* A fresh path under the test temp dir ($PNO_TEST_TMP or /tmp). */
 const char *tu_tmp_path(const char *name);
+
+/* Number of "<basename of path>.tmp.*" entries in path's directory: the
+ * temporaries the atomic writers (h5io, safetensors) create beside it. */
+int tu_temps_left(const char *path);
+
+/* The whole of dataset `name` in the HDF5 file `path` as float32
+ * (malloc'd: free() it); rank, shape (up to 8 axes) and element count
+ * through the out-parameters, each may be NULL. Fails the test if the
+ * file or dataset cannot be read. */
+float *tu_h5_read(const char *path, const char *name, int *rank,
+		  int64_t shape[8], size_t *count);
+
+/* Dataset `name` of two files that must hold the same bits (e.g. written
+ * at 1 and at 2 threads): fails the test unless rank, shape and every
+ * byte agree. Returns the first file's data as tu_h5_read does. */
+float *tu_h5_read_same(const char *path1, const char *path2,
+		       const char *name, int *rank, int64_t shape[8],
+		       size_t *count);
 
 /* Max |a-b| / max(|b|, floor) style comparisons. */
 double tu_max_abs_diff(const float *a, const float *b, size_t n);
