@@ -195,6 +195,59 @@ static void test_float64_input(void **state)
 	unlink(path);
 }
 
+/* PDEBench's own layouts, as its files hold them: no root attributes,
+ * 1D time series with T+1 time edges in `t-coordinate`, Darcy `nu` with a
+ * singleton channel in `tensor`. */
+static void test_pdebench_layouts(void **state)
+{
+	(void)state;
+	const char *path = tu_tmp_path("1D_Burgers_Sols_Nu0.1.hdf5");
+	float *u = filled(6, (size_t)N * T * X), *xc = filled(7, X);
+	float *tc = filled(8, T + 1);
+	struct pno_h5_array burgers[3] = {
+		{"tensor", 3, {N, T, X}, u},
+		{"x-coordinate", 1, {X}, xc},
+		{"t-coordinate", 1, {T + 1}, tc},
+	};
+	struct pno_dataset d;
+	struct pno_dataset_opts o = {0, -1, 0};
+	assert_status(pno_h5_write(path, burgers, 3, NULL, 0, 1), PNO_STATUS_OK);
+	assert_status(pno_dataset_read(&d, path, &o), PNO_STATUS_OK);
+	assert_string_equal(d.layout, "timeseries");
+	assert_int_equal(d.N, N);
+	assert_int_equal(d.dims, 1);
+	assert_int_equal(d.X, X);
+	for (int n = 0; n < N; n++)
+		for (int x = 0; x < X; x++) {
+			assert_true(d.in[n * X + x] == val(6, ((size_t)n * T) * X + x));
+			assert_true(d.out[n * X + x] ==
+				    val(6, ((size_t)n * T + T - 1) * X + x));
+		}
+	pno_dataset_free(&d);
+	unlink(path);
+
+	path = tu_tmp_path("2D_DarcyFlow_beta1.0_Train.hdf5");
+	float *nu = filled(1, (size_t)N * H * W), *t = filled(2, (size_t)N * H * W);
+	struct pno_h5_array darcy[4] = {
+		{"nu", 3, {N, H, W}, nu},
+		{"tensor", 4, {N, 1, H, W}, t},
+		{"x-coordinate", 1, {H}, xc},
+		{"y-coordinate", 1, {W}, xc},
+	};
+	assert_status(pno_h5_write(path, darcy, 4, NULL, 0, 1), PNO_STATUS_OK);
+	assert_status(pno_dataset_read(&d, path, NULL), PNO_STATUS_OK);
+	assert_string_equal(d.layout, "darcy");
+	assert_string_equal(d.pde, "darcy");
+	assert_int_equal(d.dims, 2);
+	assert_int_equal(d.X, H);
+	assert_int_equal(d.Y, W);
+	assert_memory_equal(d.in, nu, sizeof(float) * N * H * W);
+	assert_memory_equal(d.out, t, sizeof(float) * N * H * W);
+	pno_dataset_free(&d);
+	unlink(path);
+	free(u), free(xc), free(tc), free(nu), free(t);
+}
+
 /* Datasets are chunked one sample at a time and deflate-compressed. */
 static void test_storage(void **state)
 {
@@ -476,6 +529,7 @@ int main(void)
 		cmocka_unit_test(test_darcy_roundtrip),
 		cmocka_unit_test(test_series_roundtrip),
 		cmocka_unit_test(test_float64_input),
+		cmocka_unit_test(test_pdebench_layouts),
 		cmocka_unit_test(test_storage),
 		cmocka_unit_test(test_read_errors),
 		cmocka_unit_test(test_truncated),
