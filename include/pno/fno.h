@@ -39,6 +39,16 @@ struct pno_fno_arch {
 	int modes1, modes2;	/* M1, M2 (M2 unused in 1D) */
 	int layers;		/* L */
 	int proj_hidden;	/* H, 128 in the reference */
+	/* Stochastic and probabilistic parts (all zero: the plain FNO). */
+	int heads;		/* 0 or 1: the field; 2: mean and scale heads
+				 * (proj2 has 2*out_ch outputs: mean, then
+				 * sigma = (softplus(s) + 1e-6) * out_std) */
+	float p_lift;		/* dropout on the lifting output */
+	float p_hidden;		/* dropout on each block's output except the
+				 * last (MC dropout) */
+	float p_proj;		/* dropout on the projection hidden layer */
+	float p_fourier;	/* dropout over each layer's retained spectral
+				 * coefficients before the inverse transform */
 };
 
 /* Checks every field; PNO_STATUS_INVALID with the field's name and range. */
