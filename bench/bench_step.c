@@ -62,8 +62,12 @@ int main(int argc, char **argv)
 	if (runs < 1)
 		runs = 1;
 	pno_threads_set(threads);
-	struct pno_fno_arch a2 = {2, 1, 1, 32, 12, 12, 4, 128};
-	struct pno_fno_arch a1 = {1, 1, 1, 64, 16, 1, 4, 128};
+	struct pno_fno_arch a2 = {.dims = 2, .in_ch = 1, .out_ch = 1, .width = 32,
+				  .modes1 = 12, .modes2 = 12, .layers = 4,
+				  .proj_hidden = 128};
+	struct pno_fno_arch a1 = {.dims = 1, .in_ch = 1, .out_ch = 1, .width = 64,
+				  .modes1 = 16, .modes2 = 1, .layers = 4,
+				  .proj_hidden = 128};
 	run("2D", a2, 64, 64, 16, runs);
 	run("1D", a1, 1024, 1, 32, runs);
 	return 0;

@@ -47,7 +47,9 @@ static void heat_data_full(struct pno_dataset *d, int dims, int N, int res,
 
 static struct pno_fno_arch small_arch(int dims)
 {
-	struct pno_fno_arch a = {dims, 1, 1, 6, 3, 3, 2, 8};
+	struct pno_fno_arch a = {.dims = dims, .in_ch = 1, .out_ch = 1, .width = 6,
+				 .modes1 = 3, .modes2 = 3, .layers = 2,
+				 .proj_hidden = 8};
 	return a;
 }
 
@@ -406,7 +408,9 @@ static void test_learns_heat_1d(void **state)
 	struct pno_dataset d;
 	heat_data_full(&d, 1, 400, 64, 10);
 	struct pno_fno m;
-	struct pno_fno_arch a = {1, 1, 1, 16, 12, 1, 2, 64};
+	struct pno_fno_arch a = {.dims = 1, .in_ch = 1, .out_ch = 1, .width = 16,
+				 .modes1 = 12, .modes2 = 1, .layers = 2,
+				 .proj_hidden = 64};
 	struct pno_train_opts o;
 	struct pno_train_result r;
 	pno_train_opts_default(&o);

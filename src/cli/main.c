@@ -234,9 +234,10 @@ static int cmd_train(int argc, char **argv)
 		rc = 2;
 		goto out;
 	}
-	struct pno_fno_arch a = {d.dims, d.Cin, d.Cout, width, modes,
-				 d.dims == 2 ? (modes2 ? modes2 : modes) : 1,
-				 layers, proj};
+	struct pno_fno_arch a = {
+		.dims = d.dims, .in_ch = d.Cin, .out_ch = d.Cout, .width = width,
+		.modes1 = modes, .modes2 = d.dims == 2 ? (modes2 ? modes2 : modes) : 1,
+		.layers = layers, .proj_hidden = proj};
 	int maxm1 = d.dims == 1 ? d.X / 2 + 1 : d.X / 2;
 	if (modes > maxm1 || (d.dims == 2 && a.modes2 > d.Y / 2 + 1)) {
 		fprintf(stderr, "pno train: --modes %d x %d too large for the %d x "
