@@ -117,6 +117,9 @@ void pno_train_opts_default(struct pno_train_opts *o)
 	o->gamma = 0.5f;
 	o->clip = 0.0f;
 	o->seed = 0;
+	o->keep_best = 1;
+	o->rollback_after = 3;
+	o->max_rollbacks = 8;
 }
 
 enum pno_status pno_train_check_data(const struct pno_fno *m,
@@ -234,22 +237,39 @@ static float lr_at(const struct pno_train_opts *o, int epoch)
 }
 
 /* ---- checkpoints ---- */
-enum pno_status pno_checkpoint_save(const struct pno_fno *m,
-				    const struct pno_adam *o, int epoch,
-				    const char *path, const char *extra_json)
+
+/* Loop state that a checkpoint carries besides weights and moments. */
+struct loop_state {
+	int epoch;		/* last finished epoch */
+	float lr_scale;		/* plateau and rollback reductions */
+	double best_val;	/* INFINITY: none yet */
+	int best_epoch, since_best, rollbacks;
+};
+
+static enum pno_status checkpoint_write(const struct pno_fno *m,
+					const struct pno_adam *o,
+					const struct loop_state *ls,
+					const float *best, const char *path,
+					const char *extra_json)
 {
-	struct pno_tensor_view xt[2] = {
+	struct pno_tensor_view xt[3] = {
 		{"optimizer.exp_avg", 1, {(int64_t)o->n}, o->m},
 		{"optimizer.exp_avg_sq", 1, {(int64_t)o->n}, o->v},
+		{"train.best_params", 1, {(int64_t)m->n_params}, best},
 	};
-	char state[256];
+	char state[512];
 	json_t *md = NULL;
 	char *meta = NULL;
 	enum pno_status st;
 	pno__json_init();
+	/* %.17g: the best loss round-trips exactly; inf is written as -1 */
 	snprintf(state, sizeof state,
-		 "{\"epoch\": %d, \"step\": %lld, \"decoupled\": %d}", epoch,
-		 (long long)o->step, o->decoupled);
+		 "{\"epoch\": %d, \"step\": %lld, \"decoupled\": %d, "
+		 "\"lr_scale\": %.9g, \"best_val\": %.17g, \"best_epoch\": %d, "
+		 "\"since_best\": %d, \"rollbacks\": %d}",
+		 ls->epoch, (long long)o->step, o->decoupled, ls->lr_scale,
+		 isfinite(ls->best_val) ? ls->best_val : -1.0, ls->best_epoch,
+		 ls->since_best, ls->rollbacks);
 	if (extra_json) {
 		char msg[256] = "not an object";
 		md = pno__json_loads(extra_json, &st, msg, sizeof msg);
@@ -277,15 +297,35 @@ enum pno_status pno_checkpoint_save(const struct pno_fno *m,
 	if (!meta)
 		return pno__errorf(PNO_STATUS_NOMEM,
 				   "checkpoint metadata: out of memory");
-	st = pno__fno_save_ext(m, path, meta, xt, 2);
+	st = pno__fno_save_ext(m, path, meta, xt, best ? 3 : 2);
 	pno_free(meta);
 	return st;
 }
 
-/* Load model weights, normalization and optimizer state; *epoch is the
- * last finished epoch. */
+enum pno_status pno_checkpoint_save(const struct pno_fno *m,
+				    const struct pno_adam *o, int epoch,
+				    const char *path, const char *extra_json)
+{
+	struct loop_state ls = {epoch, 1.0f, INFINITY, 0, 0, 0};
+	return checkpoint_write(m, o, &ls, NULL, path, extra_json);
+}
+
+static int json_int(json_t *o, const char *k, int *v)
+{
+	json_t *j = json_object_get(o, k);
+	if (!json_is_integer(j) || json_integer_value(j) < 0 ||
+	    json_integer_value(j) > INT32_MAX)
+		return 0;
+	*v = (int)json_integer_value(j);
+	return 1;
+}
+
+/* Load model weights, normalization, optimizer and loop state (fields a
+ * checkpoint of an older pno lacks keep their defaults); best receives
+ * the best parameters if the file has them. */
 static enum pno_status checkpoint_load(struct pno_fno *m, struct pno_adam *o,
-				       int *epoch, const char *path)
+				       struct loop_state *ls, float *best,
+				       const char *path)
 {
 	struct pno_fno tmp;
 	struct pno_safetensors st = {0};
@@ -309,7 +349,9 @@ static enum pno_status checkpoint_load(struct pno_fno *m, struct pno_adam *o,
 		return s;
 	const struct pno_st_entry *em = pno_safetensors_find(&st, "optimizer.exp_avg");
 	const struct pno_st_entry *ev = pno_safetensors_find(&st, "optimizer.exp_avg_sq");
-	if (!em || !ev || em->count != o->n || ev->count != o->n) {
+	const struct pno_st_entry *eb = pno_safetensors_find(&st, "train.best_params");
+	if (!em || !ev || em->count != o->n || ev->count != o->n ||
+	    (eb && eb->count != m->n_params)) {
 		s = pno__errorf(PNO_STATUS_FORMAT,
 				"%s: no optimizer state of %zu values (not a "
 				"training checkpoint?)", path, o->n);
@@ -324,19 +366,28 @@ static enum pno_status checkpoint_load(struct pno_fno *m, struct pno_adam *o,
 		pno__errorf(s, "%s: %s", path, msg);
 		goto out;
 	}
-	json_t *je = cp ? json_object_get(cp, "epoch") : NULL;
 	json_t *js = cp ? json_object_get(cp, "step") : NULL;
-	if (!json_is_integer(je) || !json_is_integer(js) ||
-	    json_integer_value(je) < 0 || json_integer_value(js) < 0) {
+	if (!cp || !json_int(cp, "epoch", &ls->epoch) || !json_is_integer(js) ||
+	    json_integer_value(js) < 0) {
 		s = pno__errorf(PNO_STATUS_FORMAT,
 				"%s: metadata \"checkpoint\" missing or invalid",
 				path);
 		goto out;
 	}
-	*epoch = (int)json_integer_value(je);
+	json_t *jl = json_object_get(cp, "lr_scale");
+	json_t *jb = json_object_get(cp, "best_val");
+	if (json_is_number(jl) && json_number_value(jl) > 0)
+		ls->lr_scale = (float)json_number_value(jl);
+	if (json_is_number(jb) && json_number_value(jb) >= 0)
+		ls->best_val = json_number_value(jb);
+	json_int(cp, "best_epoch", &ls->best_epoch);
+	json_int(cp, "since_best", &ls->since_best);
+	json_int(cp, "rollbacks", &ls->rollbacks);
 	o->step = json_integer_value(js);
 	memcpy(o->m, em->data, o->n * sizeof(float));
 	memcpy(o->v, ev->data, o->n * sizeof(float));
+	if (eb && best)
+		memcpy(best, eb->data, m->n_params * sizeof(float));
 	s = PNO_STATUS_OK;
 out:
 	json_decref(cp);
@@ -345,31 +396,78 @@ out:
 	return s;
 }
 
+/* ---- the loop ---- */
+
+/* The state a rollback returns to: parameters and optimizer at the end of
+ * the last good epoch. */
+struct snapshot {
+	float *params, *m, *v;
+	int64_t step;
+};
+
+static void snapshot_take(struct snapshot *sn, const struct pno_fno *m,
+			  const struct pno_adam *o)
+{
+	memcpy(sn->params, m->params, m->n_params * sizeof(float));
+	memcpy(sn->m, o->m, o->n * sizeof(float));
+	memcpy(sn->v, o->v, o->n * sizeof(float));
+	sn->step = o->step;
+}
+
+static void snapshot_restore(const struct snapshot *sn, struct pno_fno *m,
+			     struct pno_adam *o)
+{
+	memcpy(m->params, sn->params, m->n_params * sizeof(float));
+	memcpy(o->m, sn->m, o->n * sizeof(float));
+	memcpy(o->v, sn->v, o->n * sizeof(float));
+	o->step = sn->step;
+}
+
+static enum pno_status check_opts(const struct pno_fno *m,
+				  const struct pno_train_opts *o)
+{
+	if (o->epochs < 1 || o->batch < 1 || !(o->lr > 0) || o->weight_decay < 0 ||
+	    o->clip < 0 || ((o->step_size > 0 || o->plateau > 0) && !(o->gamma > 0)))
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "training options: need epochs >= 1, batch "
+				   ">= 1, lr > 0, weight decay >= 0, clip >= 0, "
+				   "gamma > 0");
+	if (o->patience < 0 || o->plateau < 0 || o->rollback_after < 1 ||
+	    o->max_rollbacks < 0)
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "training options: patience and plateau must "
+				   "be >= 0, rollback-after >= 1");
+	if ((o->patience > 0 || o->plateau > 0) && o->n_val < 1)
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "early stopping and the plateau schedule need "
+				   "a validation split (nval >= 1)");
+	if (o->batch > m->Bmax)
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "batch %d exceeds the model's batch bound %d",
+				   o->batch, m->Bmax);
+	return PNO_STATUS_OK;
+}
+
 enum pno_status pno_train_fno(struct pno_fno *m, const struct pno_dataset *d,
 			      const struct pno_train_opts *o,
 			      struct pno_train_result *r)
 {
 	enum pno_status s;
 	struct pno_adam opt = {0};
+	struct snapshot sn = {0};
+	struct loop_state ls = {0, 1.0f, INFINITY, 0, 0, 0};
 	int *perm = NULL;
-	float *xb = NULL, *yb = NULL, *dpred = NULL;
-	int start_epoch = 0;
+	float *xb = NULL, *yb = NULL, *dpred = NULL, *best = NULL;
 	size_t P = (size_t)m->P;
 	size_t nin = (size_t)d->Cin * P, nout = (size_t)d->Cout * P;
 	int Bt = PNO__MIN(o->batch, m->Bmax);
+	int keep_best = o->keep_best && o->n_val > 0;
 	double t_start = now_s();
 
 	memset(r, 0, sizeof *r);
-	if (o->epochs < 1 || o->batch < 1 || !(o->lr > 0) || o->weight_decay < 0 ||
-	    o->clip < 0 || (o->step_size > 0 && !(o->gamma > 0)))
-		return pno__errorf(PNO_STATUS_INVALID,
-				   "training options: need epochs >= 1, batch "
-				   ">= 1, lr > 0, weight decay >= 0, clip >= 0");
-	if (o->batch > m->Bmax)
-		return pno__errorf(PNO_STATUS_INVALID,
-				   "batch %d exceeds the model's batch bound %d",
-				   o->batch, m->Bmax);
-	if ((s = pno_train_check_data(m, d, o)) != PNO_STATUS_OK)
+	r->best_val_loss = NAN;
+	if ((s = check_opts(m, o)) != PNO_STATUS_OK ||
+	    (s = pno_train_check_data(m, d, o)) != PNO_STATUS_OK)
 		return s;
 	if ((s = pno_adam_init(&opt, m->n_params, o->lr, o->weight_decay,
 			       o->adamw)) != PNO_STATUS_OK)
@@ -378,27 +476,36 @@ enum pno_status pno_train_fno(struct pno_fno *m, const struct pno_dataset *d,
 	xb = pno_malloc((size_t)Bt * nin * sizeof(float));
 	yb = pno_malloc((size_t)Bt * nout * sizeof(float));
 	dpred = pno_malloc((size_t)Bt * nout * sizeof(float));
-	if (!perm || !xb || !yb || !dpred) {
+	sn.params = pno_malloc(m->n_params * sizeof(float));
+	sn.m = pno_malloc(m->n_params * sizeof(float));
+	sn.v = pno_malloc(m->n_params * sizeof(float));
+	best = keep_best ? pno_malloc(m->n_params * sizeof(float)) : NULL;
+	if (!perm || !xb || !yb || !dpred || !sn.params || !sn.m || !sn.v ||
+	    (keep_best && !best)) {
 		s = pno__errorf(PNO_STATUS_NOMEM, "training: out of memory");
 		goto out;
 	}
 	if (o->resume) {
-		if ((s = checkpoint_load(m, &opt, &start_epoch, o->resume)))
+		if ((s = checkpoint_load(m, &opt, &ls, best, o->resume)))
 			goto out;
 		PNO_LOG(PNO_LOG_LEVEL_INFO, "resumed from %s after epoch %d",
-			o->resume, start_epoch);
+			o->resume, ls.epoch);
 	} else {
 		pno_fno_fit_normalization(m, d, o->n_train);
 	}
+	if (best && ls.best_epoch == 0)
+		memcpy(best, m->params, m->n_params * sizeof(float));
+	snapshot_take(&sn, m, &opt);
 
 	int n_batches = (o->n_train + Bt - 1) / Bt;
-	for (int epoch = start_epoch + 1; epoch <= o->epochs; epoch++) {
+	int epoch = ls.epoch + 1, rolled = 0;
+	while (epoch <= o->epochs) {
 		struct pno_epoch_stats es = {0};
 		double t0 = now_s(), sum = 0.0;
-		int counted = 0;
-		opt.lr = lr_at(o, epoch);
+		int counted = 0, bad_run = 0, rollback = 0;
+		opt.lr = lr_at(o, epoch) * ls.lr_scale;
 		permutation(perm, o->n_train, o->seed, epoch);
-		for (int bi = 0; bi < n_batches; bi++) {
+		for (int bi = 0; bi < n_batches && !rollback; bi++) {
 			int B = PNO__MIN(Bt, o->n_train - bi * Bt);
 			for (int k = 0; k < B; k++) {
 				int idx = perm[bi * Bt + k];
@@ -410,27 +517,50 @@ enum pno_status pno_train_fno(struct pno_fno *m, const struct pno_dataset *d,
 			pno_fno_zero_grad(m);
 			const float *pred = pno_fno_forward(m, xb, B);
 			double loss = pno_loss_rel_l2(dpred, pred, yb, B, nout);
-			if (!isfinite(loss)) {
-				es.skipped_steps++;
-				continue;
+			double gn = NAN;
+			if (isfinite(loss)) {
+				pno_fno_backward(m, dpred, B);
+				/* summed in double, where squares of finite
+				 * floats cannot overflow: finite iff every
+				 * gradient is */
+				gn = pno_grad_clip(m->grads, m->n_params, o->clip);
 			}
-			pno_fno_backward(m, dpred, B);
-			/* the norm is summed in double, where squares of finite
-			 * floats cannot overflow: it is finite iff every
-			 * gradient is */
-			double gn = pno_grad_clip(m->grads, m->n_params, o->clip);
 			if (!isfinite(gn)) {
 				es.skipped_steps++;
+				rollback = ++bad_run >= o->rollback_after;
 				continue;
 			}
+			bad_run = 0;
 			pno_adam_step(&opt, m->params, m->grads);
 			sum += loss;
 			counted++;
 			if (o->on_batch)
 				o->on_batch(o->ud, epoch, bi + 1, n_batches, loss);
 		}
+		if (rollback) {
+			if (ls.rollbacks >= o->max_rollbacks) {
+				s = pno__errorf(PNO_STATUS_NONFINITE,
+						"epoch %d: %d consecutive non-finite "
+						"steps after %d rollbacks", epoch,
+						bad_run, ls.rollbacks);
+				goto out;
+			}
+			snapshot_restore(&sn, m, &opt);
+			ls.rollbacks++;
+			ls.lr_scale *= 0.5f;
+			r->rollbacks = ls.rollbacks;
+			PNO_LOG(PNO_LOG_LEVEL_WARN,
+				"epoch %d: %d consecutive non-finite steps: rolled "
+				"back to the end of epoch %d, learning rate halved "
+				"to %.3g", epoch, bad_run, epoch - 1,
+				lr_at(o, epoch) * ls.lr_scale);
+			rolled = 1;
+			continue;	/* the same epoch again */
+		}
 		es.epoch = epoch;
 		es.epochs = o->epochs;
+		es.rolled_back = rolled;
+		rolled = 0;
 		es.train_loss = counted ? sum / counted : NAN;
 		pno_eval_rel_l2(m, d, o->n_train, o->n_val, &es.val_loss);
 		es.seconds = now_s() - t0;
@@ -445,16 +575,48 @@ enum pno_status pno_train_fno(struct pno_fno *m, const struct pno_dataset *d,
 					"loss or gradient", epoch);
 			goto out;
 		}
+		if (isfinite(es.val_loss) && es.val_loss < ls.best_val) {
+			ls.best_val = es.val_loss;
+			ls.best_epoch = epoch;
+			ls.since_best = 0;
+			es.best = 1;
+			if (best)
+				memcpy(best, m->params, m->n_params * sizeof(float));
+		} else if (o->n_val > 0) {
+			ls.since_best++;
+			if (o->plateau > 0 && ls.since_best % o->plateau == 0) {
+				ls.lr_scale *= o->gamma;
+				PNO_LOG(PNO_LOG_LEVEL_INFO,
+					"epoch %d: no improvement for %d epochs: "
+					"learning rate x %g", epoch,
+					ls.since_best, o->gamma);
+			}
+		}
+		ls.epoch = epoch;
+		snapshot_take(&sn, m, &opt);
 		r->epochs_run++;
 		r->train_loss = es.train_loss;
 		r->val_loss = es.val_loss;
 		if (o->on_epoch)
 			o->on_epoch(o->ud, &es);
 		if (o->checkpoint &&
-		    (s = pno_checkpoint_save(m, &opt, epoch, o->checkpoint,
-					     o->provenance_json)) != PNO_STATUS_OK)
+		    (s = checkpoint_write(m, &opt, &ls, best, o->checkpoint,
+					  o->provenance_json)) != PNO_STATUS_OK)
 			goto out;
+		if (o->patience > 0 && ls.since_best >= o->patience) {
+			r->stopped_early = 1;
+			PNO_LOG(PNO_LOG_LEVEL_INFO,
+				"early stop after epoch %d: no better validation "
+				"loss for %d epochs (best %.4e at epoch %d)", epoch,
+				ls.since_best, ls.best_val, ls.best_epoch);
+			break;
+		}
+		epoch++;
 	}
+	r->best_epoch = ls.best_epoch;
+	r->best_val_loss = ls.best_epoch ? ls.best_val : NAN;
+	if (best && ls.best_epoch > 0)
+		memcpy(m->params, best, m->n_params * sizeof(float));
 	pno_eval_rel_l2(m, d, d->N - o->n_test, o->n_test, &r->test_rel_l2);
 	r->seconds = now_s() - t_start;
 	s = PNO_STATUS_OK;
@@ -464,5 +626,9 @@ out:
 	pno_free(xb);
 	pno_free(yb);
 	pno_free(dpred);
+	pno_free(sn.params);
+	pno_free(sn.m);
+	pno_free(sn.v);
+	pno_free(best);
 	return s;
 }

@@ -50,6 +50,9 @@ struct pno_epoch_stats {
 	double seconds;		/* wall time of the epoch */
 	float lr;		/* learning rate used */
 	int skipped_steps;	/* steps skipped for non-finite loss/grads */
+	int rolled_back;	/* 1: the epoch was restarted from the last
+				 * good state with a halved learning rate */
+	int best;		/* 1: best validation loss so far */
 };
 
 struct pno_train_opts {
@@ -61,6 +64,20 @@ struct pno_train_opts {
 	float clip;		/* max gradient norm (0: off) */
 	uint64_t seed;
 	int n_train, n_val, n_test; /* split: first n_train, next n_val, last n_test */
+	/* Validation-driven control (need n_val > 0; 0 turns each off): */
+	int patience;		/* stop after this many epochs without a new
+				 * best validation loss */
+	int plateau;		/* lr *= gamma after this many epochs without
+				 * a new best (on top of step_size) */
+	int keep_best;		/* 1: end with the parameters of the best
+				 * validation epoch (default 1) */
+	/* Non-finite guard: a step with a non-finite loss or gradient is
+	 * skipped (optimizer state kept); after rollback_after consecutive
+	 * such steps the epoch restarts from the state at the end of the
+	 * last good epoch with the learning rate halved, at most
+	 * max_rollbacks times (then PNO_STATUS_NONFINITE). */
+	int rollback_after;	/* default 3 */
+	int max_rollbacks;	/* default 8 */
 	const char *checkpoint;	/* written atomically after every epoch (or NULL) */
 	const char *resume;	/* checkpoint to continue from (or NULL) */
 	const char *provenance_json; /* JSON object text kept in checkpoints */
@@ -75,6 +92,10 @@ struct pno_train_result {
 	int epochs_run;
 	double train_loss, val_loss, test_rel_l2;
 	double seconds;
+	int best_epoch;		/* epoch of the best validation loss (0: none) */
+	double best_val_loss;
+	int stopped_early;	/* 1: patience ran out */
+	int rollbacks;
 };
 
 /* Check a dataset against a model: channels, dimensions, enough samples

@@ -121,8 +121,10 @@ static void on_epoch(void *ud, const struct pno_epoch_stats *s)
 	(void)ud;
 	if (quiet)
 		return;
-	printf("epoch %4d/%d  train %.4e  val %.4e  lr %.2e  %.2f s\n", s->epoch,
-	       s->epochs, s->train_loss, s->val_loss, s->lr, s->seconds);
+	printf("epoch %4d/%d  train %.4e  val %.4e%s  lr %.2e  %.2f s%s\n",
+	       s->epoch, s->epochs, s->train_loss, s->val_loss,
+	       s->best ? "*" : " ", s->lr, s->seconds,
+	       s->rolled_back ? "  (after a rollback)" : "");
 	fflush(stdout);
 }
 
@@ -154,6 +156,7 @@ static int cmd_train(int argc, char **argv)
 	int width = 32, modes = 12, modes2 = 0, layers = 4, epochs = 50;
 	int batch = 20, threads = 0, ntrain = 0, nval = -1, ntest = -1;
 	int step_size = 0, t_in = 0, t_out = -1, force = 0, adam = 0;
+	int patience = 0, plateau = 0, last = 0, rollback_after = 3;
 	int proj = 128;
 	double lr = 1e-3, wd = 1e-4, gamma = 0.5, clip = 0;
 	uint64_t seed = 0;
@@ -174,6 +177,10 @@ static int cmd_train(int argc, char **argv)
 		{"step-size", FLAG_INT, &step_size, 0, 1000000, "epochs between lr decays (0: constant lr)", 0, 0},
 		{"gamma", FLAG_DOUBLE, &gamma, 1e-6, 1, "lr decay factor", 0, 0},
 		{"clip", FLAG_DOUBLE, &clip, 0, 1e9, "max gradient norm (0: off)", 0, 0},
+		{"patience", FLAG_INT, &patience, 0, 1000000, "stop after N epochs without a better validation loss (0: off)", 0, 0},
+		{"plateau", FLAG_INT, &plateau, 0, 1000000, "lr *= gamma after N epochs without a better validation loss (0: off)", 0, 0},
+		{"last", FLAG_BOOL, &last, 0, 0, "keep the last epoch's weights (default: the best validation epoch's)", 0, 0},
+		{"rollback-after", FLAG_INT, &rollback_after, 1, 1000000, "consecutive non-finite steps before rolling back with a halved lr", 0, 0},
 		{"seed", FLAG_U64, &seed, 0, 0, "random seed", 0, 0},
 		{"ntrain", FLAG_INT, &ntrain, 0, 1 << 30, "training samples (0: 80%)", 0, 0},
 		{"nval", FLAG_INT, &nval, -1, 1 << 30, "validation samples (-1: 10%)", 0, 0},
@@ -285,6 +292,10 @@ static int cmd_train(int argc, char **argv)
 	o.step_size = step_size;
 	o.gamma = (float)gamma;
 	o.clip = (float)clip;
+	o.patience = patience;
+	o.plateau = plateau;
+	o.keep_best = !last;
+	o.rollback_after = rollback_after;
 	o.seed = seed;
 	o.n_train = ntrain;
 	o.n_val = nval;
@@ -321,8 +332,10 @@ static int cmd_train(int argc, char **argv)
 	char metrics[256], extra[16384];
 	snprintf(metrics, sizeof metrics,
 		 "{\"test_rel_l2\": %.6g, \"val_rel_l2\": %.6g, "
-		 "\"train_rel_l2\": %.6g, \"epochs\": %d, \"seconds\": %.3f}",
-		 r.test_rel_l2, r.val_loss, r.train_loss, r.epochs_run, r.seconds);
+		 "\"train_rel_l2\": %.6g, \"epochs\": %d, \"best_epoch\": %d, "
+		 "\"seconds\": %.3f}",
+		 r.test_rel_l2, r.val_loss, r.train_loss, r.epochs_run,
+		 r.best_epoch, r.seconds);
 	char mq[512];
 	json_escape(mq, sizeof mq, metrics);
 	snprintf(extra, sizeof extra, "{\"provenance\":\"%s\",\"metrics\":\"%s\"}",
@@ -332,6 +345,10 @@ static int cmd_train(int argc, char **argv)
 		rc = runtime_error("train", s);
 		goto out;
 	}
+	if (!quiet && r.best_epoch > 0)
+		printf("best validation %.4e at epoch %d%s%s\n", r.best_val_loss,
+		       r.best_epoch, o.keep_best ? " (weights kept)" : "",
+		       r.stopped_early ? "; stopped early" : "");
 	printf("test relative L2: %.4e (%d samples)\n", r.test_rel_l2, ntest);
 	if (!quiet)
 		printf("saved %s (%.1f s)\n", out, r.seconds);
