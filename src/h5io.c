@@ -15,6 +15,10 @@
 #include <unistd.h>
 
 #define H5_CHUNK_MAX_ELEMS ((hsize_t)1 << 20)	/* 4 MB of float32 */
+#define H5_CHUNK_GROUP_ELEMS ((hsize_t)1 << 16)	/* 256 KB of float32 */
+/* chunk cache of a streamed dataset: room for the partly written chunks
+ * of samples that finish out of order */
+#define H5_STREAM_CACHE_BYTES ((size_t)64 << 20)
 
 static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
@@ -67,8 +71,11 @@ static enum pno_status check_array(const struct pno_h5_array *a, int i,
 	return PNO_STATUS_OK;
 }
 
-/* Chunks of one sample along the first axis (the whole array in 1D),
- * halved along the largest axis until at most H5_CHUNK_MAX_ELEMS. */
+/* Chunks of whole samples along the first axis (the whole array in 1D):
+ * as many as fit in H5_CHUNK_GROUP_ELEMS (one if a sample is larger),
+ * halved along the largest axis until at most H5_CHUNK_MAX_ELEMS. Small
+ * samples share a chunk so that each compressed write moves a useful
+ * amount of data. */
 static hid_t make_dcpl(const struct pno_h5_array *a, size_t count)
 {
 	hsize_t chunk[PNO_MAX_DIMS], elems = 1;
@@ -78,8 +85,11 @@ static hid_t make_dcpl(const struct pno_h5_array *a, size_t count)
 		return dcpl;	/* scalar or empty: contiguous */
 	for (int d = 0; d < a->ndim; d++) {
 		chunk[d] = (hsize_t)a->shape[d];
-		if (d == 0 && a->ndim > 1)
-			chunk[d] = 1;
+		if (d == 0 && a->ndim > 1) {
+			hsize_t per = count / (hsize_t)a->shape[0];
+			hsize_t k = H5_CHUNK_GROUP_ELEMS / (per ? per : 1);
+			chunk[d] = k < 1 ? 1 : k < chunk[d] ? k : chunk[d];
+		}
 		elems *= chunk[d];
 	}
 	while (elems > H5_CHUNK_MAX_ELEMS) {
@@ -112,7 +122,7 @@ static enum pno_status write_array(hid_t file, const struct pno_h5_array *a,
 {
 	enum pno_status s = PNO_STATUS_OK;
 	hsize_t dims[PNO_MAX_DIMS];
-	hid_t space = -1, dcpl = -1, ds = -1;
+	hid_t space = -1, dcpl = -1, ds = -1, dapl = -1;
 	char eb[200];
 	for (int d = 0; d < a->ndim; d++)
 		dims[d] = (hsize_t)a->shape[d];
@@ -120,8 +130,14 @@ static enum pno_status write_array(hid_t file, const struct pno_h5_array *a,
 			: H5Screate(H5S_SCALAR);
 	if (space < 0 || (dcpl = make_dcpl(a, count)) < 0)
 		goto h5fail;
+	if (keep) {
+		dapl = H5Pcreate(H5P_DATASET_ACCESS);
+		if (dapl < 0 || H5Pset_chunk_cache(dapl, 12421,
+						   H5_STREAM_CACHE_BYTES, 1.0) < 0)
+			goto h5fail;
+	}
 	ds = H5Dcreate2(file, a->name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl,
-			H5P_DEFAULT);
+			keep ? dapl : H5P_DEFAULT);
 	if (ds < 0)
 		goto h5fail;
 	if (keep) {
@@ -137,6 +153,7 @@ h5fail:
 			a->name, h5_err_text(eb));
 cleanup:
 	H5_CLOSE(H5Dclose, ds);
+	H5_CLOSE(H5Pclose, dapl);
 	H5_CLOSE(H5Pclose, dcpl);
 	H5_CLOSE(H5Sclose, space);
 	return s;
@@ -395,13 +412,18 @@ enum pno_status pno_h5_stream_commit(struct pno_h5_stream *s,
 			goto out;
 	for (int i = 0; i < s->n; i++)
 		H5_CLOSE(H5Dclose, s->ds[i]);
-	if (H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0 || H5Fclose(s->file) < 0) {
+	{
+		/* close even when the flush fails: the id must not leak */
+		int bad = H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0;
+		bad |= H5Fclose(s->file) < 0;
 		s->file = -1;
-		st = pno__errorf(PNO_STATUS_IO, "%s: cannot flush HDF5 file %s: %s",
-				 s->path, s->tmp, h5_err_text(eb));
-		goto out;
+		if (bad) {
+			st = pno__errorf(PNO_STATUS_IO,
+					 "%s: cannot flush HDF5 file %s: %s",
+					 s->path, s->tmp, h5_err_text(eb));
+			goto out;
+		}
 	}
-	s->file = -1;
 	/* HDF5 does not fsync: do it before the rename */
 	fd = open(s->tmp, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || pno__io_fault() || fsync(fd) != 0) {

@@ -98,8 +98,11 @@ static enum pno_status burgers_run(struct burgers_solver *s, double nu,
 	for (int f = 0; f < nframes; f++) {
 		const double *u = u0;
 		if (f > 0) {
-			for (long j = 0; j < steps; j++)
+			for (long j = 0; j < steps; j++) {
+				if (j % PNO__CANCEL_POLL == 0 && pno__gen_cancelled())
+					return pno__gen_cancel_status("burgers");
 				pno__etdrk4_step(w);
+			}
 			if (!isfinite(pno__etdrk4_physical(w)))
 				return pno__errorf(PNO_STATUS_RANGE,
 						   "burgers: solution not finite "
@@ -173,21 +176,26 @@ static void burgers_ws_free(void *ctx, void *ws)
 	pno_free(w);
 }
 
-static void *burgers_ws_new(void *ctx)
+static enum pno_status burgers_ws_new(void *ctx, void **out)
 {
 	const struct burgers_gen *b = ctx;
 	int n = b->o->fine_res;
+	enum pno_status st;
 	struct burgers_ws *w = pno_calloc(1, sizeof *w);
 	if (!w)
-		return NULL;
-	if (pno__etdrk4_init(&w->s.w, n, 1.0, "burgers") != PNO_STATUS_OK ||
-	    pno__grf_init(&w->grf, 1, n, 1, 1) != PNO_STATUS_OK ||
-	    !(w->u0 = pno_malloc((size_t)n * sizeof *w->u0))) {
+		return pno__errorf(PNO_STATUS_NOMEM, "burgers: out of memory");
+	if ((st = pno__etdrk4_init(&w->s.w, n, 1.0, "burgers")) != PNO_STATUS_OK ||
+	    (st = pno__grf_init(&w->grf, 1, n, 1, 1)) != PNO_STATUS_OK) {
 		burgers_ws_free(ctx, w);
-		return NULL;
+		return st;
+	}
+	if (!(w->u0 = pno_malloc((size_t)n * sizeof *w->u0))) {
+		burgers_ws_free(ctx, w);
+		return pno__errorf(PNO_STATUS_NOMEM, "burgers: out of memory");
 	}
 	set_viscosity(&w->s, b->o->nu);
-	return w;
+	*out = w;
+	return PNO_STATUS_OK;
 }
 
 static enum pno_status burgers_sample(void *ctx, void *ws, uint64_t index,

@@ -89,28 +89,33 @@ static void darcy_ws_free(void *ctx, void *ws)
 	pno_free(w);
 }
 
-static void *darcy_ws_new(void *ctx)
+static enum pno_status darcy_ws_new(void *ctx, void **out)
 {
 	const struct darcy_run *r = ctx;
 	size_t P = (size_t)r->n * r->n;
+	enum pno_status st;
 	struct darcy_ws *w = pno_calloc(1, sizeof *w);
 	if (!w)
-		return NULL;
+		return pno__errorf(PNO_STATUS_NOMEM, "darcy: out of memory");
 	/* zero mean: see docs/pde/darcy.md (as FNO's GRF.m, which sets the
 	 * constant mode to 0; with it ~8% of the default samples would have
 	 * a constant coefficient) */
-	if (pno__grf_neumann_init(&w->grf, 2, r->n, r->n, &r->o->grf, 1) !=
-		    PNO_STATUS_OK ||
-	    pno__darcy_ws_init(&w->solver, r->n) != PNO_STATUS_OK ||
-	    !(w->a = pno_malloc(P * sizeof *w->a)) ||
+	if ((st = pno__grf_neumann_init(&w->grf, 2, r->n, r->n, &r->o->grf,
+					1)) != PNO_STATUS_OK ||
+	    (st = pno__darcy_ws_init(&w->solver, r->n)) != PNO_STATUS_OK) {
+		darcy_ws_free(ctx, w);
+		return st;
+	}
+	if (!(w->a = pno_malloc(P * sizeof *w->a)) ||
 	    !(w->f = pno_malloc(P * sizeof *w->f)) ||
 	    !(w->u = pno_malloc(P * sizeof *w->u))) {
 		darcy_ws_free(ctx, w);
-		return NULL;
+		return pno__errorf(PNO_STATUS_NOMEM, "darcy: out of memory");
 	}
 	for (size_t k = 0; k < P; k++)
 		w->f[k] = r->o->forcing;
-	return w;
+	*out = w;
+	return PNO_STATUS_OK;
 }
 
 static enum pno_status darcy_sample(void *ctx, void *ws, uint64_t index,

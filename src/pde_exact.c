@@ -40,20 +40,25 @@ static double wave_mult(double lam, void *ud)
 	return cos(m->param * sqrt(lam) * m->t);
 }
 
-static void *exact_ws_new(void *ctx)
+static enum pno_status exact_ws_new(void *ctx, void **out)
 {
 	const struct exact *e = ctx;
+	enum pno_status st;
 	struct exact_ws *w = pno_calloc(1, sizeof *w);
 	if (!w)
-		return NULL;
-	if (pno__grf_init(&w->grf, e->dims, e->res, e->res, e->res) !=
-	    PNO_STATUS_OK ||
-	    !(w->field = pno_malloc(w->grf.npts * sizeof *w->field))) {
+		return pno__errorf(PNO_STATUS_NOMEM, "%s: out of memory", e->pde);
+	if ((st = pno__grf_init(&w->grf, e->dims, e->res, e->res, e->res)) !=
+	    PNO_STATUS_OK) {
+		pno_free(w);
+		return st;
+	}
+	if (!(w->field = pno_malloc(w->grf.npts * sizeof *w->field))) {
 		pno__grf_free(&w->grf);
 		pno_free(w);
-		return NULL;
+		return pno__errorf(PNO_STATUS_NOMEM, "%s: out of memory", e->pde);
 	}
-	return w;
+	*out = w;
+	return PNO_STATUS_OK;
 }
 
 static void exact_ws_free(void *ctx, void *ws)

@@ -4,8 +4,10 @@
 #include "pde_internal.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 void pno__gen_attr_str(struct pno__gen *g, const char *name, const char *v)
 {
@@ -61,26 +63,49 @@ static void run_fail(struct run *r, enum pno_status st, long sample)
 		snprintf(r->msg, sizeof r->msg, "%s", pno_last_error());
 }
 
-static void run_samples(struct run *r, const size_t *elems)
+/* The run the calling thread works for (NULL outside a run). */
+static _Thread_local struct run *tl_run;
+
+int pno__gen_cancelled(void)
+{
+	struct run *r = tl_run;
+	int stop;
+	if (!r)
+		return 0;
+#pragma omp atomic read
+	stop = r->stop;
+	const volatile int *c = r->g->base->cancel;
+	return stop || (c && *c);
+}
+
+enum pno_status pno__gen_cancel_status(const char *pde)
+{
+	return pno__errorf(PNO_STATUS_CANCELLED, "%s: cancelled", pde);
+}
+
+static void run_samples(struct run *r, const size_t *elems, int threads)
 {
 	const struct pno__gen *g = r->g;
 	long N = g->base->samples;
-#pragma omp parallel
+#pragma omp parallel num_threads(threads)
 	{
 		void *ws = NULL;
 		float *buf[PNO__GEN_MAX_OUT] = {0};
-		int ok = 1;
-		if (g->ws_new && !(ws = g->ws_new(g->ctx)))
-			ok = 0;
-		for (int k = 0; k < g->n_out; k++)
+		enum pno_status wst = PNO_STATUS_OK;
+		tl_run = r;
+		if (g->ws_new)
+			wst = g->ws_new(g->ctx, &ws);
+		for (int k = 0; k < g->n_out && wst == PNO_STATUS_OK; k++)
 			if (!(buf[k] = pno_malloc(elems[k] * sizeof(float))))
-				ok = 0;
-		if (!ok) {
-			pno__errorf(PNO_STATUS_NOMEM, "%s: out of memory for a "
-				    "worker's workspace", g->pde);
+				wst = pno__errorf(PNO_STATUS_NOMEM,
+						  "%s: out of memory for a "
+						  "worker's sample buffer",
+						  g->pde);
+		if (wst != PNO_STATUS_OK) {
 #pragma omp critical(gen)
-			run_fail(r, PNO_STATUS_NOMEM, -1);
+			run_fail(r, wst, -1);
 		}
+		int ok = wst == PNO_STATUS_OK;
 #pragma omp for schedule(dynamic, 1)
 		for (long n = 0; n < N; n++) {
 			int stop;
@@ -89,10 +114,21 @@ static void run_samples(struct run *r, const size_t *elems)
 			if (stop || !ok)
 				continue;
 			enum pno_status st = g->sample(g->ctx, ws, (uint64_t)n, buf);
+			const volatile int *c = g->base->cancel;
+			if (st == PNO_STATUS_OK && c && *c)
+				st = PNO_STATUS_CANCELLED;
 #pragma omp critical(gen)
 			{
-				if (st != PNO_STATUS_OK)
+				if (st == PNO_STATUS_CANCELLED && !r->stop) {
+					/* the user's flag (a failure elsewhere
+					 * already stopped the run otherwise) */
+					pno__errorf(st, "%s: cancelled after %ld "
+						    "of %ld samples", g->pde,
+						    r->done, N);
+					run_fail(r, st, -1);
+				} else if (st != PNO_STATUS_OK) {
 					run_fail(r, st, n);
+				}
 				for (int k = 0; k < g->n_out && st == PNO_STATUS_OK &&
 						!r->stop; k++)
 					st = pno_h5_stream_put(r->out, k, n, buf[k]);
@@ -116,7 +152,36 @@ static void run_samples(struct run *r, const size_t *elems)
 			pno_free(buf[k]);
 		if (ws && g->ws_free)
 			g->ws_free(g->ctx, ws);
+		tl_run = NULL;
 	}
+}
+
+/* Threads for a run: each holds one sample's output in float (and a
+ * solver workspace of similar size), so their number is bounded by half
+ * the physical memory; one sample that alone exceeds it is refused. */
+static enum pno_status plan_threads(const struct pno__gen *g,
+				    size_t per_sample, int *threads)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+	double mem = pages > 0 && psize > 0 ? (double)pages * psize : 0;
+	/* output floats, plus at least as much again for the solver */
+	double need = 2.0 * 4.0 * (double)per_sample;
+	int t = omp_get_max_threads();
+	if (mem > 0 && need > 0.5 * mem)
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "%s: one sample needs about %.1f GB, more than "
+				   "half of this machine's %.1f GB: lower --res, "
+				   "--t-final or raise --dt-out", g->pde,
+				   need / 1e9, mem / 1e9);
+	if (mem > 0 && need * t > 0.5 * mem) {
+		int fit = (int)(0.5 * mem / need);
+		PNO_LOG(PNO_LOG_LEVEL_WARN,
+			"%s: %.1f GB per sample: using %d of %d threads to stay "
+			"within memory", g->pde, need / 1e9, fit, t);
+		t = fit;
+	}
+	*threads = t < 1 ? 1 : t;
+	return PNO_STATUS_OK;
 }
 
 enum pno_status pno__generate(const struct pno__gen *g, const char *path,
@@ -178,11 +243,14 @@ enum pno_status pno__generate(const struct pno__gen *g, const char *path,
 	for (int i = 0; i < g->n_attrs; i++)
 		attrs[nt++] = g->attrs[i];
 
+	int threads = 1;
+	if ((st = plan_threads(g, per_sample, &threads)) != PNO_STATUS_OK)
+		return st;
 	struct run r = {.g = g, .st = PNO_STATUS_OK};
 	if ((st = pno_h5_stream_open(&r.out, path, arrays, na, overwrite)) !=
 	    PNO_STATUS_OK)
 		return st;
-	run_samples(&r, elems);
+	run_samples(&r, elems, threads);
 	if (r.stop) {
 		pno_h5_stream_abort(r.out);
 		return pno__errorf(r.st, "%s", r.msg);

@@ -21,8 +21,9 @@ enum pno_status pno__grf_neumann_check(const struct pno_grf_opts *g,
 				       const char *who);
 /* Build the workspace for a (dims, X, Y) field; safe to _free after a
  * failure. PNO_STATUS_NOMEM / INTERNAL (plan) / INVALID (sizes).
- * zero_mean: leave out the constant mode k = 0 (the field then has mean
- * exactly 0, as in FNO's Darcy data); the other modes are drawn from the
+ * zero_mean: leave out the constant mode k = 0 (the field's integral,
+ * its trapezoid-rule mean on the vertex grid, is then exactly 0 — not its
+ * plain arithmetic mean — as in FNO's Darcy data); the other modes are drawn from the
  * same normals as with it, so only the constant shift differs. */
 enum pno_status pno__grf_neumann_init(struct pno__grf_neumann *w, int dims,
 				      int X, int Y,

@@ -31,9 +31,9 @@ struct pno__gen {
 					 * samples, resolution */
 	struct pno_h5_attr attrs[PNO__GEN_MAX_ATTRS];
 	void *ctx;
-	/* Per-thread workspace: NULL on out of memory. May be NULL (no
-	 * workspace). */
-	void *(*ws_new)(void *ctx);
+	/* Per-thread workspace (may be NULL: none). On failure returns a
+	 * status with its message set (pno__errorf). */
+	enum pno_status (*ws_new)(void *ctx, void **ws);
 	void (*ws_free)(void *ctx, void *ws);
 	/* Compute sample `index` into out[k] (one sample of output k, float).
 	 * A non-OK status stops the run; the sample's message (pno__errorf)
@@ -51,6 +51,14 @@ void pno__gen_attr_num(struct pno__gen *g, const char *name, double v);
  * then runs. */
 enum pno_status pno__generate(const struct pno__gen *g, const char *path,
 			      int overwrite);
+
+/* Inside a sample: has the run been cancelled (by the user's flag or by
+ * another sample's failure)? Solvers poll it between frames and every
+ * PNO__CANCEL_POLL steps; outside a generator run it is always 0. */
+int pno__gen_cancelled(void);
+#define PNO__CANCEL_POLL 256
+/* The status a solver returns when it sees pno__gen_cancelled(). */
+enum pno_status pno__gen_cancel_status(const char *pde);
 
 /* Evenly spaced coordinates: c[i] = i * step, i < n (pno_malloc'd). */
 float *pno__coords(int n, double step);

@@ -63,8 +63,11 @@ static enum pno_status ks_run(struct pno__etdrk4 *w, const double *u0,
 	for (int f = 0; f < nframes; f++) {
 		const double *u = u0;
 		long steps = f == 0 ? burn : every;
-		for (long j = 0; j < steps; j++)
+		for (long j = 0; j < steps; j++) {
+			if (j % PNO__CANCEL_POLL == 0 && pno__gen_cancelled())
+				return pno__gen_cancel_status("ks");
 			pno__etdrk4_step(w);
+		}
 		if (f > 0 || burn > 0) {
 			if (!isfinite(pno__etdrk4_physical(w)))
 				return pno__errorf(PNO_STATUS_RANGE,
@@ -173,19 +176,24 @@ static void ks_ws_free(void *ctx, void *ws)
 	pno_free(k);
 }
 
-static void *ks_ws_new(void *ctx)
+static enum pno_status ks_ws_new(void *ctx, void **out)
 {
 	const struct ks_gen *g = ctx;
 	const struct pno_ks_opts *o = g->o;
+	enum pno_status st;
 	struct ks_ws *k = pno_calloc(1, sizeof *k);
 	if (!k)
-		return NULL;
-	if (ks_setup(&k->w, o->base.res, o->L, o->dt) != PNO_STATUS_OK ||
-	    !(k->u0 = pno_malloc((size_t)o->base.res * sizeof *k->u0))) {
+		return pno__errorf(PNO_STATUS_NOMEM, "ks: out of memory");
+	if ((st = ks_setup(&k->w, o->base.res, o->L, o->dt)) != PNO_STATUS_OK) {
 		ks_ws_free(ctx, k);
-		return NULL;
+		return st;
 	}
-	return k;
+	if (!(k->u0 = pno_malloc((size_t)o->base.res * sizeof *k->u0))) {
+		ks_ws_free(ctx, k);
+		return pno__errorf(PNO_STATUS_NOMEM, "ks: out of memory");
+	}
+	*out = k;
+	return PNO_STATUS_OK;
 }
 
 static enum pno_status ks_sample(void *ctx, void *ws, uint64_t index,

@@ -251,6 +251,8 @@ static enum pno_status ns_run(struct ns_work *w, const struct ns_params *pr,
 			dt_min = dt;
 		ns_cn_factors(w, pr->nu, dt);
 		for (long step = 0; step < m; step++) {
+			if (step % PNO__CANCEL_POLL == 0 && pno__gen_cancelled())
+				return pno__gen_cancel_status("navier-stokes");
 			if (step > 0)
 				ns_nonlinear(w, wh, n1);
 			for (size_t id = 0; id < nc; id++)
@@ -405,26 +407,34 @@ struct ns_gen_ws {
 	double *w0;	/* (fine, fine) initial vorticity */
 };
 
-static void *ns_ws_new(void *ctx)
+static enum pno_status ns_ws_new(void *ctx, void **out)
 {
 	struct ns_gen *g = ctx;
+	enum pno_status st;
 	struct ns_gen_ws *ws = pno_calloc(1, sizeof *ws);
 	if (!ws)
-		return NULL;
+		return pno__errorf(PNO_STATUS_NOMEM,
+				   "navier-stokes: out of memory");
 	int n = g->o->fine_res;
 	ws->w0 = pno_malloc((size_t)n * n * sizeof(double));
-	if (!ws->w0 || ns_work_init(&ws->w, n) != PNO_STATUS_OK) {
+	if (!ws->w0) {
+		pno_free(ws);
+		return pno__errorf(PNO_STATUS_NOMEM,
+				   "navier-stokes: out of memory");
+	}
+	if ((st = ns_work_init(&ws->w, n)) != PNO_STATUS_OK) {
 		pno_free(ws->w0);
 		pno_free(ws);
-		return NULL;
+		return st;
 	}
-	if (pno__grf_init(&ws->grf, 2, n, n, 1) != PNO_STATUS_OK) {
+	if ((st = pno__grf_init(&ws->grf, 2, n, n, 1)) != PNO_STATUS_OK) {
 		ns_work_free(&ws->w);
 		pno_free(ws->w0);
 		pno_free(ws);
-		return NULL;
+		return st;
 	}
-	return ws;
+	*out = ws;
+	return PNO_STATUS_OK;
 }
 
 static void ns_ws_free(void *ctx, void *p)

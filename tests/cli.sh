@@ -72,7 +72,8 @@ expect 2 "does not divide" "$PNO" generate burgers --res 1000 --out "$DIR/b.h5"
 expect 2 "--nu" "$PNO" generate burgers --nu 0 --out "$DIR/b.h5"
 expect 2 "--t-final" "$PNO" generate burgers --t-final 1 --dt-out 0.3 --out "$DIR/b.h5"
 expect 2 "--dt" "$PNO" generate ks --dt 0.3 --out "$DIR/k.h5"
-expect 2 "--res" "$PNO" generate ks --res 0 --out "$DIR/k.h5"
+expect 2 "--res" "$PNO" generate ks --res -4 --out "$DIR/k.h5"
+expect 2 "--res" "$PNO" generate ks --res 7 --out "$DIR/k.h5"
 expect 2 "unknown option" "$PNO" generate darcy --nu 0.1 --out "$DIR/d.h5"
 for f in d b k; do
 	[ -f "$DIR/$f.h5" ] && { echo "FAIL: $f.h5 written by a refused run"; fails=$((fails + 1)); }
@@ -95,6 +96,22 @@ else
 	passes=$((passes + 1))
 fi
 ls "$DIR" | grep -q "int.h5" && { echo "FAIL: interrupted run left a file"; fails=$((fails + 1)); }
+
+# ... also in the middle of a long sample (the solver polls the flag)
+"$PNO" generate ns --samples 1 --res 64 --fine-res 64 --t-final 100000 --dt-out 100 --threads 1 --out "$DIR/int2.h5" 2>"$DIR/err" &
+pid=$!
+sleep 1
+t0=$(date +%s)
+kill -INT $pid
+wait $pid
+st=$?
+t1=$(date +%s)
+if [ "$st" -ne 130 ] || [ $((t1 - t0)) -gt 10 ]; then
+	echo "FAIL: interrupted long sample exited $st after $((t1 - t0)) s"; sed 's/^/  stderr: /' "$DIR/err"; fails=$((fails + 1))
+else
+	passes=$((passes + 1))
+fi
+ls "$DIR" | grep -q "int2.h5" && { echo "FAIL: interrupted run left a file"; fails=$((fails + 1)); }
 
 # train: usage errors
 expect 2 "--width" "$PNO" train --data "$D" --out "$M" --width 0

@@ -248,7 +248,8 @@ static void test_pdebench_layouts(void **state)
 	free(u), free(xc), free(tc), free(nu), free(t);
 }
 
-/* Datasets are chunked one sample at a time and deflate-compressed. */
+/* Datasets are chunked by whole samples — small samples grouped up to
+ * 2^16 values, a large sample alone — and deflate-compressed. */
 static void test_storage(void **state)
 {
 	(void)state;
@@ -261,8 +262,10 @@ static void test_storage(void **state)
 	hid_t pl = H5Dget_create_plist(ds);
 	assert_int_equal(H5Pget_layout(pl), H5D_CHUNKED);
 	assert_int_equal(H5Pget_chunk(pl, 4, chunk), 4);
-	assert_int_equal(chunk[0], 1);
+	assert_int_equal(chunk[0], N);	/* N * H * W values: one chunk */
+	assert_int_equal(chunk[1], 1);
 	assert_int_equal(chunk[2], H);
+	assert_int_equal(chunk[3], W);
 	for (int i = 0; i < H5Pget_nfilters(pl); i++) {
 		unsigned flags, cd[8];
 		size_t ncd = 8;
@@ -275,6 +278,19 @@ static void test_storage(void **state)
 	}
 	assert_true(has_deflate || H5Zfilter_avail(H5Z_FILTER_DEFLATE) <= 0);
 	H5Pclose(pl), H5Dclose(ds), H5Fclose(f);
+
+	/* a sample of 300 x 300 > 2^16 values: one sample per chunk */
+	float *big = calloc(3 * 300 * 300, sizeof *big);
+	struct pno_h5_array a = {"tensor", 3, {3, 300, 300}, big};
+	assert_status(pno_h5_write(path, &a, 1, NULL, 0, 1), PNO_STATUS_OK);
+	f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+	ds = H5Dopen2(f, "tensor", H5P_DEFAULT);
+	pl = H5Dget_create_plist(ds);
+	assert_int_equal(H5Pget_chunk(pl, 3, chunk), 3);
+	assert_int_equal(chunk[0], 1);
+	assert_int_equal(chunk[1] * chunk[2], 300 * 300);
+	H5Pclose(pl), H5Dclose(ds), H5Fclose(f);
+	free(big);
 	unlink(path);
 }
 

@@ -291,6 +291,8 @@ static void test_thread_invariance(void **state)
 
 /* ---- the driver with a synthetic PDE ---- */
 struct fake {
+	int flag_at;		/* sample index that raises the cancel flag */
+	volatile int flag;
 	int fail_at;		/* sample index that fails (-1: none) */
 	int cancel_at;		/* progress count that cancels (0: none) */
 	int ws_fail;
@@ -298,10 +300,14 @@ struct fake {
 	int monotone;
 };
 
-static void *fake_ws_new(void *ctx)
+static enum pno_status fake_ws_new(void *ctx, void **ws)
 {
 	struct fake *f = ctx;
-	return f->ws_fail ? NULL : pno_malloc(16);
+	if (f->ws_fail)	/* a failure that is not out of memory */
+		return pno__errorf(PNO_STATUS_INTERNAL, "fake: plan failed");
+	*ws = pno_malloc(16);
+	return *ws ? PNO_STATUS_OK
+		   : pno__errorf(PNO_STATUS_NOMEM, "fake: out of memory");
 }
 
 static void fake_ws_free(void *ctx, void *ws)
@@ -319,6 +325,14 @@ static enum pno_status fake_sample(void *ctx, void *ws, uint64_t i,
 	if ((int)i == f->fail_at)
 		return pno__errorf(PNO_STATUS_RANGE, "fake: sample %d diverged",
 				   (int)i);
+	if ((int)i == f->flag_at) {
+		/* the user's flag goes up while this sample runs: a solver
+		 * polling pno__gen_cancelled() sees it before finishing */
+		f->flag = 1;
+		if (pno__gen_cancelled())
+			return pno__gen_cancel_status("fake");
+		fail_msg("pno__gen_cancelled() missed the flag");
+	}
 	for (int k = 0; k < 6; k++)
 		out[0][k] = (float)i + 0.5f * k;
 	out[1][0] = -(float)i;
@@ -339,7 +353,9 @@ static int fake_progress(void *ud, long done, long total)
 static enum pno_status fake_run(struct fake *f, int samples, const char *path,
 				int overwrite)
 {
-	struct pno_gen_base b = {samples, 3, 9, fake_progress, f};
+	struct pno_gen_base b = {.samples = samples, .res = 3, .seed = 9,
+				.progress = fake_progress, .progress_ud = f,
+				.cancel = &f->flag};
 	float xc[3] = {0, 1, 2};
 	struct pno__gen g = {0};
 	g.pde = "fake";
@@ -364,7 +380,7 @@ static void test_driver(void **state)
 {
 	(void)state;
 	const char *path = tu_tmp_path("fake.h5");
-	struct fake f = {-1, 0, 0, 0, 0, 0, 1};
+	struct fake f = {.flag_at = -1, .fail_at = -1, .monotone = 1};
 	unlink(path);
 	pno_threads_set(2);
 	assert_status(fake_run(&f, 25, path, 0), PNO_STATUS_OK);
@@ -420,9 +436,22 @@ static void test_driver(void **state)
 	assert_int_equal(tu_temps_left(path), 0);
 	f.cancel_at = 0;
 
-	/* a worker without a workspace */
+	/* the cancel flag raised inside a sample stops the run there */
+	f.flag_at = 9;
+	pno_threads_set(1);
+	assert_status(fake_run(&f, 25, path, 0), PNO_STATUS_CANCELLED);
+	assert_err_has("fake: cancelled after 9 of 25 samples");
+	assert_int_equal(access(path, F_OK), -1);
+	assert_int_equal(tu_temps_left(path), 0);
+	assert_false(pno__gen_cancelled());	/* outside a run */
+	f.flag_at = -1;
+	f.flag = 0;
+	pno_threads_set(2);
+
+	/* a worker without a workspace: its status and message */
 	f.ws_fail = 1;
-	assert_status(fake_run(&f, 25, path, 0), PNO_STATUS_NOMEM);
+	assert_status(fake_run(&f, 25, path, 0), PNO_STATUS_INTERNAL);
+	assert_err_has("fake: plan failed");
 	assert_int_equal(access(path, F_OK), -1);
 	assert_int_equal(tu_temps_left(path), 0);
 	f.ws_fail = 0;

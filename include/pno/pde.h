@@ -39,6 +39,11 @@ struct pno_gen_base {
 	uint64_t seed;
 	pno_progress_fn progress;	/* NULL: none */
 	void *progress_ud;
+	/* If not NULL, polled between output frames and every few hundred
+	 * time steps of every sample: nonzero cancels the run within about
+	 * that much work (PNO_STATUS_CANCELLED, nothing written). May be set
+	 * from a signal handler. */
+	const volatile int *cancel;
 };
 
 /* Statistics of one solve (for tests and attributes). */

@@ -189,7 +189,7 @@ static int common_flags(struct common *c, struct flag *f)
 {
 	COPY_FLAGS(f, LIST(
 		{"samples", FLAG_INT, &c->base.samples, 1, 1e7, "number of samples", 0, 0},
-		{"res", FLAG_INT, &c->base.res, 2, 1 << 20, "output grid points per axis (0: the PDE's default)", 0, 0},
+		{"res", FLAG_INT, &c->base.res, 0, 1 << 20, "output grid points per axis (0: the PDE's default, listed below)", 0, 0},
 		{"seed", FLAG_U64, &c->base.seed, 0, 0, "random seed (sample i depends on seed and i only)", 0, 0},
 		{"threads", FLAG_INT, &c->threads, 0, 1024, "threads (0: all cores; the output does not depend on it)", 0, 0},
 		{"out", FLAG_STRING, &c->out, 0, 0, "output HDF5 file", 1, 0},
@@ -234,12 +234,14 @@ static void print_help(const struct pde_entry *only)
 }
 
 /* ---- progress and interruption ---- */
-static volatile sig_atomic_t interrupted;
+/* Set by the first SIGINT/SIGTERM; the library polls it between frames
+ * and steps (sig_atomic_t is int here). A second signal kills at once. */
+static volatile int interrupted;
 
 static void on_signal(int sig)
 {
-	(void)sig;
 	interrupted = 1;
+	signal(sig, SIG_DFL);
 }
 
 struct bar {
@@ -350,6 +352,7 @@ int cmd_generate(int argc, char **argv)
 	struct bar bar = {p->name, isatty(2), now(), 0};
 	base->progress = on_progress;
 	base->progress_ud = &bar;
+	base->cancel = &interrupted;
 	pno_threads_set(c.threads);
 
 	struct sigaction sa, old_int, old_term;
