@@ -682,7 +682,7 @@ static void test_no_allocation(void **state)
 	pno_loss_crps_gauss(g, g2, X, sg, y, B, N);
 	pno_loss_crps_ens(g, X, y, B, m, N);
 	pno_loss_energy(g, X, y, B, m, N);
-	pno_kl_gauss_softplus(g, g2, X, y, nx, 0, 1);
+	pno_kl_gauss_softplus(g, g2, X, y, B * N, 0, 1);
 	long count = tu_alloc_count();
 	tu_alloc_uninstall();
 	assert_int_equal(count, 0);
