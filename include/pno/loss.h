@@ -7,6 +7,10 @@
  * Function-space norms: ||f||^2 = h * sum_i f_i^2 with h the grid cell
  * volume (1/N on the unit interval / square), so scores approximate their
  * L2(domain) values and do not grow with the resolution.
+ *
+ * Invalid arguments (B < 1, N == 0, a NULL input, an ensemble size out of
+ * range, sigma <= 0, a bad prior) give NAN, leave the gradients untouched
+ * and say what is wrong in pno_last_error(). Nothing here allocates.
  */
 #ifndef PNO_LOSS_H
 #define PNO_LOSS_H
@@ -25,7 +29,7 @@ double pno_loss_gauss_nll(float *dmu, float *dlogvar, const float *mu,
 
 /* CRPS of N(mu, sigma^2) at y, closed form, mean over the B*N points:
  * sigma (z (2 Phi(z) - 1) + 2 phi(z) - 1/sqrt(pi)), z = (y - mu)/sigma.
- * sigma must be > 0. */
+ * Every sigma must be > 0. */
 double pno_loss_crps_gauss(float *dmu, float *dsigma, const float *mu,
 			   const float *sigma, const float *y, int B,
 			   size_t N);
@@ -33,7 +37,9 @@ double pno_loss_crps_gauss(float *dmu, float *dsigma, const float *mu,
 /* CRPS of the m-sample ensemble X (B, m, N) at y (B, N), unbiased
  * (fair) estimator per point, mean over the B*N points:
  * (1/m) sum_j |X_j - y| - 1/(2 m (m-1)) sum_{j != k} |X_j - X_k|.
- * m >= 2. O(m log m) per point (sorted form). */
+ * 2 <= m <= 1024 (the per-point sort uses a fixed stack scratch).
+ * O(m log m) per point (sorted form) for m > 256; below, an O(m^2) rank
+ * count vectorized across points, which is faster there. */
 double pno_loss_crps_ens(float *dX, const float *X, const float *y, int B,
 			 int m, size_t N);
 
