@@ -15,6 +15,9 @@
 /* eps streams live far from the FNO init streams (0x1000 + tensor). */
 #define VFNO_STREAM0 0x5646000000000000ull
 #define LOG_2PI 1.83787706640934548356
+/* fixed work chunks for the element-wise passes (and their KL sums) */
+#define VFNO_CHUNK 16384
+#define VFNO_PAR_MIN 65536
 
 void pno_vfno_opts_default(struct pno_vfno_opts *o)
 {
@@ -37,6 +40,9 @@ void pno_vfno_free(struct pno_vfno *v)
 	pno_free(v->var);
 	pno_free(v->vgrad);
 	pno_free(v->eps);
+	pno_free(v->sig);
+	pno_free(v->dsig);
+	pno_free(v->kl_part);
 	pno_free(v->dout);
 	pno_free(v->acc);
 	memset(v, 0, sizeof *v);
@@ -81,9 +87,13 @@ static enum pno_status init_common(struct pno_vfno *v,
 	v->var = pno_calloc(2 * v->n_var, sizeof(float));
 	v->vgrad = pno_calloc(2 * v->n_var, sizeof(float));
 	v->eps = pno_calloc(v->n_var, sizeof(float));
+	v->sig = pno_calloc(v->n_var, sizeof(float));
+	v->dsig = pno_calloc(v->n_var, sizeof(float));
+	v->kl_part = pno_calloc(v->n_var / VFNO_CHUNK + 1, sizeof(double));
 	v->dout = pno_calloc(nb * 2 * v->C * P, sizeof(float));
 	v->acc = pno_calloc(4 * nb * v->C * P, sizeof(double));
-	if (!v->var || !v->vgrad || !v->eps || !v->dout || !v->acc) {
+	if (!v->var || !v->vgrad || !v->eps || !v->sig || !v->dsig ||
+	    !v->kl_part || !v->dout || !v->acc) {
 		st = pno__errorf(PNO_STATUS_NOMEM, "vfno init: out of memory");
 		goto fail;
 	}
@@ -183,22 +193,55 @@ enum pno_status pno_vfno_init(struct pno_vfno *v, const struct pno_fno_arch *a,
 	return PNO_STATUS_OK;
 }
 
-void pno_vfno_sample(struct pno_vfno *v, uint64_t stream)
+/* softplus and sigmoid in float from one exp; log1p(e) as
+ * log(u) e / (u - 1), u = 1 + e (Goldberg's trick: within 4 ulp over
+ * [-40, 20], twice as fast as log1pf) */
+static inline void softplus_sigmoid(float r, float *s, float *sg)
 {
-	pno_rng_normal(v->eps, v->n_var, v->seed, VFNO_STREAM0 + stream, 0);
+	if (r > 20.0f) {
+		*s = r;
+		*sg = 1.0f / (1.0f + expf(-r));
+	} else {
+		float e = expf(r), u = 1.0f + e;
+		*s = u == 1.0f ? e : logf(u) * (e / (u - 1.0f));
+		*sg = e / u;
+	}
+}
+
+/* eps, sigma and sigmoid(rho) per chunk (eps[i] depends on the stream and
+ * i only), then w = mu + sigma eps per tensor. */
+static void draw(struct pno_vfno *v, uint64_t stream, int zero)
+{
+	size_t n = v->n_var, nc = (n + VFNO_CHUNK - 1) / VFNO_CHUNK;
+#pragma omp parallel for schedule(static) if (n > VFNO_PAR_MIN)
+	for (size_t c = 0; c < nc; c++) {
+		size_t lo = c * VFNO_CHUNK, hi = PNO__MIN(n, lo + VFNO_CHUNK);
+		if (zero)
+			memset(v->eps + lo, 0, (hi - lo) * sizeof(float));
+		else
+			pno_rng_normal(v->eps + lo, hi - lo, v->seed,
+				       VFNO_STREAM0 + stream, lo);
+		for (size_t j = lo; j < hi; j++)
+			softplus_sigmoid(v->rho[j], &v->sig[j], &v->dsig[j]);
+	}
 	for (int k = 0; k < v->n_tensors; k++) {
 		struct pno_vfno_tensor *t = &v->t[k];
-		for (size_t j = 0; j < t->count; j++)
-			t->w[j] = t->mu[j] +
-				  (float)pno_softplus(t->rho[j]) * t->eps[j];
+		const float *sig = v->sig + (t->mu - v->mu);
+		size_t cnt = t->count;
+#pragma omp parallel for simd schedule(static) if (cnt > VFNO_PAR_MIN)
+		for (size_t j = 0; j < cnt; j++)
+			t->w[j] = t->mu[j] + sig[j] * t->eps[j];
 	}
+}
+
+void pno_vfno_sample(struct pno_vfno *v, uint64_t stream)
+{
+	draw(v, stream, 0);
 }
 
 void pno_vfno_use_mean(struct pno_vfno *v)
 {
-	memset(v->eps, 0, v->n_var * sizeof(float));
-	for (int k = 0; k < v->n_tensors; k++)
-		memcpy(v->t[k].w, v->t[k].mu, v->t[k].count * sizeof(float));
+	draw(v, 0, 1);
 }
 
 /* Forward with the current weights; log-variance channels in physical
@@ -270,6 +313,37 @@ double pno_vfno_kl(const struct pno_vfno *v, float *gmu, float *grho,
 	return kl;
 }
 
+/* The KL of the last draw from its float sigma / sigmoid, in fixed chunks
+ * summed in order (same bits at any thread count). */
+static double kl_fast(struct pno_vfno *v, int grad, double scale)
+{
+	size_t n = v->n_var, nc = (n + VFNO_CHUNK - 1) / VFNO_CHUNK;
+	double ps = v->prior_sigma, ips2 = 1.0 / (ps * ps), lps = log(ps);
+	float gm = (float)(scale * ips2);
+#pragma omp parallel for schedule(static) if (n > VFNO_PAR_MIN)
+	for (size_t c = 0; c < nc; c++) {
+		size_t lo = c * VFNO_CHUNK, hi = PNO__MIN(n, lo + VFNO_CHUNK);
+		double acc = 0.0;
+		for (size_t j = lo; j < hi; j++) {
+			float r = v->rho[j], s = v->sig[j], mu = v->mu[j];
+			float ls = r < -20.0f ? r : logf(s);
+			acc += (double)(s * s + mu * mu) * (0.5 * ips2) - ls;
+			if (grad) {
+				/* d/drho = (s / ps^2 - 1/s) sigmoid(rho) */
+				float so = r < -20.0f ? 1.0f : v->dsig[j] / s;
+				v->gmu[j] += gm * mu;
+				v->grho[j] += gm * s * v->dsig[j] -
+					      (float)scale * so;
+			}
+		}
+		v->kl_part[c] = acc;
+	}
+	double kl = 0.0;
+	for (size_t c = 0; c < nc; c++)
+		kl += v->kl_part[c];
+	return kl + (double)n * (lps - 0.5);
+}
+
 double pno_vfno_kl_weight(int epoch, int warmup, double beta_max,
 			  int n_train)
 {
@@ -323,19 +397,20 @@ double pno_vfno_loss(struct pno_vfno *v, const float *x, const float *y,
 			}
 		}
 	nll *= inv_n;
-	double kl = pno_vfno_kl(v, backward ? v->gmu : NULL,
-				backward ? v->grho : NULL, kl_weight);
+	double kl = kl_fast(v, backward, kl_weight);
 	if (backward) {
 		pno_fno_backward(&v->net, v->dout, B);
 		/* chain rule through w = mu + softplus(rho) eps; the network
 		 * slots go back to zero for the next accumulation */
 		for (int k = 0; k < v->n_tensors; k++) {
 			struct pno_vfno_tensor *t = &v->t[k];
-			for (size_t j = 0; j < t->count; j++) {
+			const float *dsig = v->dsig + (t->mu - v->mu);
+			size_t cnt = t->count;
+#pragma omp parallel for simd schedule(static) if (cnt > VFNO_PAR_MIN)
+			for (size_t j = 0; j < cnt; j++) {
 				float g = t->gw[j];
 				t->gmu[j] += g;
-				t->grho[j] += g * t->eps[j] *
-					      (float)pno_sigmoid(t->rho[j]);
+				t->grho[j] += g * t->eps[j] * dsig[j];
 				t->gw[j] = 0.0f;
 			}
 		}

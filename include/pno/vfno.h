@@ -72,6 +72,10 @@ struct pno_vfno {
 	float *var, *vgrad;	/* [mu | rho] and [gmu | grho], 2 n_var each */
 	float *mu, *rho, *gmu, *grho; /* views */
 	float *eps;		/* (n_var) the last draw */
+	float *sig, *dsig;	/* (n_var) softplus(rho), sigmoid(rho) of the
+				 * last draw (float) */
+	double *kl_part;	/* per-chunk KL sums (fixed chunks: the same
+				 * bits at any thread count) */
 
 	float *dout;		/* (Bmax, 2C, P) */
 	double *acc;		/* (4, Bmax, C, P) prediction moments */
@@ -105,7 +109,9 @@ double pno_vfno_loss(struct pno_vfno *v, const float *x, const float *y,
 		     int B, double kl_weight, int backward);
 void pno_vfno_zero_grad(struct pno_vfno *v);
 
-/* KL(q || prior) summed over the variational weights; gradients
+/* KL(q || prior) summed over the variational weights, in double straight
+ * from mu and rho (the reference; the loss uses a float-softplus,
+ * multithreaded version of it that agrees to ~1e-7 relative); gradients
  * (may be NULL) are ACCUMULATED scaled by `scale`. */
 double pno_vfno_kl(const struct pno_vfno *v, float *gmu, float *grho,
 		   double scale);
