@@ -246,15 +246,20 @@ void pno_vfno_use_mean(struct pno_vfno *v)
 
 /* Forward with the current weights; log-variance channels in physical
  * units (normalized with mean 0 / std 1, then + 2 log out_std[c]). */
+static void fix_logvar_norm(struct pno_vfno *v)
+{
+	for (int c = 0; c < v->C; c++) {
+		v->net.norm.out_mean[v->C + c] = 0.0f;
+		v->net.norm.out_std[v->C + c] = 1.0f;
+	}
+}
+
 static float *forward_current(struct pno_vfno *v, const float *x, int B)
 {
 	struct pno_fno *m = &v->net;
 	int C = v->C;
 	size_t P = (size_t)m->P;
-	for (int c = 0; c < C; c++) {
-		m->norm.out_mean[C + c] = 0.0f;
-		m->norm.out_std[C + c] = 1.0f;
-	}
+	fix_logvar_norm(v);
 	pno_fno_forward(m, x, B);
 	float *out = m->out;
 	for (int c = 0; c < C; c++) {
@@ -668,6 +673,7 @@ enum pno_status pno_vfno_save(struct pno_vfno *v, const char *path,
 		goto nomem;
 	/* the file's FNO tensors are the posterior mean */
 	pno_vfno_use_mean(v);
+	fix_logvar_norm(v);
 	st = pno__fno_save_ext(&v->net, path, meta, views, 2 * nt);
 	goto out;
 nomem:
