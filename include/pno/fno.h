@@ -29,11 +29,15 @@
  *
  * Mask bits (the reproducibility contract): forward number k since
  * pno_fno_set_rng(m, seed) (k = m->rng_calls before the call) draws its
- * masks from Philox key `seed`, stream k; the mask of batch element b of
- * a given kind and layer depends only on (seed, k, kind, layer, b) and
- * the element's index within the sample. pno_fno_sample uses key `seed`
- * and a reserved stream, with b the global sample index, so sample i's
- * masks depend only on (seed, i): not on S, Bmax or the thread count.
+ * masks from Philox key `seed`, stream k: element e (row-major within the
+ * sample's mask) of batch element b of mask `id` is kept iff word e & 3 of
+ * pno_philox4x32(seed, b * 2^32 + e / 4, 2^62 + 64 k + id) is >=
+ * round(p * 2^32), with id 0 for the lift, 1 + l for hidden layer l, 17
+ * for the projection and 18 + l for the Fourier modes of layer l (a mode
+ * mask is (W, K) per sample in the canonical mode order of spectral.h).
+ * pno_fno_sample uses k = 2^56 - 1 and b = the global sample index, so
+ * sample i's masks depend only on (seed, i): not on S, Bmax or the thread
+ * count. Masks never depend on the thread count.
  *
  * heads = 2 (PNO-R, mean-scale): proj2 has 2*Cout outputs; the model
  * returns (B, 2*Cout, P): channels [0, Cout) the mean (de-normalized),
