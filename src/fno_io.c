@@ -12,15 +12,21 @@
 char *pno_fno_arch_json(const struct pno_fno_arch *a)
 {
 	pno__json_setup();
-	json_t *o = json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}",
+	json_t *o = json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, "
+			      "s:f, s:f, s:f, s:f}",
 			      "dims", a->dims, "in_channels", a->in_ch,
 			      "out_channels", a->out_ch, "width", a->width,
 			      "modes1", a->modes1, "modes2",
 			      a->dims == 2 ? a->modes2 : 0, "layers", a->layers,
-			      "proj_hidden", a->proj_hidden);
+			      "proj_hidden", a->proj_hidden, "heads", a->heads,
+			      "p_lift", (double)a->p_lift, "p_hidden",
+			      (double)a->p_hidden, "p_proj", (double)a->p_proj,
+			      "p_fourier", (double)a->p_fourier);
 	if (!o)
 		return NULL;
-	char *s = pno__json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	/* 9 significant digits bring a float back to the same bits */
+	char *s = pno__json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER |
+					     JSON_REAL_PRECISION(9));
 	json_decref(o);
 	return s;
 }
@@ -57,6 +63,28 @@ enum pno_status pno_fno_arch_parse(struct pno_fno_arch *a, const char *text)
 					   "architecture: missing or non-integer "
 					   "\"%s\"", keys[i]);
 		}
+	/* the stochastic and probabilistic fields came later: absent is 0 */
+	json_t *h = json_object_get(o, "heads");
+	if (h && !get_int(o, "heads", &a->heads)) {
+		json_decref(o);
+		return pno__errorf(PNO_STATUS_FORMAT,
+				   "architecture: non-integer \"heads\"");
+	}
+	static const char *pkeys[] = {"p_lift", "p_hidden", "p_proj",
+				      "p_fourier"};
+	float *pf[] = {&a->p_lift, &a->p_hidden, &a->p_proj, &a->p_fourier};
+	for (size_t i = 0; i < sizeof pkeys / sizeof pkeys[0]; i++) {
+		json_t *v = json_object_get(o, pkeys[i]);
+		if (!v)
+			continue;
+		if (!json_is_number(v)) {
+			json_decref(o);
+			return pno__errorf(PNO_STATUS_FORMAT,
+					   "architecture: \"%s\" is not a "
+					   "number", pkeys[i]);
+		}
+		*pf[i] = (float)json_number_value(v);
+	}
 	json_decref(o);
 	if (a->dims == 1)
 		a->modes2 = 1;

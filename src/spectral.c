@@ -287,6 +287,27 @@ void pno_spectral_forward(struct pno_spectral *s, float *y, float *xhat_save,
 	pno_spectral_synthesize(s, y, yhat, B);
 }
 
+void pno_spectral_modes_mask(const struct pno_spectral *s, float *z,
+			     const uint8_t *keep, float scale, int C, int B)
+{
+	int K = s->K;
+	if (B < 1 || C < 1)
+		return;
+	/* the buffer is (K, B, 2, C): walk it in order, gather the mask */
+#pragma omp parallel for schedule(static) if ((size_t)K * B * C > 65536)
+	for (int k = 0; k < K; k++)
+		for (int b = 0; b < B; b++) {
+			float *re = z + pno__mode_off(k, b, 0, B, C);
+			float *im = re + C;
+			const uint8_t *kb = keep + (size_t)b * C * K + k;
+			for (int c = 0; c < C; c++) {
+				float f = kb[(size_t)c * K] ? scale : 0.0f;
+				re[c] *= f;
+				im[c] *= f;
+			}
+		}
+}
+
 void pno_spectral_backward(struct pno_spectral *s, float *dx, float *dw,
 			   float *dyhat, const float *dy,
 			   const float *xhat_save, const float *w, int B)

@@ -118,6 +118,15 @@ void pno_spectral_synthesize(struct pno_spectral *s,
 			     const float *yhat, /* modes (B, Co) */
 			     int B);
 
+/* z(b, c, k) *= keep[(b*C + c)*K + k] ? scale : 0 for a mode buffer of C
+ * channels and batch B: a mask over complex coefficients given in the
+ * canonical (B, C, K) order whatever the buffer layout. Its own adjoint, so
+ * the same call masks a gradient in backward. */
+void pno_spectral_modes_mask(const struct pno_spectral *s,
+			     float *z,			/* modes (B, C) */
+			     const uint8_t *keep,	/* (B, C, K) */
+			     float scale, int C, int B);
+
 /* Overwrites dyhat (it is a fresh gradient of a stage output). */
 void pno_spectral_synthesize_backward(struct pno_spectral *s,
 				      float *dyhat,	 /* modes (B, Co) */
