@@ -194,7 +194,8 @@ enum pno_status pno__fno_save_ext(const struct pno_fno *m, const char *path,
 	}
 	snprintf(grid, sizeof grid, "[%d, %d]", m->X, m->Y);
 	md = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "format", "pno",
-		       "pno_version", PNO_VERSION_STRING, "method", "fno",
+		       "pno_version", PNO_VERSION_STRING, "method",
+		       m->method[0] ? m->method : "fno",
 		       "architecture", arch, "normalization", norm, "grid",
 		       grid);
 	if (!md)
@@ -244,6 +245,16 @@ out:
 	return st;
 }
 
+int pno_fno_method_known(const char *name)
+{
+	static const char *const known[] = {"fno", "pno-d", "pno-r",
+					    "mc-dropout"};
+	for (size_t i = 0; name && i < sizeof known / sizeof known[0]; i++)
+		if (!strcmp(name, known[i]))
+			return 1;
+	return 0;
+}
+
 enum pno_status pno_fno_save(const struct pno_fno *m, const char *path,
 			     const char *extra_json)
 {
@@ -284,12 +295,15 @@ enum pno_status pno_fno_load(struct pno_fno *m, const char *path, int X,
 		goto out;
 	}
 	v = meta_string(md, "method");
-	if (!v || strcmp(v, "fno") != 0) {
+	if (!v || !pno_fno_method_known(v)) {
 		s = pno__errorf(PNO_STATUS_UNSUPPORTED,
-				"%s: model method \"%s\" is not \"fno\"", path,
-				v ? v : "(missing)");
+				"%s: model method \"%s\" is not one of the FNO "
+				"family (%s): load it with its own method", path,
+				v ? v : "(missing)", PNO_FNO_METHODS);
 		goto out;
 	}
+	char method[sizeof m->method];
+	snprintf(method, sizeof method, "%s", v);
 	v = meta_string(md, "architecture");
 	if (!v) {
 		s = pno__errorf(PNO_STATUS_FORMAT,
@@ -327,6 +341,7 @@ enum pno_status pno_fno_load(struct pno_fno *m, const char *path, int X,
 		goto out;
 	}
 	m->norm = norm;
+	memcpy(m->method, method, sizeof m->method);
 	int n = pno_fno_tensor_count(m);
 	for (int i = 0; i < n; i++) {
 		char name[48];

@@ -1,5 +1,6 @@
 /* Adam/AdamW, clipping, relative L2 loss, the training loop, checkpoints. */
 #include "pno/train.h"
+#include "pno/loss.h"
 #include "internal.h"
 #include "fno_internal.h"
 
@@ -118,6 +119,8 @@ void pno_train_opts_default(struct pno_train_opts *o)
 	o->clip = 0.0f;
 	o->seed = 0;
 	o->keep_best = 1;
+	o->loss = PNO_LOSS_REL_L2;
+	o->ens_samples = 3;
 	o->rollback_after = 3;
 	o->max_rollbacks = 8;
 }
@@ -197,13 +200,19 @@ enum pno_status pno_eval_rel_l2(struct pno_fno *m, const struct pno_dataset *d,
 		*out = NAN;
 		return PNO_STATUS_OK;
 	}
+	/* the mean prediction: dropout off, the mean head */
+	int stochastic = m->stochastic, heads = m->arch.heads == 2 ? 2 : 1;
+	m->stochastic = 0;
 	for (int i = 0; i < count; i += m->Bmax) {
 		int B = PNO__MIN(m->Bmax, count - i);
 		const float *x = d->in + (size_t)(first + i) * nin;
 		const float *y = d->out + (size_t)(first + i) * nout;
 		const float *pred = pno_fno_forward(m, x, B);
-		s += pno_loss_rel_l2(NULL, pred, y, B, nout) * B;
+		for (int b = 0; b < B; b++)
+			s += pno_loss_rel_l2(NULL, pred + (size_t)b * heads * nout,
+					     y + (size_t)b * nout, 1, nout);
 	}
+	m->stochastic = stochastic;
 	*out = s / count;
 	return PNO_STATUS_OK;
 }
@@ -423,6 +432,12 @@ static void snapshot_restore(const struct snapshot *sn, struct pno_fno *m,
 	o->step = sn->step;
 }
 
+static int has_dropout(const struct pno_fno_arch *a)
+{
+	return a->p_lift > 0 || a->p_hidden > 0 || a->p_proj > 0 ||
+	       a->p_fourier > 0;
+}
+
 static enum pno_status check_opts(const struct pno_fno *m,
 				  const struct pno_train_opts *o)
 {
@@ -445,7 +460,162 @@ static enum pno_status check_opts(const struct pno_fno *m,
 		return pno__errorf(PNO_STATUS_INVALID,
 				   "batch %d exceeds the model's batch bound %d",
 				   o->batch, m->Bmax);
+	int heads = m->arch.heads == 2 ? 2 : 1;
+	switch (o->loss) {
+	case PNO_LOSS_REL_L2:
+		if (heads == 2)
+			return pno__errorf(PNO_STATUS_INVALID,
+					   "a mean-scale model (pno-r) trains with "
+					   "the energy score or the CRPS, not the "
+					   "relative L2");
+		break;
+	case PNO_LOSS_ENERGY:
+		if (o->ens_samples < 2 || o->ens_samples > 64)
+			return pno__errorf(PNO_STATUS_INVALID,
+					   "energy score: --ens-samples %d must be "
+					   "in [2, 64]", o->ens_samples);
+		if (heads == 1 && !has_dropout(&m->arch))
+			return pno__errorf(PNO_STATUS_INVALID,
+					   "energy score: the model has no dropout "
+					   "and one head, so its samples would all "
+					   "be equal");
+		if (heads == 1 && (long)o->batch * o->ens_samples > m->Bmax)
+			return pno__errorf(PNO_STATUS_INVALID,
+					   "energy score: batch %d x %d samples "
+					   "exceeds the model's batch bound %d",
+					   o->batch, o->ens_samples, m->Bmax);
+		break;
+	case PNO_LOSS_CRPS:
+		if (heads != 2)
+			return pno__errorf(PNO_STATUS_INVALID,
+					   "the closed-form CRPS needs a "
+					   "mean-scale model (heads = 2)");
+		break;
+	default:
+		return pno__errorf(PNO_STATUS_INVALID, "unknown loss %d",
+				   (int)o->loss);
+	}
 	return PNO_STATUS_OK;
+}
+
+/* Buffers of the probabilistic losses, sized at the start of training. */
+struct step_ws {
+	float *xr;	/* (batch * m, Cin, P): replicated inputs (pno-d) */
+	float *X;	/* (batch, m, N) samples (pno-r) */
+	float *z;	/* (batch, m, N) normals (pno-r) */
+	float *dX;	/* (batch * m, N) d loss / d samples */
+	float *dout;	/* (batch, heads * N) */
+};
+
+static void step_ws_free(struct step_ws *w)
+{
+	pno_free(w->xr);
+	pno_free(w->X);
+	pno_free(w->z);
+	pno_free(w->dX);
+	pno_free(w->dout);
+	memset(w, 0, sizeof *w);
+}
+
+static enum pno_status step_ws_init(struct step_ws *w, const struct pno_fno *m,
+				    const struct pno_train_opts *o, int Bt,
+				    size_t nin, size_t nout)
+{
+	size_t mm = o->loss == PNO_LOSS_ENERGY ? (size_t)o->ens_samples : 1;
+	int heads = m->arch.heads == 2 ? 2 : 1;
+	memset(w, 0, sizeof *w);
+	w->dX = pno_malloc((size_t)Bt * mm * nout * sizeof(float));
+	w->dout = pno_malloc((size_t)Bt * heads * nout * sizeof(float));
+	if (o->loss == PNO_LOSS_ENERGY && heads == 1)
+		w->xr = pno_malloc((size_t)Bt * mm * nin * sizeof(float));
+	if (o->loss == PNO_LOSS_ENERGY && heads == 2) {
+		w->X = pno_malloc((size_t)Bt * mm * nout * sizeof(float));
+		w->z = pno_malloc((size_t)Bt * mm * nout * sizeof(float));
+	}
+	if (!w->dX || !w->dout ||
+	    (o->loss == PNO_LOSS_ENERGY && heads == 1 && !w->xr) ||
+	    (o->loss == PNO_LOSS_ENERGY && heads == 2 && (!w->X || !w->z))) {
+		step_ws_free(w);
+		return pno__errorf(PNO_STATUS_NOMEM, "training: out of memory");
+	}
+	return PNO_STATUS_OK;
+}
+
+/* One training step's loss on (xb, yb) and, if it is finite, its
+ * gradient accumulated into m->grads. */
+static double step_loss(struct pno_fno *m, const struct pno_train_opts *o,
+			struct step_ws *w, const float *xb, const float *yb,
+			int B, size_t nin, size_t nout, int64_t step)
+{
+	const int ms = o->ens_samples;
+	double loss;
+	m->stochastic = has_dropout(&m->arch);
+	if (m->stochastic)
+		pno_fno_set_rng(m, pno_rng_u64(o->seed, 0xD8000000ull,
+					       (uint64_t)step));
+	if (o->loss == PNO_LOSS_REL_L2) {
+		const float *pred = pno_fno_forward(m, xb, B);
+		loss = pno_loss_rel_l2(w->dX, pred, yb, B, nout);
+		if (isfinite(loss))
+			pno_fno_backward(m, w->dX, B);
+		return loss;
+	}
+	if (o->loss == PNO_LOSS_ENERGY && m->arch.heads != 2) {
+		/* pno-d: the masks of the ms copies of an input differ */
+		for (int b = 0; b < B; b++)
+			for (int j = 0; j < ms; j++)
+				memcpy(w->xr + ((size_t)b * ms + j) * nin,
+				       xb + (size_t)b * nin, nin * sizeof(float));
+		const float *X = pno_fno_forward(m, w->xr, B * ms);
+		loss = pno_loss_energy(w->dX, X, yb, B, ms, nout);
+		if (isfinite(loss))
+			pno_fno_backward(m, w->dX, B * ms);
+		return loss;
+	}
+	/* mean-scale heads: out (B, 2N) = [mu | sigma] per sample */
+	const float *out = pno_fno_forward(m, xb, B);
+	if (o->loss == PNO_LOSS_CRPS) {
+		loss = 0.0;
+		for (int b = 0; b < B; b++) {
+			const float *mu = out + (size_t)b * 2 * nout;
+			float *d = w->dout + (size_t)b * 2 * nout;
+			loss += pno_loss_crps_gauss(d, d + nout, mu, mu + nout,
+						    yb + (size_t)b * nout, 1,
+						    nout);
+		}
+		loss /= B;
+		for (size_t i = 0; i < (size_t)B * 2 * nout; i++)
+			w->dout[i] /= (float)B;
+	} else {
+		size_t nz = (size_t)B * ms * nout;
+		pno_rng_normal(w->z, nz, o->seed, 0xD9000000ull + (uint64_t)step,
+			       0);
+		for (int b = 0; b < B; b++) {
+			const float *mu = out + (size_t)b * 2 * nout;
+			const float *sg = mu + nout;
+			for (int j = 0; j < ms; j++) {
+				size_t r = ((size_t)b * ms + j) * nout;
+				for (size_t i = 0; i < nout; i++)
+					w->X[r + i] = mu[i] + sg[i] * w->z[r + i];
+			}
+		}
+		loss = pno_loss_energy(w->dX, w->X, yb, B, ms, nout);
+		for (int b = 0; b < B; b++) {
+			float *dmu = w->dout + (size_t)b * 2 * nout;
+			float *dsg = dmu + nout;
+			memset(dmu, 0, 2 * nout * sizeof(float));
+			for (int j = 0; j < ms; j++) {
+				size_t r = ((size_t)b * ms + j) * nout;
+				for (size_t i = 0; i < nout; i++) {
+					dmu[i] += w->dX[r + i];
+					dsg[i] += w->dX[r + i] * w->z[r + i];
+				}
+			}
+		}
+	}
+	if (isfinite(loss))
+		pno_fno_backward(m, w->dout, B);
+	return loss;
 }
 
 enum pno_status pno_train_fno(struct pno_fno *m, const struct pno_dataset *d,
@@ -457,7 +627,8 @@ enum pno_status pno_train_fno(struct pno_fno *m, const struct pno_dataset *d,
 	struct snapshot sn = {0};
 	struct loop_state ls = {0, 1.0f, INFINITY, 0, 0, 0};
 	int *perm = NULL;
-	float *xb = NULL, *yb = NULL, *dpred = NULL, *best = NULL;
+	float *xb = NULL, *yb = NULL, *best = NULL;
+	struct step_ws sw = {0};
 	size_t P = (size_t)m->P;
 	size_t nin = (size_t)d->Cin * P, nout = (size_t)d->Cout * P;
 	int Bt = PNO__MIN(o->batch, m->Bmax);
@@ -475,16 +646,17 @@ enum pno_status pno_train_fno(struct pno_fno *m, const struct pno_dataset *d,
 	perm = pno_malloc((size_t)o->n_train * sizeof *perm);
 	xb = pno_malloc((size_t)Bt * nin * sizeof(float));
 	yb = pno_malloc((size_t)Bt * nout * sizeof(float));
-	dpred = pno_malloc((size_t)Bt * nout * sizeof(float));
 	sn.params = pno_malloc(m->n_params * sizeof(float));
 	sn.m = pno_malloc(m->n_params * sizeof(float));
 	sn.v = pno_malloc(m->n_params * sizeof(float));
 	best = keep_best ? pno_malloc(m->n_params * sizeof(float)) : NULL;
-	if (!perm || !xb || !yb || !dpred || !sn.params || !sn.m || !sn.v ||
+	if (!perm || !xb || !yb || !sn.params || !sn.m || !sn.v ||
 	    (keep_best && !best)) {
 		s = pno__errorf(PNO_STATUS_NOMEM, "training: out of memory");
 		goto out;
 	}
+	if ((s = step_ws_init(&sw, m, o, Bt, nin, nout)) != PNO_STATUS_OK)
+		goto out;
 	if (o->resume) {
 		if ((s = checkpoint_load(m, &opt, &ls, best, o->resume)))
 			goto out;
@@ -515,16 +687,14 @@ enum pno_status pno_train_fno(struct pno_fno *m, const struct pno_dataset *d,
 				       nout * sizeof(float));
 			}
 			pno_fno_zero_grad(m);
-			const float *pred = pno_fno_forward(m, xb, B);
-			double loss = pno_loss_rel_l2(dpred, pred, yb, B, nout);
+			double loss = step_loss(m, o, &sw, xb, yb, B, nin, nout,
+						opt.step);
 			double gn = NAN;
-			if (isfinite(loss)) {
-				pno_fno_backward(m, dpred, B);
-				/* summed in double, where squares of finite
-				 * floats cannot overflow: finite iff every
-				 * gradient is */
+			/* the norm is summed in double, where squares of
+			 * finite floats cannot overflow: finite iff every
+			 * gradient is */
+			if (isfinite(loss))
 				gn = pno_grad_clip(m->grads, m->n_params, o->clip);
-			}
 			if (!isfinite(gn)) {
 				es.skipped_steps++;
 				rollback = ++bad_run >= o->rollback_after;
@@ -625,7 +795,7 @@ out:
 	pno_free(perm);
 	pno_free(xb);
 	pno_free(yb);
-	pno_free(dpred);
+	step_ws_free(&sw);
 	pno_free(sn.params);
 	pno_free(sn.m);
 	pno_free(sn.v);

@@ -97,8 +97,15 @@ struct pno_fno_params {
 	float *proj1_w, *proj1_b, *proj2_w, *proj2_b;
 };
 
+/* Methods of the FNO family, as stored in a model file's "method". */
+#define PNO_FNO_METHODS "fno, pno-d, pno-r, mc-dropout"
+/* 1 if `name` is one of PNO_FNO_METHODS. */
+int pno_fno_method_known(const char *name);
+
 struct pno_fno {
 	struct pno_fno_arch arch;
+	char method[16];	/* written to files ("" saves as "fno"); set
+				 * from the file by pno_fno_load */
 	struct pno_fno_norm norm;
 	int Bmax, X, Y, P;	/* workspace bounds; P = X*Y (Y = 1 in 1D) */
 

@@ -55,8 +55,18 @@ struct pno_epoch_stats {
 	int best;		/* 1: best validation loss so far */
 };
 
+/* What a training step minimizes (see pno_train_fno). */
+enum pno_loss_kind {
+	PNO_LOSS_REL_L2 = 0,	/* relative L2 of the (single-head) output */
+	PNO_LOSS_ENERGY,	/* energy score of ens_samples samples */
+	PNO_LOSS_CRPS,		/* closed-form Gaussian CRPS (heads = 2) */
+};
+
 struct pno_train_opts {
 	int epochs, batch;
+	enum pno_loss_kind loss;
+	int ens_samples;	/* m: samples per input for the energy score
+				 * (default 3, in [2, 64]) */
 	float lr, weight_decay;
 	int adamw;		/* 1: AdamW, 0: Adam with L2 in the gradient */
 	int step_size;		/* epochs between lr *= gamma (0: never) */
@@ -108,7 +118,18 @@ enum pno_status pno_train_check_data(const struct pno_fno *m,
 void pno_fno_fit_normalization(struct pno_fno *m, const struct pno_dataset *d,
 			       int n_train);
 
-/* Train m on d. The model must be initialized for the data's grid. */
+/* Train m on d. The model must be initialized for the data's grid.
+ * Dropout (any p_* of the architecture > 0) is active in training steps,
+ * off in validation and test (which score the mean prediction by relative
+ * L2: the mean head with heads = 2). The loss:
+ *   REL_L2  heads 1: relative L2 (fno, mc-dropout);
+ *   ENERGY  heads 1: each input is replicated ens_samples times in the batch
+ *           and the dropout masks make the samples (pno-d; needs
+ *           Bmax >= batch * ens_samples); heads 2: samples mu + sigma z,
+ *           z ~ N(0, 1) from Philox (pno-r, reparameterized);
+ *   CRPS    heads 2: closed-form CRPS of N(mu, sigma^2) per point (pno-r).
+ * Masks and z of a step are keyed by (seed, optimizer step), so a resumed
+ * run repeats the uninterrupted one. */
 enum pno_status pno_train_fno(struct pno_fno *m, const struct pno_dataset *d,
 			      const struct pno_train_opts *o,
 			      struct pno_train_result *r);

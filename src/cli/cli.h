@@ -15,5 +15,6 @@ int runtime_error(const char *cmd, enum pno_status s);
 int check_out_path(const char *cmd, const char *path, int force);
 
 int cmd_generate(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
 
 #endif

@@ -157,13 +157,19 @@ static int cmd_train(int argc, char **argv)
 	int batch = 20, threads = 0, ntrain = 0, nval = -1, ntest = -1;
 	int step_size = 0, t_in = 0, t_out = -1, force = 0, adam = 0;
 	int patience = 0, plateau = 0, last = 0, rollback_after = 3;
-	int proj = 128;
+	int proj = 128, ens_samples = 3;
 	double lr = 1e-3, wd = 1e-4, gamma = 0.5, clip = 0;
+	double dropout = 0.1, fourier_dropout = 0.1;
+	const char *loss = NULL;
 	uint64_t seed = 0;
 	struct flag f[] = {
 		{"data", FLAG_STRING, &data, 0, 0, "training data (HDF5)", 1, 0},
 		{"out", FLAG_STRING, &out, 0, 0, "output model (safetensors)", 1, 0},
-		{"model", FLAG_STRING, &model, 0, 0, "method: fno", 0, 0},
+		{"model", FLAG_STRING, &model, 0, 0, "method: fno, pno-d, pno-r, mc-dropout", 0, 0},
+		{"dropout", FLAG_DOUBLE, &dropout, 0, 0.99, "dropout of the projection hidden layer (pno-d, mc-dropout) and of the block outputs (mc-dropout)", 0, 0},
+		{"fourier-dropout", FLAG_DOUBLE, &fourier_dropout, 0, 0.99, "dropout over the retained Fourier coefficients (pno-d)", 0, 0},
+		{"loss", FLAG_STRING, &loss, 0, 0, "pno-r: energy (default) or crps", 0, 0},
+		{"ens-samples", FLAG_INT, &ens_samples, 2, 64, "samples per input for the energy score (pno-d, pno-r)", 0, 0},
 		{"width", FLAG_INT, &width, 1, 4096, "channels in the Fourier layers", 0, 0},
 		{"modes", FLAG_INT, &modes, 1, 1 << 20, "retained Fourier modes (first axis)", 0, 0},
 		{"modes2", FLAG_INT, &modes2, 0, 1 << 20, "modes on the second axis (0: same as --modes)", 0, 0},
@@ -201,8 +207,26 @@ static int cmd_train(int argc, char **argv)
 		}
 	if (flags_parse("train", f, NF(f), argc, argv, 2, NULL, 0, NULL))
 		return 2;
-	if (strcmp(model, "fno") != 0) {
-		fprintf(stderr, "pno train: unknown --model '%s' (known: fno)\n", model);
+	enum pno_loss_kind lk = PNO_LOSS_REL_L2;
+	if (!strcmp(model, "vfno") || !strcmp(model, "deeponet") ||
+	    !strcmp(model, "ensemble")) {
+		fprintf(stderr, "pno train: --model %s exists in the library "
+			"but is not trainable from the command line yet\n", model);
+		return 2;
+	}
+	if (!pno_fno_method_known(model)) {
+		fprintf(stderr, "pno train: unknown --model '%s' (known: %s)\n",
+			model, PNO_FNO_METHODS);
+		return 2;
+	}
+	if (!strcmp(model, "pno-d"))
+		lk = PNO_LOSS_ENERGY;
+	if (!strcmp(model, "pno-r"))
+		lk = loss && !strcmp(loss, "crps") ? PNO_LOSS_CRPS : PNO_LOSS_ENERGY;
+	if (loss && (strcmp(model, "pno-r") ||
+		     (strcmp(loss, "energy") && strcmp(loss, "crps")))) {
+		fprintf(stderr, "pno train: --loss %s: only pno-r takes --loss "
+			"(energy or crps)\n", loss);
 		return 2;
 	}
 	if (check_out_path("train", out, force))
@@ -245,6 +269,15 @@ static int cmd_train(int argc, char **argv)
 		.dims = d.dims, .in_ch = d.Cin, .out_ch = d.Cout, .width = width,
 		.modes1 = modes, .modes2 = d.dims == 2 ? (modes2 ? modes2 : modes) : 1,
 		.layers = layers, .proj_hidden = proj};
+	if (!strcmp(model, "pno-d")) {
+		a.p_proj = (float)dropout;
+		a.p_fourier = (float)fourier_dropout;
+	} else if (!strcmp(model, "mc-dropout")) {
+		a.p_hidden = (float)dropout;
+		a.p_proj = (float)dropout;
+	} else if (!strcmp(model, "pno-r")) {
+		a.heads = 2;
+	}
 	int maxm1 = d.dims == 1 ? d.X / 2 + 1 : d.X / 2;
 	if (modes > maxm1 || (d.dims == 2 && a.modes2 > d.Y / 2 + 1)) {
 		fprintf(stderr, "pno train: --modes %d x %d too large for the %d x "
@@ -255,11 +288,15 @@ static int cmd_train(int argc, char **argv)
 	}
 	if (batch > ntrain)
 		batch = ntrain;
-	s = pno_fno_init(&m, &a, d.X, d.Y, batch, seed);
+	/* pno-d puts ens-samples copies of each input in one batch */
+	int bmax = lk == PNO_LOSS_ENERGY && a.heads != 2 ? batch * ens_samples
+							 : batch;
+	s = pno_fno_init(&m, &a, d.X, d.Y, bmax, seed);
 	if (s != PNO_STATUS_OK) {
 		rc = runtime_error("train", s);
 		goto out;
 	}
+	snprintf(m.method, sizeof m.method, "%s", model);
 	char hash[65] = "unavailable";
 	if (file_hash(data, hash) != 0)
 		snprintf(hash, sizeof hash, "unreadable");
@@ -292,6 +329,8 @@ static int cmd_train(int argc, char **argv)
 	o.step_size = step_size;
 	o.gamma = (float)gamma;
 	o.clip = (float)clip;
+	o.loss = lk;
+	o.ens_samples = ens_samples;
 	o.patience = patience;
 	o.plateau = plateau;
 	o.keep_best = !last;
@@ -318,8 +357,8 @@ static int cmd_train(int argc, char **argv)
 		printf("data %s: %s (%s layout), %d samples, %dD grid %s, "
 		       "%d -> %d channels\n", data, d.pde, d.layout, d.N, d.dims,
 		       grid, d.Cin, d.Cout);
-		printf("model fno: width %d, modes %s, layers %d, %zu "
-		       "parameters; %d threads\n", width, modestr, layers,
+		printf("model %s: width %d, modes %s, layers %d, %zu "
+		       "parameters; %d threads\n", model, width, modestr, layers,
 		       m.n_params, pno_threads_get());
 		printf("split: %d train, %d validation, %d test\n", ntrain, nval, ntest);
 	}
@@ -382,7 +421,7 @@ static int cmd_info(int argc, char **argv)
 	}
 	const struct pno_fno_arch *a = &m.arch;
 	printf("model      %s\n", path);
-	printf("method     fno\n");
+	printf("method     %s\n", m.method[0] ? m.method : "fno");
 	if (a->dims == 2)
 		printf("dims       2 (grid %dx%d at training)\n", m.X, m.Y);
 	else
@@ -418,6 +457,7 @@ static void usage(FILE *out)
 		"commands:\n"
 		"  generate   make a PDE dataset (HDF5, PDEBench layout)\n"
 		"  train      train a model on a dataset\n"
+		"  predict    sample a model's predictive distribution at an input\n"
 		"  info       print a model's architecture and metadata\n"
 		"  version    print the version\n\n"
 		"'pno <command> --help' lists a command's options.\n",
@@ -440,6 +480,8 @@ int main(int argc, char **argv)
 		return cmd_generate(argc, argv);
 	if (!strcmp(cmd, "train"))
 		return cmd_train(argc, argv);
+	if (!strcmp(cmd, "predict"))
+		return cmd_predict(argc, argv);
 	if (!strcmp(cmd, "info"))
 		return cmd_info(argc, argv);
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
