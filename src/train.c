@@ -3,6 +3,7 @@
 #include "pno/loss.h"
 #include "internal.h"
 #include "fno_internal.h"
+#include "train_internal.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -217,47 +218,11 @@ enum pno_status pno_eval_rel_l2(struct pno_fno *m, const struct pno_dataset *d,
 	return PNO_STATUS_OK;
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void permutation(int *perm, int n, uint64_t seed, int epoch)
-{
-	for (int i = 0; i < n; i++)
-		perm[i] = i;
-	for (int i = n - 1; i > 0; i--) {
-		uint64_t r = pno_rng_u64(seed, 0xE9000000ull + (uint64_t)epoch,
-					 (uint64_t)i);
-		int j = (int)(r % (uint64_t)(i + 1));
-		int t = perm[i];
-		perm[i] = perm[j];
-		perm[j] = t;
-	}
-}
-
-static float lr_at(const struct pno_train_opts *o, int epoch)
-{
-	if (o->step_size <= 0)
-		return o->lr;
-	return o->lr * powf(o->gamma, (float)((epoch - 1) / o->step_size));
-}
-
 /* ---- checkpoints ---- */
-
-/* Loop state that a checkpoint carries besides weights and moments. */
-struct loop_state {
-	int epoch;		/* last finished epoch */
-	float lr_scale;		/* plateau and rollback reductions */
-	double best_val;	/* INFINITY: none yet */
-	int best_epoch, since_best, rollbacks;
-};
 
 static enum pno_status checkpoint_write(const struct pno_fno *m,
 					const struct pno_adam *o,
-					const struct loop_state *ls,
+					const struct pno__loop_state *ls,
 					const float *best, const char *path,
 					const char *extra_json)
 {
@@ -315,7 +280,7 @@ enum pno_status pno_checkpoint_save(const struct pno_fno *m,
 				    const struct pno_adam *o, int epoch,
 				    const char *path, const char *extra_json)
 {
-	struct loop_state ls = {epoch, 1.0f, INFINITY, 0, 0, 0};
+	struct pno__loop_state ls = {epoch, 1.0f, INFINITY, 0, 0, 0};
 	return checkpoint_write(m, o, &ls, NULL, path, extra_json);
 }
 
@@ -333,7 +298,7 @@ static int json_int(json_t *o, const char *k, int *v)
  * checkpoint of an older pno lacks keep their defaults); best receives
  * the best parameters if the file has them. */
 static enum pno_status checkpoint_load(struct pno_fno *m, struct pno_adam *o,
-				       struct loop_state *ls, float *best,
+				       struct pno__loop_state *ls, float *best,
 				       const char *path)
 {
 	struct pno_fno tmp;
@@ -405,32 +370,7 @@ out:
 	return s;
 }
 
-/* ---- the loop ---- */
-
-/* The state a rollback returns to: parameters and optimizer at the end of
- * the last good epoch. */
-struct snapshot {
-	float *params, *m, *v;
-	int64_t step;
-};
-
-static void snapshot_take(struct snapshot *sn, const struct pno_fno *m,
-			  const struct pno_adam *o)
-{
-	memcpy(sn->params, m->params, m->n_params * sizeof(float));
-	memcpy(sn->m, o->m, o->n * sizeof(float));
-	memcpy(sn->v, o->v, o->n * sizeof(float));
-	sn->step = o->step;
-}
-
-static void snapshot_restore(const struct snapshot *sn, struct pno_fno *m,
-			     struct pno_adam *o)
-{
-	memcpy(m->params, sn->params, m->n_params * sizeof(float));
-	memcpy(o->m, sn->m, o->n * sizeof(float));
-	memcpy(o->v, sn->v, o->n * sizeof(float));
-	o->step = sn->step;
-}
+/* ---- the FNO family as a trainee ---- */
 
 static int has_dropout(const struct pno_fno_arch *a)
 {
@@ -438,8 +378,7 @@ static int has_dropout(const struct pno_fno_arch *a)
 	       a->p_fourier > 0;
 }
 
-static enum pno_status check_opts(const struct pno_fno *m,
-				  const struct pno_train_opts *o)
+enum pno_status pno__train_check_opts(const struct pno_train_opts *o)
 {
 	if (o->epochs < 1 || o->batch < 1 || !(o->lr > 0) || o->weight_decay < 0 ||
 	    o->clip < 0 || ((o->step_size > 0 || o->plateau > 0) && !(o->gamma > 0)))
@@ -456,6 +395,15 @@ static enum pno_status check_opts(const struct pno_fno *m,
 		return pno__errorf(PNO_STATUS_INVALID,
 				   "early stopping and the plateau schedule need "
 				   "a validation split (nval >= 1)");
+	return PNO_STATUS_OK;
+}
+
+static enum pno_status check_opts(const struct pno_fno *m,
+				  const struct pno_train_opts *o)
+{
+	enum pno_status st = pno__train_check_opts(o);
+	if (st != PNO_STATUS_OK)
+		return st;
 	if (o->batch > m->Bmax)
 		return pno__errorf(PNO_STATUS_INVALID,
 				   "batch %d exceeds the model's batch bound %d",
@@ -618,187 +566,105 @@ static double step_loss(struct pno_fno *m, const struct pno_train_opts *o,
 	return loss;
 }
 
+struct fno_trainee {
+	struct pno_fno *m;
+	const struct pno_train_opts *o;
+	struct step_ws sw;
+	size_t nin, nout;
+};
+
+static enum pno_status fno_check(struct pno__trainee *t,
+				 const struct pno_dataset *d)
+{
+	struct fno_trainee *f = t->ctx;
+	return pno_train_check_data(f->m, d, NULL);
+}
+
+static void fno_fit_norm(struct pno__trainee *t, const struct pno_dataset *d,
+			 int n_train)
+{
+	struct fno_trainee *f = t->ctx;
+	pno_fno_fit_normalization(f->m, d, n_train);
+}
+
+static double fno_step(struct pno__trainee *t, const float *xb,
+		       const float *yb, int B, int64_t step, int epoch)
+{
+	struct fno_trainee *f = t->ctx;
+	(void)epoch;
+	pno_fno_zero_grad(f->m);
+	return step_loss(f->m, f->o, &f->sw, xb, yb, B, f->nin, f->nout, step);
+}
+
+static double fno_eval(struct pno__trainee *t, const float *x,
+		       const float *y, int B)
+{
+	struct fno_trainee *f = t->ctx;
+	struct pno_fno *m = f->m;
+	int stochastic = m->stochastic, heads = m->arch.heads == 2 ? 2 : 1;
+	double s = 0;
+	m->stochastic = 0;	/* the mean prediction: dropout off */
+	const float *pred = pno_fno_forward(m, x, B);
+	for (int b = 0; b < B; b++)
+		s += pno_loss_rel_l2(NULL, pred + (size_t)b * heads * f->nout,
+				     y + (size_t)b * f->nout, 1, f->nout);
+	m->stochastic = stochastic;
+	return s;
+}
+
+static enum pno_status fno_ckpt_write(struct pno__trainee *t,
+				      const struct pno_adam *opt,
+				      const struct pno__loop_state *ls,
+				      float *const *best, const char *path,
+				      const char *extra_json)
+{
+	struct fno_trainee *f = t->ctx;
+	return checkpoint_write(f->m, &opt[0], ls, best ? best[0] : NULL, path,
+				extra_json);
+}
+
+static enum pno_status fno_ckpt_load(struct pno__trainee *t,
+				     struct pno_adam *opt,
+				     struct pno__loop_state *ls, float **best,
+				     const char *path)
+{
+	struct fno_trainee *f = t->ctx;
+	return checkpoint_load(f->m, &opt[0], ls, best ? best[0] : NULL, path);
+}
+
 enum pno_status pno_train_fno(struct pno_fno *m, const struct pno_dataset *d,
 			      const struct pno_train_opts *o,
 			      struct pno_train_result *r)
 {
 	enum pno_status s;
-	struct pno_adam opt = {0};
-	struct snapshot sn = {0};
-	struct loop_state ls = {0, 1.0f, INFINITY, 0, 0, 0};
-	int *perm = NULL;
-	float *xb = NULL, *yb = NULL, *best = NULL;
-	struct step_ws sw = {0};
 	size_t P = (size_t)m->P;
-	size_t nin = (size_t)d->Cin * P, nout = (size_t)d->Cout * P;
-	int Bt = PNO__MIN(o->batch, m->Bmax);
-	int keep_best = o->keep_best && o->n_val > 0;
-	double t_start = now_s();
-
+	struct fno_trainee f = {m, o, {0}, (size_t)d->Cin * P,
+				(size_t)d->Cout * P};
+	struct pno__trainee t = {
+		.method = m->method[0] ? m->method : "fno",
+		.nb = 1,
+		.params = {m->params},
+		.grads = {m->grads},
+		.n = {m->n_params},
+		.weight_decay = {o->weight_decay},
+		.Bmax = m->Bmax,
+		.ctx = &f,
+		.check = fno_check,
+		.fit_norm = fno_fit_norm,
+		.step = fno_step,
+		.eval = fno_eval,
+		.ckpt_write = fno_ckpt_write,
+		.ckpt_load = fno_ckpt_load,
+	};
 	memset(r, 0, sizeof *r);
 	r->best_val_loss = NAN;
 	if ((s = check_opts(m, o)) != PNO_STATUS_OK ||
 	    (s = pno_train_check_data(m, d, o)) != PNO_STATUS_OK)
 		return s;
-	if ((s = pno_adam_init(&opt, m->n_params, o->lr, o->weight_decay,
-			       o->adamw)) != PNO_STATUS_OK)
+	int Bt = PNO__MIN(o->batch, m->Bmax);
+	if ((s = step_ws_init(&f.sw, m, o, Bt, f.nin, f.nout)) != PNO_STATUS_OK)
 		return s;
-	perm = pno_malloc((size_t)o->n_train * sizeof *perm);
-	xb = pno_malloc((size_t)Bt * nin * sizeof(float));
-	yb = pno_malloc((size_t)Bt * nout * sizeof(float));
-	sn.params = pno_malloc(m->n_params * sizeof(float));
-	sn.m = pno_malloc(m->n_params * sizeof(float));
-	sn.v = pno_malloc(m->n_params * sizeof(float));
-	best = keep_best ? pno_malloc(m->n_params * sizeof(float)) : NULL;
-	if (!perm || !xb || !yb || !sn.params || !sn.m || !sn.v ||
-	    (keep_best && !best)) {
-		s = pno__errorf(PNO_STATUS_NOMEM, "training: out of memory");
-		goto out;
-	}
-	if ((s = step_ws_init(&sw, m, o, Bt, nin, nout)) != PNO_STATUS_OK)
-		goto out;
-	if (o->resume) {
-		if ((s = checkpoint_load(m, &opt, &ls, best, o->resume)))
-			goto out;
-		PNO_LOG(PNO_LOG_LEVEL_INFO, "resumed from %s after epoch %d",
-			o->resume, ls.epoch);
-	} else {
-		pno_fno_fit_normalization(m, d, o->n_train);
-	}
-	if (best && ls.best_epoch == 0)
-		memcpy(best, m->params, m->n_params * sizeof(float));
-	snapshot_take(&sn, m, &opt);
-
-	int n_batches = (o->n_train + Bt - 1) / Bt;
-	int epoch = ls.epoch + 1, rolled = 0;
-	while (epoch <= o->epochs) {
-		struct pno_epoch_stats es = {0};
-		double t0 = now_s(), sum = 0.0;
-		int counted = 0, bad_run = 0, rollback = 0;
-		opt.lr = lr_at(o, epoch) * ls.lr_scale;
-		permutation(perm, o->n_train, o->seed, epoch);
-		for (int bi = 0; bi < n_batches && !rollback; bi++) {
-			int B = PNO__MIN(Bt, o->n_train - bi * Bt);
-			for (int k = 0; k < B; k++) {
-				int idx = perm[bi * Bt + k];
-				memcpy(xb + k * nin, d->in + (size_t)idx * nin,
-				       nin * sizeof(float));
-				memcpy(yb + k * nout, d->out + (size_t)idx * nout,
-				       nout * sizeof(float));
-			}
-			pno_fno_zero_grad(m);
-			double loss = step_loss(m, o, &sw, xb, yb, B, nin, nout,
-						opt.step);
-			double gn = NAN;
-			/* the norm is summed in double, where squares of
-			 * finite floats cannot overflow: finite iff every
-			 * gradient is */
-			if (isfinite(loss))
-				gn = pno_grad_clip(m->grads, m->n_params, o->clip);
-			if (!isfinite(gn)) {
-				es.skipped_steps++;
-				rollback = ++bad_run >= o->rollback_after;
-				continue;
-			}
-			bad_run = 0;
-			pno_adam_step(&opt, m->params, m->grads);
-			sum += loss;
-			counted++;
-			if (o->on_batch)
-				o->on_batch(o->ud, epoch, bi + 1, n_batches, loss);
-		}
-		if (rollback) {
-			if (ls.rollbacks >= o->max_rollbacks) {
-				s = pno__errorf(PNO_STATUS_NONFINITE,
-						"epoch %d: %d consecutive non-finite "
-						"steps after %d rollbacks", epoch,
-						bad_run, ls.rollbacks);
-				goto out;
-			}
-			snapshot_restore(&sn, m, &opt);
-			ls.rollbacks++;
-			ls.lr_scale *= 0.5f;
-			r->rollbacks = ls.rollbacks;
-			PNO_LOG(PNO_LOG_LEVEL_WARN,
-				"epoch %d: %d consecutive non-finite steps: rolled "
-				"back to the end of epoch %d, learning rate halved "
-				"to %.3g", epoch, bad_run, epoch - 1,
-				lr_at(o, epoch) * ls.lr_scale);
-			rolled = 1;
-			continue;	/* the same epoch again */
-		}
-		es.epoch = epoch;
-		es.epochs = o->epochs;
-		es.rolled_back = rolled;
-		rolled = 0;
-		es.train_loss = counted ? sum / counted : NAN;
-		pno_eval_rel_l2(m, d, o->n_train, o->n_val, &es.val_loss);
-		es.seconds = now_s() - t0;
-		es.lr = opt.lr;
-		if (es.skipped_steps)
-			PNO_LOG(PNO_LOG_LEVEL_WARN,
-				"epoch %d: skipped %d steps with non-finite "
-				"loss or gradients", epoch, es.skipped_steps);
-		if (counted == 0) {
-			s = pno__errorf(PNO_STATUS_NONFINITE,
-					"epoch %d: every step had a non-finite "
-					"loss or gradient", epoch);
-			goto out;
-		}
-		if (isfinite(es.val_loss) && es.val_loss < ls.best_val) {
-			ls.best_val = es.val_loss;
-			ls.best_epoch = epoch;
-			ls.since_best = 0;
-			es.best = 1;
-			if (best)
-				memcpy(best, m->params, m->n_params * sizeof(float));
-		} else if (o->n_val > 0) {
-			ls.since_best++;
-			if (o->plateau > 0 && ls.since_best % o->plateau == 0) {
-				ls.lr_scale *= o->gamma;
-				PNO_LOG(PNO_LOG_LEVEL_INFO,
-					"epoch %d: no improvement for %d epochs: "
-					"learning rate x %g", epoch,
-					ls.since_best, o->gamma);
-			}
-		}
-		ls.epoch = epoch;
-		snapshot_take(&sn, m, &opt);
-		r->epochs_run++;
-		r->train_loss = es.train_loss;
-		r->val_loss = es.val_loss;
-		if (o->on_epoch)
-			o->on_epoch(o->ud, &es);
-		if (o->checkpoint &&
-		    (s = checkpoint_write(m, &opt, &ls, best, o->checkpoint,
-					  o->provenance_json)) != PNO_STATUS_OK)
-			goto out;
-		if (o->patience > 0 && ls.since_best >= o->patience) {
-			r->stopped_early = 1;
-			PNO_LOG(PNO_LOG_LEVEL_INFO,
-				"early stop after epoch %d: no better validation "
-				"loss for %d epochs (best %.4e at epoch %d)", epoch,
-				ls.since_best, ls.best_val, ls.best_epoch);
-			break;
-		}
-		epoch++;
-	}
-	r->best_epoch = ls.best_epoch;
-	r->best_val_loss = ls.best_epoch ? ls.best_val : NAN;
-	if (best && ls.best_epoch > 0)
-		memcpy(m->params, best, m->n_params * sizeof(float));
-	pno_eval_rel_l2(m, d, d->N - o->n_test, o->n_test, &r->test_rel_l2);
-	r->seconds = now_s() - t_start;
-	s = PNO_STATUS_OK;
-out:
-	pno_adam_free(&opt);
-	pno_free(perm);
-	pno_free(xb);
-	pno_free(yb);
-	step_ws_free(&sw);
-	pno_free(sn.params);
-	pno_free(sn.m);
-	pno_free(sn.v);
-	pno_free(best);
+	s = pno__train_loop(&t, d, o, r);
+	step_ws_free(&f.sw);
 	return s;
 }

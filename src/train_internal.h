@@ -1,0 +1,69 @@
+/* The training loop shared by every method (src/train_loop.c) and the
+ * interface a method implements to use it. */
+#ifndef PNO_TRAIN_INTERNAL_H
+#define PNO_TRAIN_INTERNAL_H
+
+#include "pno/train.h"
+
+/* Loop state that a checkpoint carries besides weights and moments. */
+struct pno__loop_state {
+	int epoch;		/* last finished epoch */
+	float lr_scale;		/* plateau and rollback reductions */
+	double best_val;	/* INFINITY: none yet */
+	int best_epoch, since_best, rollbacks;
+};
+
+#define PNO__MAX_BLOCKS 2
+
+/* A trainable model: up to two parameter blocks, each with its own Adam
+ * moments (a variational model keeps its [mu | rho] apart from the
+ * network's point estimates). */
+struct pno__trainee {
+	const char *method;
+	int nb;
+	float *params[PNO__MAX_BLOCKS], *grads[PNO__MAX_BLOCKS];
+	size_t n[PNO__MAX_BLOCKS];
+	float weight_decay[PNO__MAX_BLOCKS];
+	int Bmax;		/* inputs per evaluation batch */
+	void *ctx;
+	/* Check the data against the model (message names what differs). */
+	enum pno_status (*check)(struct pno__trainee *t,
+				 const struct pno_dataset *d);
+	void (*fit_norm)(struct pno__trainee *t, const struct pno_dataset *d,
+			 int n_train);
+	/* Zero the gradients, compute the loss on (xb, yb) and, if it is
+	 * finite, accumulate its gradient. `step` is the optimizer step
+	 * (randomness is keyed by it), `epoch` the 1-based epoch. */
+	double (*step)(struct pno__trainee *t, const float *xb, const float *yb,
+		       int B, int64_t step, int epoch);
+	/* Sum over the B samples of the relative L2 of the mean prediction. */
+	double (*eval)(struct pno__trainee *t, const float *x, const float *y,
+		       int B);
+	/* Checkpoints (NULL: the method has none yet). */
+	enum pno_status (*ckpt_write)(struct pno__trainee *t,
+				      const struct pno_adam *opt,
+				      const struct pno__loop_state *ls,
+				      float *const *best, const char *path,
+				      const char *extra_json);
+	enum pno_status (*ckpt_load)(struct pno__trainee *t,
+				     struct pno_adam *opt,
+				     struct pno__loop_state *ls, float **best,
+				     const char *path);
+};
+
+/* Validation of the options every method shares. */
+enum pno_status pno__train_check_opts(const struct pno_train_opts *o);
+
+/* The loop: shuffled mini-batches per (seed, epoch), validation, early
+ * stopping, plateau schedule, best keeping, non-finite guard with
+ * rollback, checkpoints; then the test error. */
+enum pno_status pno__train_loop(struct pno__trainee *t,
+				const struct pno_dataset *d,
+				const struct pno_train_opts *o,
+				struct pno_train_result *r);
+
+/* Mean relative L2 of the trainee's mean prediction on [first, first+n). */
+double pno__train_eval(struct pno__trainee *t, const struct pno_dataset *d,
+		       int first, int count);
+
+#endif

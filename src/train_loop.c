@@ -1,0 +1,293 @@
+/* The training loop every method shares: mini-batches, validation-driven
+ * control, the non-finite guard with rollback, checkpoints. */
+#include "internal.h"
+#include "train_internal.h"
+
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The order of the training samples in `epoch`: a Philox permutation of
+ * (seed, epoch). */
+static void permutation(int *perm, int n, uint64_t seed, int epoch)
+{
+	for (int i = 0; i < n; i++)
+		perm[i] = i;
+	for (int i = n - 1; i > 0; i--) {
+		uint64_t r = pno_rng_u64(seed, 0xE9000000ull + (uint64_t)epoch,
+					 (uint64_t)i);
+		int j = (int)(r % (uint64_t)(i + 1));
+		int t = perm[i];
+		perm[i] = perm[j];
+		perm[j] = t;
+	}
+}
+
+static float lr_at(const struct pno_train_opts *o, int epoch)
+{
+	if (o->step_size <= 0)
+		return o->lr;
+	return o->lr * powf(o->gamma, (float)((epoch - 1) / o->step_size));
+}
+
+double pno__train_eval(struct pno__trainee *t, const struct pno_dataset *d,
+		       int first, int count)
+{
+	size_t P = (size_t)d->X * d->Y;
+	size_t nin = (size_t)d->Cin * P, nout = (size_t)d->Cout * P;
+	double s = 0.0;
+	if (count <= 0)
+		return NAN;
+	for (int i = 0; i < count; i += t->Bmax) {
+		int B = PNO__MIN(t->Bmax, count - i);
+		s += t->eval(t, d->in + (size_t)(first + i) * nin,
+			     d->out + (size_t)(first + i) * nout, B);
+	}
+	return s / count;
+}
+
+/* Global gradient norm over the blocks (double: finite iff every
+ * gradient is), scaled to at most max_norm if > 0. */
+static double clip_blocks(struct pno__trainee *t, float max_norm)
+{
+	double ss = 0.0;
+	for (int b = 0; b < t->nb; b++)
+		for (size_t i = 0; i < t->n[b]; i++)
+			ss += (double)t->grads[b][i] * t->grads[b][i];
+	double norm = sqrt(ss);
+	if (max_norm > 0 && isfinite(norm) && norm > max_norm) {
+		float sc = (float)(max_norm / norm);
+		for (int b = 0; b < t->nb; b++)
+			for (size_t i = 0; i < t->n[b]; i++)
+				t->grads[b][i] *= sc;
+	}
+	return norm;
+}
+
+/* The state a rollback returns to: parameters and optimizer at the end of
+ * the last good epoch. */
+struct snapshot {
+	float *params[PNO__MAX_BLOCKS], *m[PNO__MAX_BLOCKS], *v[PNO__MAX_BLOCKS];
+	int64_t step[PNO__MAX_BLOCKS];
+};
+
+static void snapshot_take(struct snapshot *sn, const struct pno__trainee *t,
+			  const struct pno_adam *o)
+{
+	for (int b = 0; b < t->nb; b++) {
+		memcpy(sn->params[b], t->params[b], t->n[b] * sizeof(float));
+		memcpy(sn->m[b], o[b].m, t->n[b] * sizeof(float));
+		memcpy(sn->v[b], o[b].v, t->n[b] * sizeof(float));
+		sn->step[b] = o[b].step;
+	}
+}
+
+static void snapshot_restore(const struct snapshot *sn,
+			     struct pno__trainee *t, struct pno_adam *o)
+{
+	for (int b = 0; b < t->nb; b++) {
+		memcpy(t->params[b], sn->params[b], t->n[b] * sizeof(float));
+		memcpy(o[b].m, sn->m[b], t->n[b] * sizeof(float));
+		memcpy(o[b].v, sn->v[b], t->n[b] * sizeof(float));
+		o[b].step = sn->step[b];
+	}
+}
+
+enum pno_status pno__train_loop(struct pno__trainee *t,
+				const struct pno_dataset *d,
+				const struct pno_train_opts *o,
+				struct pno_train_result *r)
+{
+	enum pno_status s = PNO_STATUS_OK;
+	struct pno_adam opt[PNO__MAX_BLOCKS] = {0};
+	struct snapshot sn = {0};
+	struct pno__loop_state ls = {0, 1.0f, INFINITY, 0, 0, 0};
+	float *best[PNO__MAX_BLOCKS] = {0};
+	int *perm = NULL;
+	float *xb = NULL, *yb = NULL;
+	size_t P = (size_t)d->X * d->Y;
+	size_t nin = (size_t)d->Cin * P, nout = (size_t)d->Cout * P;
+	int Bt = PNO__MIN(o->batch, t->Bmax);
+	int keep_best = o->keep_best && o->n_val > 0;
+	double t_start = now_s();
+
+	memset(r, 0, sizeof *r);
+	r->best_val_loss = NAN;
+	if ((o->checkpoint || o->resume) && (!t->ckpt_write || !t->ckpt_load))
+		return pno__errorf(PNO_STATUS_UNSUPPORTED,
+				   "%s: checkpoints and resume are not "
+				   "implemented for this method yet", t->method);
+	perm = pno_malloc((size_t)o->n_train * sizeof *perm);
+	xb = pno_malloc((size_t)Bt * nin * sizeof(float));
+	yb = pno_malloc((size_t)Bt * nout * sizeof(float));
+	if (!perm || !xb || !yb)
+		goto nomem;
+	for (int b = 0; b < t->nb; b++) {
+		if ((s = pno_adam_init(&opt[b], t->n[b], o->lr,
+				       t->weight_decay[b], o->adamw)) !=
+		    PNO_STATUS_OK)
+			goto out;
+		sn.params[b] = pno_malloc(t->n[b] * sizeof(float));
+		sn.m[b] = pno_malloc(t->n[b] * sizeof(float));
+		sn.v[b] = pno_malloc(t->n[b] * sizeof(float));
+		if (keep_best)
+			best[b] = pno_malloc(t->n[b] * sizeof(float));
+		if (!sn.params[b] || !sn.m[b] || !sn.v[b] ||
+		    (keep_best && !best[b]))
+			goto nomem;
+	}
+	if (o->resume) {
+		if ((s = t->ckpt_load(t, opt, &ls, keep_best ? best : NULL,
+				      o->resume)) != PNO_STATUS_OK)
+			goto out;
+		PNO_LOG(PNO_LOG_LEVEL_INFO, "resumed from %s after epoch %d",
+			o->resume, ls.epoch);
+	} else {
+		t->fit_norm(t, d, o->n_train);
+	}
+	for (int b = 0; b < t->nb && keep_best; b++)
+		if (ls.best_epoch == 0)
+			memcpy(best[b], t->params[b], t->n[b] * sizeof(float));
+	snapshot_take(&sn, t, opt);
+
+	int n_batches = (o->n_train + Bt - 1) / Bt;
+	int epoch = ls.epoch + 1, rolled = 0;
+	while (epoch <= o->epochs) {
+		struct pno_epoch_stats es = {0};
+		double t0 = now_s(), sum = 0.0;
+		int counted = 0, bad_run = 0, rollback = 0;
+		for (int b = 0; b < t->nb; b++)
+			opt[b].lr = lr_at(o, epoch) * ls.lr_scale;
+		permutation(perm, o->n_train, o->seed, epoch);
+		for (int bi = 0; bi < n_batches && !rollback; bi++) {
+			int B = PNO__MIN(Bt, o->n_train - bi * Bt);
+			for (int k = 0; k < B; k++) {
+				int idx = perm[bi * Bt + k];
+				memcpy(xb + k * nin, d->in + (size_t)idx * nin,
+				       nin * sizeof(float));
+				memcpy(yb + k * nout, d->out + (size_t)idx * nout,
+				       nout * sizeof(float));
+			}
+			double loss = t->step(t, xb, yb, B, opt[0].step, epoch);
+			double gn = isfinite(loss) ? clip_blocks(t, o->clip) : NAN;
+			if (!isfinite(gn)) {
+				es.skipped_steps++;
+				rollback = ++bad_run >= o->rollback_after;
+				continue;
+			}
+			bad_run = 0;
+			for (int b = 0; b < t->nb; b++)
+				pno_adam_step(&opt[b], t->params[b], t->grads[b]);
+			sum += loss;
+			counted++;
+			if (o->on_batch)
+				o->on_batch(o->ud, epoch, bi + 1, n_batches, loss);
+		}
+		if (rollback) {
+			if (ls.rollbacks >= o->max_rollbacks) {
+				s = pno__errorf(PNO_STATUS_NONFINITE,
+						"epoch %d: %d consecutive non-finite "
+						"steps after %d rollbacks", epoch,
+						bad_run, ls.rollbacks);
+				goto out;
+			}
+			snapshot_restore(&sn, t, opt);
+			ls.rollbacks++;
+			ls.lr_scale *= 0.5f;
+			r->rollbacks = ls.rollbacks;
+			PNO_LOG(PNO_LOG_LEVEL_WARN,
+				"epoch %d: %d consecutive non-finite steps: rolled "
+				"back to the end of epoch %d, learning rate halved "
+				"to %.3g", epoch, bad_run, epoch - 1,
+				lr_at(o, epoch) * ls.lr_scale);
+			rolled = 1;
+			continue;	/* the same epoch again */
+		}
+		es.epoch = epoch;
+		es.epochs = o->epochs;
+		es.rolled_back = rolled;
+		rolled = 0;
+		es.train_loss = counted ? sum / counted : NAN;
+		es.val_loss = pno__train_eval(t, d, o->n_train, o->n_val);
+		es.seconds = now_s() - t0;
+		es.lr = opt[0].lr;
+		if (es.skipped_steps)
+			PNO_LOG(PNO_LOG_LEVEL_WARN,
+				"epoch %d: skipped %d steps with non-finite "
+				"loss or gradients", epoch, es.skipped_steps);
+		if (counted == 0) {
+			s = pno__errorf(PNO_STATUS_NONFINITE,
+					"epoch %d: every step had a non-finite "
+					"loss or gradient", epoch);
+			goto out;
+		}
+		if (isfinite(es.val_loss) && es.val_loss < ls.best_val) {
+			ls.best_val = es.val_loss;
+			ls.best_epoch = epoch;
+			ls.since_best = 0;
+			es.best = 1;
+			for (int b = 0; b < t->nb && keep_best; b++)
+				memcpy(best[b], t->params[b],
+				       t->n[b] * sizeof(float));
+		} else if (o->n_val > 0) {
+			ls.since_best++;
+			if (o->plateau > 0 && ls.since_best % o->plateau == 0) {
+				ls.lr_scale *= o->gamma;
+				PNO_LOG(PNO_LOG_LEVEL_INFO,
+					"epoch %d: no improvement for %d epochs: "
+					"learning rate x %g", epoch,
+					ls.since_best, o->gamma);
+			}
+		}
+		ls.epoch = epoch;
+		snapshot_take(&sn, t, opt);
+		r->epochs_run++;
+		r->train_loss = es.train_loss;
+		r->val_loss = es.val_loss;
+		if (o->on_epoch)
+			o->on_epoch(o->ud, &es);
+		if (o->checkpoint &&
+		    (s = t->ckpt_write(t, opt, &ls, keep_best ? best : NULL,
+				       o->checkpoint, o->provenance_json)) !=
+			    PNO_STATUS_OK)
+			goto out;
+		if (o->patience > 0 && ls.since_best >= o->patience) {
+			r->stopped_early = 1;
+			PNO_LOG(PNO_LOG_LEVEL_INFO,
+				"early stop after epoch %d: no better validation "
+				"loss for %d epochs (best %.4e at epoch %d)", epoch,
+				ls.since_best, ls.best_val, ls.best_epoch);
+			break;
+		}
+		epoch++;
+	}
+	r->best_epoch = ls.best_epoch;
+	r->best_val_loss = ls.best_epoch ? ls.best_val : NAN;
+	for (int b = 0; b < t->nb && keep_best && ls.best_epoch > 0; b++)
+		memcpy(t->params[b], best[b], t->n[b] * sizeof(float));
+	r->test_rel_l2 = pno__train_eval(t, d, d->N - o->n_test, o->n_test);
+	r->seconds = now_s() - t_start;
+	s = PNO_STATUS_OK;
+	goto out;
+nomem:
+	s = pno__errorf(PNO_STATUS_NOMEM, "training: out of memory");
+out:
+	for (int b = 0; b < PNO__MAX_BLOCKS; b++) {
+		pno_adam_free(&opt[b]);
+		pno_free(sn.params[b]);
+		pno_free(sn.m[b]);
+		pno_free(sn.v[b]);
+		pno_free(best[b]);
+	}
+	pno_free(perm);
+	pno_free(xb);
+	pno_free(yb);
+	return s;
+}
