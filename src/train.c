@@ -122,6 +122,8 @@ void pno_train_opts_default(struct pno_train_opts *o)
 	o->keep_best = 1;
 	o->loss = PNO_LOSS_REL_L2;
 	o->ens_samples = 3;
+	o->kl_beta = 1.0f;
+	o->kl_warmup = 5;
 	o->rollback_after = 3;
 	o->max_rollbacks = 8;
 }
@@ -580,11 +582,12 @@ static enum pno_status fno_check(struct pno__trainee *t,
 	return pno_train_check_data(f->m, d, NULL);
 }
 
-static void fno_fit_norm(struct pno__trainee *t, const struct pno_dataset *d,
-			 int n_train)
+static enum pno_status fno_fit_norm(struct pno__trainee *t,
+				    const struct pno_dataset *d, int n_train)
 {
 	struct fno_trainee *f = t->ctx;
 	pno_fno_fit_normalization(f->m, d, n_train);
+	return PNO_STATUS_OK;
 }
 
 static double fno_step(struct pno__trainee *t, const float *xb,

@@ -29,8 +29,8 @@ struct pno__trainee {
 	/* Check the data against the model (message names what differs). */
 	enum pno_status (*check)(struct pno__trainee *t,
 				 const struct pno_dataset *d);
-	void (*fit_norm)(struct pno__trainee *t, const struct pno_dataset *d,
-			 int n_train);
+	enum pno_status (*fit_norm)(struct pno__trainee *t,
+				    const struct pno_dataset *d, int n_train);
 	/* Zero the gradients, compute the loss on (xb, yb) and, if it is
 	 * finite, accumulate its gradient. `step` is the optimizer step
 	 * (randomness is keyed by it), `epoch` the 1-based epoch. */

@@ -149,8 +149,8 @@ enum pno_status pno__train_loop(struct pno__trainee *t,
 			goto out;
 		PNO_LOG(PNO_LOG_LEVEL_INFO, "resumed from %s after epoch %d",
 			o->resume, ls.epoch);
-	} else {
-		t->fit_norm(t, d, o->n_train);
+	} else if ((s = t->fit_norm(t, d, o->n_train)) != PNO_STATUS_OK) {
+		goto out;
 	}
 	for (int b = 0; b < t->nb && keep_best; b++)
 		if (ls.best_epoch == 0)

@@ -129,6 +129,23 @@ expect 0 "test relative L2" "$PNO" train --data "$D" --out "$M" --width 8 --mode
 expect 0 "width" "$PNO" info "$M"
 expect 2 "exists" "$PNO" train --data "$D" --out "$M" --epochs 1
 
+# probabilistic methods: train, inspect, predict
+for mdl in pno-d pno-r mc-dropout vfno deeponet; do
+	expect 0 "test relative L2" "$PNO" train --data "$D" --out "$DIR/$mdl.safetensors" --model $mdl --width 8 --modes 6 --layers 2 --epochs 1 --batch 10 --threads 1
+	expect 0 "$mdl" "$PNO" info "$DIR/$mdl.safetensors"
+done
+expect 0 "relative L2 of the mean" "$PNO" predict --model "$DIR/pno-d.safetensors" --data "$D" --index 3 --samples 20 --out "$DIR/pred.h5"
+expect 0 "" "$PNO" predict --model "$DIR/pno-r.safetensors" --data "$D" --index 3 --samples 20 --keep-samples --out "$DIR/pred_r.h5" --quiet
+expect 2 "--samples" "$PNO" predict --model "$DIR/pno-d.safetensors" --data "$D" --samples 0 --out "$DIR/p2.h5"
+expect 2 "--quantiles" "$PNO" predict --model "$DIR/pno-d.safetensors" --data "$D" --quantiles 0.5,1.5 --out "$DIR/p2.h5"
+expect 2 "--index" "$PNO" predict --model "$DIR/pno-d.safetensors" --data "$D" --index 100000 --out "$DIR/p2.h5"
+expect 2 "exists" "$PNO" predict --model "$DIR/pno-d.safetensors" --data "$D" --out "$DIR/pred.h5"
+expect 2 "--dropout" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model pno-d --dropout 1
+expect 2 "--dropout" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model mc-dropout --dropout -0.1
+expect 2 "only pno-r" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model fno --loss crps
+expect 2 "not implemented" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model vfno --checkpoint "$DIR/ck"
+[ -f "$DIR/p2.h5" ] || [ -f "$DIR/x.safetensors" ] && { echo "FAIL: refused run wrote a file"; fails=$((fails + 1)); }
+
 # runtime errors: corrupt inputs
 head -c 100 "$M" >"$DIR/trunc.safetensors"
 expect 1 "trunc.safetensors" "$PNO" info "$DIR/trunc.safetensors"

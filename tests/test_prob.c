@@ -7,6 +7,8 @@
 #include "pno/pde.h"
 #include "pno/predict.h"
 #include "pno/train.h"
+#include "pno/deeponet.h"
+#include "pno/vfno.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -257,13 +259,113 @@ static void test_predict(void **state)
 	pno_dataset_free(&d);
 }
 
+/* vfno, trained by the ELBO on the same calibration data, recovers the
+ * noise too: the aleatoric part of its predictive variance gives sigma(x)
+ * within 10% and the 90% intervals of N(mean, total variance) cover
+ * 87-93% of held-out points. */
+static void test_vfno_calibration(void **state)
+{
+	(void)state;
+	if (getenv("PNO_SANITIZED"))
+		skip();	/* a training run: too slow under the sanitizers */
+	struct pno_dataset d;
+	struct pno_vfno v;
+	struct pno_vfno_opts vo;
+	struct pno_fno_arch a;
+	struct pno_train_opts o;
+	struct pno_train_result r;
+	const int N = 1400, ntest = 400, S = 16;
+	make_data(&d, N, 1);
+	arch(&a, 0, 0, 0);
+	pno_vfno_opts_default(&vo);
+	assert_status(pno_vfno_init(&v, &a, X, 1, 20, 3, &vo), PNO_STATUS_OK);
+	pno_train_opts_default(&o);
+	o.epochs = 40;
+	o.batch = 20;
+	o.lr = 3e-3f;
+	o.step_size = 15;
+	o.n_train = N - ntest - 100;
+	o.n_val = 100;
+	o.n_test = ntest;
+	assert_status(pno_train_vfno(&v, &d, &o, &r), PNO_STATUS_OK);
+	assert_true(isfinite(r.test_rel_l2));
+
+	float mean[X], alea[X], epi[X], tot[X];
+	double sig[X] = {0}, covered = 0, total = 0, epi_sum = 0;
+	for (int n = N - ntest; n < N; n++) {
+		assert_status(pno_vfno_predict_moments(&v, d.in + (size_t)n * X, 1,
+						       S, mean, alea, epi, tot),
+			      PNO_STATUS_OK);
+		for (int i = 0; i < X; i++) {
+			double y = d.out[(size_t)n * X + i];
+			sig[i] += sqrt(alea[i]) / ntest;
+			epi_sum += epi[i];
+			covered += fabs(y - mean[i]) <= 1.6448536269514722 *
+							 sqrt(tot[i]);
+			total++;
+		}
+	}
+	double e2 = 0, t2 = 0;
+	for (int i = 0; i < X; i++) {
+		e2 += (sig[i] - sigma_true(i)) * (sig[i] - sigma_true(i));
+		t2 += sigma_true(i) * sigma_true(i);
+	}
+	double rel = sqrt(e2 / t2), cov = covered / total;
+	print_message("vfno: sigma relative L2 %.3f, 90%% coverage %.3f, mean "
+		      "epistemic variance %.2e, test rel L2 %.3e\n", rel, cov,
+		      epi_sum / total, r.test_rel_l2);
+	assert_true(rel < 0.10);
+	assert_true(cov >= 0.87 && cov <= 0.93);
+	assert_true(epi_sum > 0);	/* the posterior has spread */
+	pno_vfno_free(&v);
+	pno_dataset_free(&d);
+}
+
+/* DeepONet through the same loop: learns the heat operator well past the
+ * trivial predictors. */
+static void test_deeponet_train(void **state)
+{
+	(void)state;
+	if (getenv("PNO_SANITIZED"))
+		skip();
+	struct pno_dataset d;
+	struct pno_deeponet m;
+	struct pno_train_opts o;
+	struct pno_train_result r;
+	make_data(&d, 600, 0);
+	struct pno_deeponet_arch a = {.dims = 1, .in_ch = 1, .out_ch = 1,
+				      .branch_width = 64, .branch_depth = 1,
+				      .trunk_width = 64, .trunk_depth = 3,
+				      .p = 48};
+	assert_status(pno_deeponet_init(&m, &a, X, 1, 20, 4), PNO_STATUS_OK);
+	pno_train_opts_default(&o);
+	o.epochs = 40;
+	o.batch = 20;
+	o.lr = 2e-3f;
+	o.n_train = 500, o.n_val = 50, o.n_test = 50;
+	assert_status(pno_train_deeponet(&m, &d, &o, &r), PNO_STATUS_OK);
+	print_message("deeponet: test rel L2 %.3e (best epoch %d)\n",
+		      r.test_rel_l2, r.best_epoch);
+	assert_true(r.test_rel_l2 < 0.1);
+	/* checkpoints are refused clearly, not half-done */
+	o.checkpoint = tu_tmp_path("don_ck.safetensors");
+	assert_status(pno_train_deeponet(&m, &d, &o, &r), PNO_STATUS_UNSUPPORTED);
+	assert_err_has("checkpoints");
+	pno_deeponet_free(&m);
+	pno_dataset_free(&d);
+}
+
 int main(void)
 {
-	pno_threads_set(2);
+	/* small 1D problems: one thread avoids OpenMP overhead (and spinning
+	 * when the machine is busy); results do not depend on it */
+	pno_threads_set(1);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_predict),
 		cmocka_unit_test(test_pno_d_energy),
 		cmocka_unit_test(test_pno_r_calibration),
+		cmocka_unit_test(test_vfno_calibration),
+		cmocka_unit_test(test_deeponet_train),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -67,6 +67,9 @@ struct pno_train_opts {
 	enum pno_loss_kind loss;
 	int ens_samples;	/* m: samples per input for the energy score
 				 * (default 3, in [2, 64]) */
+	float kl_beta;		/* vfno: KL weight beta (default 1) ... */
+	int kl_warmup;		/* ... reached linearly over this many epochs
+				 * (default 5; 0: from the start) */
 	float lr, weight_decay;
 	int adamw;		/* 1: AdamW, 0: Adam with L2 in the gradient */
 	int step_size;		/* epochs between lr *= gamma (0: never) */
@@ -133,6 +136,26 @@ void pno_fno_fit_normalization(struct pno_fno *m, const struct pno_dataset *d,
 enum pno_status pno_train_fno(struct pno_fno *m, const struct pno_dataset *d,
 			      const struct pno_train_opts *o,
 			      struct pno_train_result *r);
+
+struct pno_vfno;		/* pno/vfno.h */
+struct pno_deeponet;		/* pno/deeponet.h */
+
+/* The variational Bayesian FNO: minimizes the negative ELBO, mean
+ * Gaussian NLL + beta(epoch) / n_train * KL(q || prior), beta ramping
+ * linearly from 0 to kl_beta over kl_warmup epochs; one posterior draw per
+ * step, keyed by the optimizer step. Validation and test score the
+ * posterior-mean network's mean head. Weight decay applies to the point
+ * estimates only. Checkpoints are not implemented yet
+ * (PNO_STATUS_UNSUPPORTED if asked for). */
+enum pno_status pno_train_vfno(struct pno_vfno *v, const struct pno_dataset *d,
+			       const struct pno_train_opts *o,
+			       struct pno_train_result *r);
+
+/* DeepONet with the relative L2 loss (same loop; no checkpoints yet). */
+enum pno_status pno_train_deeponet(struct pno_deeponet *m,
+				   const struct pno_dataset *d,
+				   const struct pno_train_opts *o,
+				   struct pno_train_result *r);
 
 /* Mean relative L2 of the model on samples [first, first+count). */
 enum pno_status pno_eval_rel_l2(struct pno_fno *m, const struct pno_dataset *d,

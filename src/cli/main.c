@@ -8,6 +8,8 @@
 #include "pno/io.h"
 #include "pno/pde.h"
 #include "pno/train.h"
+#include "pno/deeponet.h"
+#include "pno/vfno.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -161,11 +163,17 @@ static int cmd_train(int argc, char **argv)
 	double lr = 1e-3, wd = 1e-4, gamma = 0.5, clip = 0;
 	double dropout = 0.1, fourier_dropout = 0.1;
 	const char *loss = NULL;
+	double prior_sigma = 1.0, kl_beta = 1.0;
+	int kl_warmup = 5, basis = 64;
 	uint64_t seed = 0;
 	struct flag f[] = {
 		{"data", FLAG_STRING, &data, 0, 0, "training data (HDF5)", 1, 0},
 		{"out", FLAG_STRING, &out, 0, 0, "output model (safetensors)", 1, 0},
-		{"model", FLAG_STRING, &model, 0, 0, "method: fno, pno-d, pno-r, mc-dropout", 0, 0},
+		{"model", FLAG_STRING, &model, 0, 0, "method: fno, pno-d, pno-r, mc-dropout, vfno, deeponet", 0, 0},
+		{"prior-sigma", FLAG_POSITIVE, &prior_sigma, 0, 1e6, "vfno: prior standard deviation of the weights", 0, 0},
+		{"kl-beta", FLAG_DOUBLE, &kl_beta, 0, 1e6, "vfno: weight of the KL term", 0, 0},
+		{"kl-warmup", FLAG_INT, &kl_warmup, 0, 1000000, "vfno: epochs over which the KL weight ramps up", 0, 0},
+		{"basis", FLAG_INT, &basis, 1, 4096, "deeponet: basis functions p (branch/trunk widths are 4 x --width, depths 2)", 0, 0},
 		{"dropout", FLAG_DOUBLE, &dropout, 0, 0.99, "dropout of the projection hidden layer (pno-d, mc-dropout) and of the block outputs (mc-dropout)", 0, 0},
 		{"fourier-dropout", FLAG_DOUBLE, &fourier_dropout, 0, 0.99, "dropout over the retained Fourier coefficients (pno-d)", 0, 0},
 		{"loss", FLAG_STRING, &loss, 0, 0, "pno-r: energy (default) or crps", 0, 0},
@@ -208,15 +216,20 @@ static int cmd_train(int argc, char **argv)
 	if (flags_parse("train", f, NF(f), argc, argv, 2, NULL, 0, NULL))
 		return 2;
 	enum pno_loss_kind lk = PNO_LOSS_REL_L2;
-	if (!strcmp(model, "vfno") || !strcmp(model, "deeponet") ||
-	    !strcmp(model, "ensemble")) {
+	int is_vfno = !strcmp(model, "vfno"), is_don = !strcmp(model, "deeponet");
+	if (!strcmp(model, "ensemble")) {
 		fprintf(stderr, "pno train: --model %s exists in the library "
 			"but is not trainable from the command line yet\n", model);
 		return 2;
 	}
-	if (!pno_fno_method_known(model)) {
-		fprintf(stderr, "pno train: unknown --model '%s' (known: %s)\n",
-			model, PNO_FNO_METHODS);
+	if (!pno_fno_method_known(model) && !is_vfno && !is_don) {
+		fprintf(stderr, "pno train: unknown --model '%s' (known: %s, "
+			"vfno, deeponet)\n", model, PNO_FNO_METHODS);
+		return 2;
+	}
+	if ((is_vfno || is_don) && (checkpoint || resume)) {
+		fprintf(stderr, "pno train: --checkpoint/--resume are not "
+			"implemented for --model %s yet\n", model);
 		return 2;
 	}
 	if (!strcmp(model, "pno-d"))
@@ -250,6 +263,8 @@ static int cmd_train(int argc, char **argv)
 		return runtime_error("train", s);
 	int rc = 1;
 	struct pno_fno m = {0};
+	struct pno_vfno v = {0};
+	struct pno_deeponet dn = {0};
 	char *prov = NULL;
 
 	if (nval < 0)
@@ -291,12 +306,29 @@ static int cmd_train(int argc, char **argv)
 	/* pno-d puts ens-samples copies of each input in one batch */
 	int bmax = lk == PNO_LOSS_ENERGY && a.heads != 2 ? batch * ens_samples
 							 : batch;
-	s = pno_fno_init(&m, &a, d.X, d.Y, bmax, seed);
+	size_t n_params;
+	if (is_vfno) {
+		struct pno_vfno_opts vo;
+		pno_vfno_opts_default(&vo);
+		vo.prior_sigma = (float)prior_sigma;
+		s = pno_vfno_init(&v, &a, d.X, d.Y, batch, seed, &vo);
+		n_params = v.net.n_params + 2 * v.n_var;
+	} else if (is_don) {
+		struct pno_deeponet_arch da = {
+			.dims = d.dims, .in_ch = d.Cin, .out_ch = d.Cout,
+			.branch_width = 4 * width, .branch_depth = 2,
+			.trunk_width = 4 * width, .trunk_depth = 2, .p = basis};
+		s = pno_deeponet_init(&dn, &da, d.X, d.Y, batch, seed);
+		n_params = dn.n_params;
+	} else {
+		s = pno_fno_init(&m, &a, d.X, d.Y, bmax, seed);
+		snprintf(m.method, sizeof m.method, "%s", model);
+		n_params = m.n_params;
+	}
 	if (s != PNO_STATUS_OK) {
 		rc = runtime_error("train", s);
 		goto out;
 	}
-	snprintf(m.method, sizeof m.method, "%s", model);
 	char hash[65] = "unavailable";
 	if (file_hash(data, hash) != 0)
 		snprintf(hash, sizeof hash, "unreadable");
@@ -331,6 +363,8 @@ static int cmd_train(int argc, char **argv)
 	o.clip = (float)clip;
 	o.loss = lk;
 	o.ens_samples = ens_samples;
+	o.kl_beta = (float)kl_beta;
+	o.kl_warmup = kl_warmup;
 	o.patience = patience;
 	o.plateau = plateau;
 	o.keep_best = !last;
@@ -359,11 +393,13 @@ static int cmd_train(int argc, char **argv)
 		       grid, d.Cin, d.Cout);
 		printf("model %s: width %d, modes %s, layers %d, %zu "
 		       "parameters; %d threads\n", model, width, modestr, layers,
-		       m.n_params, pno_threads_get());
+		       n_params, pno_threads_get());
 		printf("split: %d train, %d validation, %d test\n", ntrain, nval, ntest);
 	}
 	struct pno_train_result r;
-	s = pno_train_fno(&m, &d, &o, &r);
+	s = is_vfno  ? pno_train_vfno(&v, &d, &o, &r)
+	    : is_don ? pno_train_deeponet(&dn, &d, &o, &r)
+		     : pno_train_fno(&m, &d, &o, &r);
 	if (s != PNO_STATUS_OK) {
 		rc = runtime_error("train", s);
 		goto out;
@@ -371,7 +407,7 @@ static int cmd_train(int argc, char **argv)
 	char metrics[256], extra[16384];
 	snprintf(metrics, sizeof metrics,
 		 "{\"test_rel_l2\": %.6g, \"val_rel_l2\": %.6g, "
-		 "\"train_rel_l2\": %.6g, \"epochs\": %d, \"best_epoch\": %d, "
+		 "\"train_loss\": %.6g, \"epochs\": %d, \"best_epoch\": %d, "
 		 "\"seconds\": %.3f}",
 		 r.test_rel_l2, r.val_loss, r.train_loss, r.epochs_run,
 		 r.best_epoch, r.seconds);
@@ -379,7 +415,9 @@ static int cmd_train(int argc, char **argv)
 	json_escape(mq, sizeof mq, metrics);
 	snprintf(extra, sizeof extra, "{\"provenance\":\"%s\",\"metrics\":\"%s\"}",
 		 ebuf, mq);
-	s = pno_fno_save(&m, out, extra);
+	s = is_vfno  ? pno_vfno_save(&v, out, extra)
+	    : is_don ? pno_deeponet_save(&dn, out, extra)
+		     : pno_fno_save(&m, out, extra);
 	if (s != PNO_STATUS_OK) {
 		rc = runtime_error("train", s);
 		goto out;
@@ -395,6 +433,8 @@ static int cmd_train(int argc, char **argv)
 out:
 	free(prov);
 	pno_fno_free(&m);
+	pno_vfno_free(&v);
+	pno_deeponet_free(&dn);
 	pno_dataset_free(&d);
 	return rc;
 }
@@ -409,43 +449,38 @@ static int cmd_info(int argc, char **argv)
 		return argc == 3 ? 0 : 2;
 	}
 	const char *path = argv[2];
-	struct pno_fno m;
-	enum pno_status s = pno_fno_load(&m, path, 0, 0, 1);
+	struct pno_safetensors st = {0};
+	enum pno_status s = pno_safetensors_read(&st, path);
 	if (s != PNO_STATUS_OK)
 		return runtime_error("info", s);
-	struct pno_safetensors st = {0};
-	s = pno_safetensors_read(&st, path);
-	if (s != PNO_STATUS_OK) {
-		pno_fno_free(&m);
-		return runtime_error("info", s);
-	}
-	const struct pno_fno_arch *a = &m.arch;
-	printf("model      %s\n", path);
-	printf("method     %s\n", m.method[0] ? m.method : "fno");
-	if (a->dims == 2)
-		printf("dims       2 (grid %dx%d at training)\n", m.X, m.Y);
-	else
-		printf("dims       1 (grid %d at training)\n", m.X);
-	printf("channels   %d -> %d\n", a->in_ch, a->out_ch);
-	printf("width      %d\nmodes      %d", a->width, a->modes1);
-	if (a->dims == 2)
-		printf(" x %d", a->modes2);
-	printf("\nlayers     %d\nproj       %d\nparameters %zu\n", a->layers,
-	       a->proj_hidden, m.n_params);
-	printf("tensors    %d\n", st.n);
 	json_t *md = json_loads(st.metadata_json, 0, NULL);
+	json_t *fmt = md ? json_object_get(md, "format") : NULL;
+	if (!json_is_string(fmt) || strcmp(json_string_value(fmt), "pno")) {
+		fprintf(stderr, "pno info: %s: not a pno model (metadata "
+			"\"format\" is not \"pno\")\n", path);
+		json_decref(md);
+		pno_safetensors_free(&st);
+		return 1;
+	}
+	size_t n_params = 0;
+	for (int i = 0; i < st.n; i++)
+		n_params += st.t[i].count;
+	json_t *meth = json_object_get(md, "method");
+	printf("model      %s\n", path);
+	printf("method     %s\n", json_is_string(meth) ? json_string_value(meth)
+						      : "(missing)");
+	printf("tensors    %d (%zu values)\n", st.n, n_params);
 	const char *k;
 	json_t *v;
-	if (md)
-		json_object_foreach(md, k, v)
-		{
-			if (!strcmp(k, "architecture") || !strcmp(k, "method"))
-				continue;
-			printf("%-10s %s\n", k, json_string_value(v));
-		}
+	json_object_foreach(md, k, v)
+	{
+		if (!strcmp(k, "method") || !strcmp(k, "format") ||
+		    !json_is_string(v))
+			continue;
+		printf("%-12s %s\n", k, json_string_value(v));
+	}
 	json_decref(md);
 	pno_safetensors_free(&st);
-	pno_fno_free(&m);
 	return 0;
 }
 
