@@ -574,18 +574,19 @@ enum pno_status pno_ensemble_load(struct pno_ensemble *e, const char *path,
 		pno__error_prefix(s, "%s", path);
 		goto out;
 	}
+	for (int k = 0; k < K; k++) {
+		e->m[k].norm = norms[k];
+		snprintf(e->m[k].method, sizeof e->m[k].method, "%s", method);
+		if ((s = member_tensors(&e->m[k], k, &sf, path)))
+			goto out;
+	}
+	/* every member's tensors are there: anything more is a stray */
 	int n = pno_fno_tensor_count(&e->m[0]);
 	if ((size_t)sf.n != (size_t)K * n) {
 		s = pno__errorf(PNO_STATUS_FORMAT,
 				"%s: %d tensors, but %d members of this "
 				"architecture have %d", path, sf.n, K, K * n);
 		goto out;
-	}
-	for (int k = 0; k < K; k++) {
-		e->m[k].norm = norms[k];
-		snprintf(e->m[k].method, sizeof e->m[k].method, "%s", method);
-		if ((s = member_tensors(&e->m[k], k, &sf, path)))
-			goto out;
 	}
 	s = PNO_STATUS_OK;
 out:
