@@ -456,12 +456,11 @@ static void test_train(void **state)
 	struct pno_train_opts o;
 	struct pno_ensemble_result *r = malloc(sizeof *r);
 	struct pno_fno_arch a = arch(1);
-	const int san = getenv("PNO_SANITIZED") != NULL;
-	const int N = san ? 60 : 200, ntest = san ? 10 : 40;
+	const int N = 200, ntest = 40;
 	make_data(&d, N);
 	assert_status(pno_ensemble_init(&e, 3, &a, X, 1, 20, 4), PNO_STATUS_OK);
 	pno_train_opts_default(&o);
-	o.epochs = san ? 4 : 25;
+	o.epochs = 25;
 	o.batch = 10;
 	o.lr = 3e-3f;
 	o.step_size = 10;
