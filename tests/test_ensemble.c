@@ -507,6 +507,25 @@ static void test_train(void **state)
 	/* float vs double averaging of the members: relative 1e-5 */
 	tu_assert_close(r->test_rel_l2, sum / ntest, 1e-5 * r->test_rel_l2);
 
+	/* pno-r members train by CRPS; the ensemble figure scores the
+	 * average of the mean heads */
+	pno_ensemble_free(&e);
+	a = arch(2);
+	assert_status(pno_ensemble_init(&e, 2, &a, X, 1, 20, 4), PNO_STATUS_OK);
+	o.loss = PNO_LOSS_CRPS;
+	o.epochs = 5;
+	assert_status(pno_ensemble_train(&e, &d, &o, r), PNO_STATUS_OK);
+	print_message("pno-r K = 2, 5 epochs CRPS: members %.4e %.4e, "
+		      "ensemble mean %.4e\n", r->member[0].test_rel_l2,
+		      r->member[1].test_rel_l2, r->test_rel_l2);
+	assert_true(r->test_rel_l2 < 0.5 * before);
+	assert_true(r->test_rel_l2 <= r->mean_member_test_rel_l2);
+	/* the wrong loss for the members is refused by the trainer, naming
+	 * the member */
+	o.loss = PNO_LOSS_REL_L2;
+	assert_true(pno_ensemble_train(&e, &d, &o, r) != PNO_STATUS_OK);
+	assert_err_has("ensemble member 0");
+
 	/* one path cannot hold K runs */
 	o.checkpoint = tu_tmp_path("ens_ck.safetensors");
 	assert_status(pno_ensemble_train(&e, &d, &o, r), PNO_STATUS_INVALID);
