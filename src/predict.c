@@ -1,6 +1,7 @@
 /* Sampling and summaries of FNO-family predictive distributions. */
 #include "pno/predict.h"
 #include "internal.h"
+#include "predict_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -32,17 +33,9 @@ static int has_dropout(const struct pno_fno_arch *a)
 	       a->p_fourier > 0;
 }
 
-enum pno_status pno_fno_predict(struct pno_fno *m, const float *x, int S,
-				uint64_t seed, const float *q, int nq,
-				struct pno_prediction *p)
+enum pno_status pno__predict_check(const float *x, int S, const float *q,
+				   int nq)
 {
-	const int C = m->arch.out_ch, P = m->P;
-	const int heads = m->arch.heads == 2 ? 2 : 1;
-	const size_t N = (size_t)C * P;
-	float *raw = NULL, *col = NULL;
-	enum pno_status st;
-
-	memset(p, 0, sizeof *p);
 	if (!x || S < 1 || S > PNO_PREDICT_MAX_SAMPLES)
 		return pno__errorf(PNO_STATUS_INVALID,
 				   "predict: --samples %d must be in [1, %d]", S,
@@ -56,25 +49,88 @@ enum pno_status pno_fno_predict(struct pno_fno *m, const float *x, int S,
 			return pno__errorf(PNO_STATUS_INVALID,
 					   "predict: quantile level %g is not in "
 					   "(0, 1)", (double)q[k]);
+	return PNO_STATUS_OK;
+}
+
+enum pno_status pno__prediction_alloc(struct pno_prediction *p, int S, int C,
+				      int P, const float *q, int nq,
+				      int decomp)
+{
+	const size_t N = (size_t)C * P;
+	memset(p, 0, sizeof *p);
 	p->S = S, p->C = C, p->P = P, p->nq = nq;
 	p->samples = pno_malloc((size_t)S * N * sizeof(float));
 	p->mean = pno_malloc(N * sizeof(float));
 	p->std = pno_malloc(N * sizeof(float));
 	p->levels = pno_malloc((size_t)(nq ? nq : 1) * sizeof(float));
 	p->quantiles = pno_malloc((size_t)(nq ? nq : 1) * N * sizeof(float));
-	raw = pno_malloc((size_t)S * heads * N * sizeof(float));
-	col = pno_malloc((size_t)S * sizeof(float));
-	if (heads == 2) {
+	if (decomp) {
 		p->aleatoric = pno_malloc(N * sizeof(float));
 		p->epistemic = pno_malloc(N * sizeof(float));
 	}
 	if (!p->samples || !p->mean || !p->std || !p->levels || !p->quantiles ||
-	    !raw || !col || (heads == 2 && (!p->aleatoric || !p->epistemic))) {
-		st = pno__errorf(PNO_STATUS_NOMEM, "predict: out of memory");
-		goto fail;
+	    (decomp && (!p->aleatoric || !p->epistemic))) {
+		pno_prediction_free(p);
+		return pno__errorf(PNO_STATUS_NOMEM, "predict: out of memory");
 	}
 	if (nq)
 		memcpy(p->levels, q, (size_t)nq * sizeof(float));
+	return PNO_STATUS_OK;
+}
+
+void pno__prediction_summarize(struct pno_prediction *p, float *col)
+{
+	const int S = p->S, nq = p->nq;
+	const size_t N = (size_t)p->C * p->P;
+	const float *q = p->levels;
+	for (size_t k = 0; k < N; k++) {
+		double s = 0, s2 = 0;
+		for (int i = 0; i < S; i++)
+			s += p->samples[(size_t)i * N + k];
+		double mean = s / S;
+		for (int i = 0; i < S; i++) {
+			double dv = p->samples[(size_t)i * N + k] - mean;
+			s2 += dv * dv;
+		}
+		p->mean[k] = (float)mean;
+		p->std[k] = (float)(S > 1 ? sqrt(s2 / (S - 1)) : 0.0);
+		if (!nq)
+			continue;
+		for (int i = 0; i < S; i++)
+			col[i] = p->samples[(size_t)i * N + k];
+		qsort(col, (size_t)S, sizeof *col, cmp_float);
+		for (int j = 0; j < nq; j++) {
+			double h = (S - 1) * (double)q[j];
+			int lo = (int)floor(h);
+			int hi = lo + 1 < S ? lo + 1 : lo;
+			double f = h - lo;
+			p->quantiles[(size_t)j * N + k] =
+				(float)(col[lo] + f * (col[hi] - col[lo]));
+		}
+	}
+}
+
+enum pno_status pno_fno_predict(struct pno_fno *m, const float *x, int S,
+				uint64_t seed, const float *q, int nq,
+				struct pno_prediction *p)
+{
+	const int C = m->arch.out_ch, P = m->P;
+	const int heads = m->arch.heads == 2 ? 2 : 1;
+	const size_t N = (size_t)C * P;
+	float *raw = NULL, *col = NULL;
+	enum pno_status st;
+
+	memset(p, 0, sizeof *p);
+	if ((st = pno__predict_check(x, S, q, nq)) != PNO_STATUS_OK)
+		return st;
+	if ((st = pno__prediction_alloc(p, S, C, P, q, nq, heads == 2)))
+		return st;
+	raw = pno_malloc((size_t)S * heads * N * sizeof(float));
+	col = pno_malloc((size_t)S * sizeof(float));
+	if (!raw || !col) {
+		st = pno__errorf(PNO_STATUS_NOMEM, "predict: out of memory");
+		goto fail;
+	}
 
 	/* the network's samples: batched; without dropout one forward serves
 	 * all of them */
@@ -122,31 +178,7 @@ enum pno_status pno_fno_predict(struct pno_fno *m, const float *x, int S,
 		memcpy(p->samples, raw, (size_t)S * N * sizeof(float));
 	}
 
-	for (size_t k = 0; k < N; k++) {
-		double s = 0, s2 = 0;
-		for (int i = 0; i < S; i++)
-			s += p->samples[(size_t)i * N + k];
-		double mean = s / S;
-		for (int i = 0; i < S; i++) {
-			double dv = p->samples[(size_t)i * N + k] - mean;
-			s2 += dv * dv;
-		}
-		p->mean[k] = (float)mean;
-		p->std[k] = (float)(S > 1 ? sqrt(s2 / (S - 1)) : 0.0);
-		if (!nq)
-			continue;
-		for (int i = 0; i < S; i++)
-			col[i] = p->samples[(size_t)i * N + k];
-		qsort(col, (size_t)S, sizeof *col, cmp_float);
-		for (int j = 0; j < nq; j++) {
-			double h = (S - 1) * (double)q[j];
-			int lo = (int)floor(h);
-			int hi = lo + 1 < S ? lo + 1 : lo;
-			double f = h - lo;
-			p->quantiles[(size_t)j * N + k] =
-				(float)(col[lo] + f * (col[hi] - col[lo]));
-		}
-	}
+	pno__prediction_summarize(p, col);
 	pno_free(raw);
 	pno_free(col);
 	return PNO_STATUS_OK;
