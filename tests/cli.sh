@@ -130,9 +130,10 @@ expect 0 "width" "$PNO" info "$M"
 expect 2 "exists" "$PNO" train --data "$D" --out "$M" --epochs 1
 
 # probabilistic methods: train, inspect, predict
-for mdl in pno-d pno-r mc-dropout vfno deeponet; do
-	expect 0 "test relative L2" "$PNO" train --data "$D" --out "$DIR/$mdl.safetensors" --model $mdl --width 8 --modes 6 --layers 2 --epochs 1 --batch 10 --threads 1
+for mdl in pno-d pno-r mc-dropout vfno deeponet ensemble; do
+	expect 0 "test relative L2" "$PNO" train --data "$D" --out "$DIR/$mdl.safetensors" --model $mdl --members 2 --width 8 --modes 6 --layers 2 --epochs 1 --batch 10 --threads 1
 	expect 0 "$mdl" "$PNO" info "$DIR/$mdl.safetensors"
+	expect 0 "($mdl)" "$PNO" predict --model "$DIR/$mdl.safetensors" --data "$D" --index 1 --samples 8 --out "$DIR/pred_$mdl.h5"
 done
 expect 0 "relative L2 of the mean" "$PNO" predict --model "$DIR/pno-d.safetensors" --data "$D" --index 3 --samples 20 --out "$DIR/pred.h5"
 expect 0 "" "$PNO" predict --model "$DIR/pno-r.safetensors" --data "$D" --index 3 --samples 20 --keep-samples --out "$DIR/pred_r.h5" --quiet
@@ -144,6 +145,8 @@ expect 2 "--dropout" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model
 expect 2 "--dropout" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model mc-dropout --dropout -0.1
 expect 2 "only pno-r" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model fno --loss crps
 expect 2 "not implemented" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model vfno --checkpoint "$DIR/ck"
+expect 2 "unknown --model" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model gaussian-process
+expect 1 "pred.h5" "$PNO" predict --model "$DIR/pred.h5" --data "$D" --out "$DIR/p3.h5"
 [ -f "$DIR/p2.h5" ] || [ -f "$DIR/x.safetensors" ] && { echo "FAIL: refused run wrote a file"; fails=$((fails + 1)); }
 
 # runtime errors: corrupt inputs

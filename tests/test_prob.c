@@ -355,6 +355,56 @@ static void test_deeponet_train(void **state)
 	pno_dataset_free(&d);
 }
 
+/* vfno and DeepONet predictive distributions: reproducible per seed, the
+ * decomposition present for vfno (epistemic from the posterior draws),
+ * DeepONet's samples all equal. */
+static void test_predict_other_methods(void **state)
+{
+	(void)state;
+	struct pno_dataset d;
+	struct pno_vfno v;
+	struct pno_vfno_opts vo;
+	struct pno_fno_arch a;
+	struct pno_prediction p, p2;
+	float q[2] = {0.1f, 0.9f};
+	make_data(&d, 2, 0);
+	arch(&a, 0, 0, 0);
+	pno_vfno_opts_default(&vo);
+	vo.sigma_init = 0.3f;	/* a wide posterior: visible epistemic part */
+	assert_status(pno_vfno_init(&v, &a, X, 1, 8, 3, &vo), PNO_STATUS_OK);
+	assert_status(pno_vfno_predict_dist(&v, d.in, 20, 5, q, 2, &p),
+		      PNO_STATUS_OK);
+	assert_status(pno_vfno_predict_dist(&v, d.in, 20, 5, q, 2, &p2),
+		      PNO_STATUS_OK);
+	assert_memory_equal(p.samples, p2.samples, 20 * X * sizeof(float));
+	for (int i = 0; i < X; i++) {
+		assert_true(p.aleatoric[i] > 0 && p.epistemic[i] > 0);
+		assert_true(p.quantiles[i] <= p.quantiles[X + i]);
+	}
+	pno_prediction_free(&p);
+	pno_prediction_free(&p2);
+	assert_status(pno_vfno_predict_dist(&v, d.in, 0, 5, q, 2, &p),
+		      PNO_STATUS_INVALID);
+	pno_vfno_free(&v);
+
+	struct pno_deeponet m;
+	struct pno_deeponet_arch da = {.dims = 1, .in_ch = 1, .out_ch = 1,
+				       .branch_width = 16, .branch_depth = 1,
+				       .trunk_width = 16, .trunk_depth = 1,
+				       .p = 8};
+	assert_status(pno_deeponet_init(&m, &da, X, 1, 4, 1), PNO_STATUS_OK);
+	assert_status(pno_deeponet_predict_dist(&m, d.in, 5, q, 2, &p),
+		      PNO_STATUS_OK);
+	for (int i = 0; i < X; i++) {
+		assert_true(p.std[i] == 0.0f);
+		assert_true(p.samples[4 * X + i] == p.samples[i]);
+	}
+	assert_null(p.aleatoric);
+	pno_prediction_free(&p);
+	pno_deeponet_free(&m);
+	pno_dataset_free(&d);
+}
+
 int main(void)
 {
 	/* small 1D problems: one thread avoids OpenMP overhead (and spinning
@@ -362,6 +412,7 @@ int main(void)
 	pno_threads_set(1);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_predict),
+		cmocka_unit_test(test_predict_other_methods),
 		cmocka_unit_test(test_pno_d_energy),
 		cmocka_unit_test(test_pno_r_calibration),
 		cmocka_unit_test(test_vfno_calibration),

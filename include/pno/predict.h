@@ -49,6 +49,23 @@ enum pno_status pno_fno_predict(struct pno_fno *m, const float *x, int S,
 				struct pno_prediction *p);
 void pno_prediction_free(struct pno_prediction *p);
 
+struct pno_vfno;		/* pno/vfno.h */
+struct pno_deeponet;		/* pno/deeponet.h */
+
+/* The same for a variational FNO: sample i is a posterior weight draw's
+ * mean plus its predicted noise, mu_i + sigma_i z_i; aleatoric = mean of
+ * sigma_i^2, epistemic = variance of mu_i (divisor S - 1). Draws and z
+ * are keyed by `seed`. */
+enum pno_status pno_vfno_predict_dist(struct pno_vfno *v, const float *x,
+				      int S, uint64_t seed, const float *q,
+				      int nq, struct pno_prediction *p);
+/* A deterministic DeepONet: S equal samples (std 0), for a uniform
+ * interface. */
+enum pno_status pno_deeponet_predict_dist(struct pno_deeponet *m,
+					  const float *x, int S,
+					  const float *q, int nq,
+					  struct pno_prediction *p);
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,6 +9,7 @@
 #include "pno/pde.h"
 #include "pno/train.h"
 #include "pno/deeponet.h"
+#include "pno/ensemble.h"
 #include "pno/vfno.h"
 
 #include <jansson.h>
@@ -164,15 +165,16 @@ static int cmd_train(int argc, char **argv)
 	double dropout = 0.1, fourier_dropout = 0.1;
 	const char *loss = NULL;
 	double prior_sigma = 1.0, kl_beta = 1.0;
-	int kl_warmup = 5, basis = 64;
+	int kl_warmup = 5, basis = 64, members = 5;
 	uint64_t seed = 0;
 	struct flag f[] = {
 		{"data", FLAG_STRING, &data, 0, 0, "training data (HDF5)", 1, 0},
 		{"out", FLAG_STRING, &out, 0, 0, "output model (safetensors)", 1, 0},
-		{"model", FLAG_STRING, &model, 0, 0, "method: fno, pno-d, pno-r, mc-dropout, vfno, deeponet", 0, 0},
+		{"model", FLAG_STRING, &model, 0, 0, "method: fno, pno-d, pno-r, mc-dropout, vfno, deeponet, ensemble", 0, 0},
 		{"prior-sigma", FLAG_POSITIVE, &prior_sigma, 0, 1e6, "vfno: prior standard deviation of the weights", 0, 0},
 		{"kl-beta", FLAG_DOUBLE, &kl_beta, 0, 1e6, "vfno: weight of the KL term", 0, 0},
 		{"kl-warmup", FLAG_INT, &kl_warmup, 0, 1000000, "vfno: epochs over which the KL weight ramps up", 0, 0},
+		{"members", FLAG_INT, &members, 2, PNO_ENSEMBLE_MAX_K, "ensemble: independently seeded FNO members", 0, 0},
 		{"basis", FLAG_INT, &basis, 1, 4096, "deeponet: basis functions p (branch/trunk widths are 4 x --width, depths 2)", 0, 0},
 		{"dropout", FLAG_DOUBLE, &dropout, 0, 0.99, "dropout of the projection hidden layer (pno-d, mc-dropout) and of the block outputs (mc-dropout)", 0, 0},
 		{"fourier-dropout", FLAG_DOUBLE, &fourier_dropout, 0, 0.99, "dropout over the retained Fourier coefficients (pno-d)", 0, 0},
@@ -217,17 +219,13 @@ static int cmd_train(int argc, char **argv)
 		return 2;
 	enum pno_loss_kind lk = PNO_LOSS_REL_L2;
 	int is_vfno = !strcmp(model, "vfno"), is_don = !strcmp(model, "deeponet");
-	if (!strcmp(model, "ensemble")) {
-		fprintf(stderr, "pno train: --model %s exists in the library "
-			"but is not trainable from the command line yet\n", model);
-		return 2;
-	}
-	if (!pno_fno_method_known(model) && !is_vfno && !is_don) {
+	int is_ens = !strcmp(model, "ensemble");
+	if (!pno_fno_method_known(model) && !is_vfno && !is_don && !is_ens) {
 		fprintf(stderr, "pno train: unknown --model '%s' (known: %s, "
-			"vfno, deeponet)\n", model, PNO_FNO_METHODS);
+			"vfno, deeponet, ensemble)\n", model, PNO_FNO_METHODS);
 		return 2;
 	}
-	if ((is_vfno || is_don) && (checkpoint || resume)) {
+	if ((is_vfno || is_don || is_ens) && (checkpoint || resume)) {
 		fprintf(stderr, "pno train: --checkpoint/--resume are not "
 			"implemented for --model %s yet\n", model);
 		return 2;
@@ -265,6 +263,7 @@ static int cmd_train(int argc, char **argv)
 	struct pno_fno m = {0};
 	struct pno_vfno v = {0};
 	struct pno_deeponet dn = {0};
+	struct pno_ensemble en = {0};
 	char *prov = NULL;
 
 	if (nval < 0)
@@ -313,6 +312,9 @@ static int cmd_train(int argc, char **argv)
 		vo.prior_sigma = (float)prior_sigma;
 		s = pno_vfno_init(&v, &a, d.X, d.Y, batch, seed, &vo);
 		n_params = v.net.n_params + 2 * v.n_var;
+	} else if (is_ens) {
+		s = pno_ensemble_init(&en, members, &a, d.X, d.Y, batch, seed);
+		n_params = members * (en.m ? en.m[0].n_params : 0);
 	} else if (is_don) {
 		struct pno_deeponet_arch da = {
 			.dims = d.dims, .in_ch = d.Cin, .out_ch = d.Cout,
@@ -397,9 +399,22 @@ static int cmd_train(int argc, char **argv)
 		printf("split: %d train, %d validation, %d test\n", ntrain, nval, ntest);
 	}
 	struct pno_train_result r;
-	s = is_vfno  ? pno_train_vfno(&v, &d, &o, &r)
-	    : is_don ? pno_train_deeponet(&dn, &d, &o, &r)
-		     : pno_train_fno(&m, &d, &o, &r);
+	if (is_ens) {
+		static struct pno_ensemble_result er;
+		s = pno_ensemble_train(&en, &d, &o, &er);
+		memset(&r, 0, sizeof r);
+		r.test_rel_l2 = er.test_rel_l2;
+		r.seconds = er.seconds;
+		r.best_val_loss = NAN;
+		if (s == PNO_STATUS_OK && !quiet)
+			printf("members' mean test relative L2 %.4e; the "
+			       "ensemble mean's below\n",
+			       er.mean_member_test_rel_l2);
+	} else {
+		s = is_vfno  ? pno_train_vfno(&v, &d, &o, &r)
+		    : is_don ? pno_train_deeponet(&dn, &d, &o, &r)
+			     : pno_train_fno(&m, &d, &o, &r);
+	}
 	if (s != PNO_STATUS_OK) {
 		rc = runtime_error("train", s);
 		goto out;
@@ -417,6 +432,7 @@ static int cmd_train(int argc, char **argv)
 		 ebuf, mq);
 	s = is_vfno  ? pno_vfno_save(&v, out, extra)
 	    : is_don ? pno_deeponet_save(&dn, out, extra)
+	    : is_ens ? pno_ensemble_save(&en, out, extra)
 		     : pno_fno_save(&m, out, extra);
 	if (s != PNO_STATUS_OK) {
 		rc = runtime_error("train", s);
@@ -435,6 +451,7 @@ out:
 	pno_fno_free(&m);
 	pno_vfno_free(&v);
 	pno_deeponet_free(&dn);
+	pno_ensemble_free(&en);
 	pno_dataset_free(&d);
 	return rc;
 }

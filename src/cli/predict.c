@@ -2,8 +2,13 @@
 #include "cli.h"
 #include "flags.h"
 
+#include "pno/deeponet.h"
+#include "pno/ensemble.h"
 #include "pno/io.h"
 #include "pno/predict.h"
+#include "pno/vfno.h"
+
+#include <jansson.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -43,6 +48,92 @@ static int parse_levels(const char *s, float *q, int *nq)
 	return *nq > 0 ? 0 : -1;
 }
 
+/* The "method" a pno model file records ("" if none). */
+static enum pno_status file_method(const char *path, char *buf, size_t n)
+{
+	struct pno_safetensors st = {0};
+	enum pno_status s = pno_safetensors_read(&st, path);
+	buf[0] = '\0';
+	if (s != PNO_STATUS_OK)
+		return s;
+	json_t *md = json_loads(st.metadata_json, 0, NULL);
+	json_t *m = md ? json_object_get(md, "method") : NULL;
+	if (json_is_string(m))
+		snprintf(buf, n, "%s", json_string_value(m));
+	json_decref(md);
+	pno_safetensors_free(&st);
+	return PNO_STATUS_OK;
+}
+
+/* A loaded model of any method. */
+struct any_model {
+	char method[32];
+	struct pno_fno fno;
+	struct pno_vfno vfno;
+	struct pno_deeponet don;
+	struct pno_ensemble ens;
+	int dims, in_ch, out_ch, X, Y;
+};
+
+static enum pno_status any_load(struct any_model *am, const char *path, int X,
+				int Y, int Bmax)
+{
+	enum pno_status s = file_method(path, am->method, sizeof am->method);
+	if (s != PNO_STATUS_OK)
+		return s;
+	if (!strcmp(am->method, "vfno")) {
+		s = pno_vfno_load(&am->vfno, path, X, Y, Bmax);
+		if (s == PNO_STATUS_OK) {
+			const struct pno_fno *n = &am->vfno.net;
+			am->dims = n->arch.dims, am->in_ch = n->arch.in_ch;
+			am->out_ch = am->vfno.C, am->X = n->X, am->Y = n->Y;
+		}
+	} else if (!strcmp(am->method, "deeponet")) {
+		s = pno_deeponet_load(&am->don, path, Bmax);
+		if (s == PNO_STATUS_OK) {
+			const struct pno_deeponet *m = &am->don;
+			am->dims = m->arch.dims, am->in_ch = m->arch.in_ch;
+			am->out_ch = m->arch.out_ch, am->X = m->X, am->Y = m->Y;
+		}
+	} else if (!strcmp(am->method, "ensemble")) {
+		s = pno_ensemble_load(&am->ens, path, X, Y, Bmax);
+		if (s == PNO_STATUS_OK) {
+			const struct pno_fno *m = &am->ens.m[0];
+			am->dims = m->arch.dims, am->in_ch = m->arch.in_ch;
+			am->out_ch = m->arch.out_ch, am->X = m->X, am->Y = m->Y;
+		}
+	} else {
+		s = pno_fno_load(&am->fno, path, X, Y, Bmax);
+		if (s == PNO_STATUS_OK) {
+			const struct pno_fno *m = &am->fno;
+			am->dims = m->arch.dims, am->in_ch = m->arch.in_ch;
+			am->out_ch = m->arch.out_ch, am->X = m->X, am->Y = m->Y;
+		}
+	}
+	return s;
+}
+
+static enum pno_status any_predict(struct any_model *am, const float *x,
+				   int S, uint64_t seed, const float *q,
+				   int nq, struct pno_prediction *p)
+{
+	if (!strcmp(am->method, "vfno"))
+		return pno_vfno_predict_dist(&am->vfno, x, S, seed, q, nq, p);
+	if (!strcmp(am->method, "deeponet"))
+		return pno_deeponet_predict_dist(&am->don, x, S, q, nq, p);
+	if (!strcmp(am->method, "ensemble"))
+		return pno_ensemble_predict(&am->ens, x, S, seed, q, nq, p);
+	return pno_fno_predict(&am->fno, x, S, seed, q, nq, p);
+}
+
+static void any_free(struct any_model *am)
+{
+	pno_fno_free(&am->fno);
+	pno_vfno_free(&am->vfno);
+	pno_deeponet_free(&am->don);
+	pno_ensemble_free(&am->ens);
+}
+
 int cmd_predict(int argc, char **argv)
 {
 	const char *model = NULL, *data = NULL, *out = NULL;
@@ -51,7 +142,7 @@ int cmd_predict(int argc, char **argv)
 	int t_in = 0, t_out = -1;
 	uint64_t seed = 0;
 	struct flag f[] = {
-		{"model", FLAG_STRING, &model, 0, 0, "model file (fno, pno-d, pno-r, mc-dropout)", 1, 0},
+		{"model", FLAG_STRING, &model, 0, 0, "model file (any method)", 1, 0},
 		{"data", FLAG_STRING, &data, 0, 0, "dataset (HDF5)", 1, 0},
 		{"index", FLAG_INT, &index, 0, 1 << 30, "sample index in the dataset", 0, 0},
 		{"samples", FLAG_INT, &samples, 1, PNO_PREDICT_MAX_SAMPLES, "samples to draw", 0, 0},
@@ -93,7 +184,7 @@ int cmd_predict(int argc, char **argv)
 
 	struct pno_dataset d = {0};
 	struct pno_dataset_opts dopt = {t_in, t_out, index + 1};
-	struct pno_fno m = {0};
+	static struct any_model am;	/* zeroed; large */
 	struct pno_prediction p = {0};
 	int rc = 1;
 	enum pno_status s = pno_dataset_read(&d, data, &dopt);
@@ -107,16 +198,17 @@ int cmd_predict(int argc, char **argv)
 		rc = 2;
 		goto done;
 	}
-	s = pno_fno_load(&m, model, d.X, d.Y, samples < 64 ? samples : 64);
+	s = any_load(&am, model, d.X, d.Y, samples < 64 ? samples : 64);
 	if (s != PNO_STATUS_OK) {
 		rc = runtime_error("predict", s);
 		goto done;
 	}
-	if (m.arch.dims != d.dims || m.arch.in_ch != d.Cin ||
-	    m.arch.out_ch != d.Cout) {
-		fprintf(stderr, "pno predict: %s is a %dD model with %d -> %d "
-			"channels; %s is %dD with %d -> %d\n", model, m.arch.dims,
-			m.arch.in_ch, m.arch.out_ch, data, d.dims, d.Cin, d.Cout);
+	if (am.dims != d.dims || am.in_ch != d.Cin || am.out_ch != d.Cout ||
+	    am.X != d.X || am.Y != d.Y) {
+		fprintf(stderr, "pno predict: %s is a %dD %d x %d model with %d "
+			"-> %d channels; %s is %dD %d x %d with %d -> %d\n", model,
+			am.dims, am.X, am.Y, am.in_ch, am.out_ch, data, d.dims,
+			d.X, d.Y, d.Cin, d.Cout);
 		rc = 2;
 		goto done;
 	}
@@ -124,7 +216,7 @@ int cmd_predict(int argc, char **argv)
 	size_t nout = (size_t)d.Cout * P;
 	const float *x = d.in + (size_t)index * nin;
 	const float *y = d.out + (size_t)index * nout;
-	s = pno_fno_predict(&m, x, samples, seed, q, nq, &p);
+	s = any_predict(&am, x, samples, seed, q, nq, &p);
 	if (s != PNO_STATUS_OK) {
 		rc = runtime_error("predict", s);
 		goto done;
@@ -161,7 +253,7 @@ int cmd_predict(int argc, char **argv)
 	char seedbuf[24];
 	snprintf(seedbuf, sizeof seedbuf, "%llu", (unsigned long long)seed);
 	struct pno_h5_attr at[] = {
-		{"model", model, 0}, {"method", m.method[0] ? m.method : "fno", 0},
+		{"model", model, 0}, {"method", am.method[0] ? am.method : "fno", 0},
 		{"data", data, 0}, {"seed", seedbuf, 0},
 		{"index", NULL, index}, {"samples", NULL, samples},
 		{"pno_version", PNO_VERSION_STRING, 0},
@@ -180,13 +272,13 @@ int cmd_predict(int argc, char **argv)
 		}
 		printf("%s sample %d: %d samples (%s), relative L2 of the mean "
 		       "%.4e, mean std %.4e\nwrote %s\n", data, index, samples,
-		       m.method[0] ? m.method : "fno",
+		       am.method[0] ? am.method : "fno",
 		       sqrt(e2 / (y2 > 0 ? y2 : 1)), sd / (double)nout, out);
 	}
 	rc = 0;
 done:
 	pno_prediction_free(&p);
-	pno_fno_free(&m);
+	any_free(&am);
 	pno_dataset_free(&d);
 	return rc;
 }
