@@ -20,8 +20,11 @@ $(BUILD)/CMakeCache.txt: | deps
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
+# Test programs run one at a time: each uses every core through OpenMP,
+# and running them side by side oversubscribes the cores (OpenMP threads
+# spin-waiting for each other then slow every test down many times).
 test-fast: build
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	cd $(BUILD) && ctest --output-on-failure
 
 $(BUILD_SAN)/CMakeCache.txt: | deps
 	cmake -S . -B $(BUILD_SAN) -DCMAKE_BUILD_TYPE=Debug -DPNO_SANITIZE=ON $(CMAKE_ARGS)
@@ -30,7 +33,7 @@ test-asan: deps $(BUILD_SAN)/CMakeCache.txt
 	cmake --build $(BUILD_SAN) -j $(JOBS)
 	cd $(BUILD_SAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  PNO_SANITIZED=1 ctest --output-on-failure -j $(JOBS) -LE nosan
+	  PNO_SANITIZED=1 ctest --output-on-failure -LE nosan
 
 test: test-fast test-asan
 
