@@ -670,24 +670,15 @@ enum pno_status pno_deeponet_save(const struct pno_deeponet *m,
 	if (!m || !m->params || !path)
 		return pno__errorf(PNO_STATUS_INVALID,
 				   "DeepONet save: NULL argument");
-	enum pno_status st = PNO_STATUS_NOMEM;
 	int n = pno_deeponet_tensor_count(m);
 	pno__json_init();
 	char (*names)[48] = pno_calloc((size_t)n, sizeof *names);
 	struct pno_tensor_view *views = pno_calloc((size_t)n, sizeof *views);
 	const float *nv[4] = PNO__NORM_ARRAYS(&m->norm);
-	json_t *nj = pno__norm_json(nv, m->arch.in_ch, m->arch.out_ch);
-	struct pno__model_meta mm = {"deeponet", NULL,
-				     pno_deeponet_arch_json(&m->arch),
-				     pno__json_text(nj), m->X, m->Y};
-
-	json_decref(nj);
-	if (!names || !views) {
-		st = pno__errorf(PNO_STATUS_NOMEM,
-				 "%s: out of memory saving model", path);
-		goto out;
-	}
-	for (int i = 0; i < n; i++) {
+	struct pno__model_meta mm = {
+		"deeponet", NULL, pno_deeponet_arch_json(&m->arch),
+		pno__norm_text(nv, m->arch.in_ch, m->arch.out_ch), m->X, m->Y};
+	for (int i = 0; names && views && i < n; i++) {
 		size_t off;
 		pno_deeponet_tensor_info(m, i, names[i], sizeof names[i],
 					 &views[i].ndim, views[i].shape, &off,
@@ -695,10 +686,8 @@ enum pno_status pno_deeponet_save(const struct pno_deeponet *m,
 		views[i].name = names[i];
 		views[i].data = m->params + off;
 	}
-	st = pno__model_write(path, views, n, &mm, extra_json);
-out:
-	pno_free((char *)mm.arch);
-	pno_free((char *)mm.norm);
+	enum pno_status st =
+		pno__model_write(path, names ? views : NULL, n, &mm, extra_json);
 	pno_free(names);
 	pno_free(views);
 	return st;

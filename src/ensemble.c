@@ -254,12 +254,7 @@ enum pno_status pno_ensemble_save(const struct pno_ensemble *e,
 	struct pno__model_meta mm = {"ensemble", own,
 				     pno_fno_arch_json(&m0->arch),
 				     norms_json(e), m0->X, m0->Y};
-	if (!names || !views) {
-		st = pno__errorf(PNO_STATUS_NOMEM,
-				 "%s: out of memory saving ensemble", path);
-		goto out;
-	}
-	for (int k = 0; k < K; k++)
+	for (int k = 0; names && views && k < K; k++)
 		for (int i = 0; i < n; i++) {
 			size_t j = (size_t)k * n + i, off;
 			char base[48];
@@ -271,10 +266,8 @@ enum pno_status pno_ensemble_save(const struct pno_ensemble *e,
 			views[j].name = names[j];
 			views[j].data = e->m[k].params + off;
 		}
-	st = pno__model_write(path, views, (int)total, &mm, extra_json);
-out:
-	pno_free((char *)mm.arch);
-	pno_free((char *)mm.norm);
+	st = pno__model_write(path, names ? views : NULL, (int)total, &mm,
+			      extra_json);
 	pno_free(names);
 	pno_free(views);
 	return st;

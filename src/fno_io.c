@@ -96,36 +96,26 @@ enum pno_status pno__fno_write(const struct pno_fno *m, const char *path,
 			       const char *extra_json,
 			       const struct pno_tensor_view *xt, int n_xt)
 {
-	enum pno_status st = PNO_STATUS_NOMEM;
 	int n = pno_fno_tensor_count(m);
 	char (*names)[48] = pno_calloc((size_t)n, sizeof *names);
 	struct pno_tensor_view *views = pno_calloc((size_t)(n + n_xt),
 						   sizeof *views);
 	const float *nv[4] = PNO__NORM_ARRAYS(&m->norm);
-	json_t *nj = pno__norm_json(nv, m->arch.in_ch, m->arch.out_ch);
 	struct pno__model_meta mm = {
 		method ? method : m->method[0] ? m->method : "fno", own,
-		pno_fno_arch_json(&m->arch), pno__json_text(nj), m->X, m->Y};
-
-	json_decref(nj);
-	if (!names || !views) {
-		st = pno__errorf(PNO_STATUS_NOMEM,
-				 "%s: out of memory saving model", path);
-		goto out;
-	}
-	for (int i = 0; i < n; i++) {
+		pno_fno_arch_json(&m->arch),
+		pno__norm_text(nv, m->arch.in_ch, m->arch.out_ch), m->X, m->Y};
+	for (int i = 0; names && views && i < n; i++) {
 		size_t off;
 		pno_fno_tensor_info(m, i, names[i], sizeof names[i],
 				    &views[i].ndim, views[i].shape, &off, NULL);
 		views[i].name = names[i];
 		views[i].data = m->params + off;
 	}
-	for (int i = 0; i < n_xt; i++)
+	for (int i = 0; views && i < n_xt; i++)
 		views[n + i] = xt[i];
-	st = pno__model_write(path, views, n + n_xt, &mm, extra_json);
-out:
-	pno_free((char *)mm.arch);
-	pno_free((char *)mm.norm);
+	enum pno_status st = pno__model_write(path, names ? views : NULL,
+					      n + n_xt, &mm, extra_json);
 	pno_free(names);
 	pno_free(views);
 	return st;

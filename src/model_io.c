@@ -85,12 +85,14 @@ enum pno_status pno__model_write(const char *path,
 {
 	enum pno_status st = PNO_STATUS_NOMEM;
 	char *meta = NULL;
-	json_t *md = mm->arch && mm->norm ? meta_new(mm) : NULL;
+	json_t *md = views && mm->arch && mm->norm ? meta_new(mm) : NULL;
 	if (md && extra_json)
 		st = merge_extra(md, extra_json, path);
 	if (md && (!extra_json || st == PNO_STATUS_OK))
 		meta = pno__json_text(md);
 	json_decref(md);
+	pno_free(mm->arch);
+	pno_free(mm->norm);
 	if (meta && !pno__json_oom())
 		st = pno_safetensors_write(path, views, n, meta);
 	else if (st != PNO_STATUS_INVALID)
@@ -236,6 +238,14 @@ json_t *pno__norm_json(const float *const *v, int ci, int co)
 		}
 	}
 	return o;
+}
+
+char *pno__norm_text(const float *const *v, int ci, int co)
+{
+	json_t *o = pno__norm_json(v, ci, co);
+	char *s = pno__json_text(o);
+	json_decref(o);
+	return s;
 }
 
 enum pno_status pno__norm_from_json(float *const *v, const json_t *o,

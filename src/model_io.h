@@ -32,13 +32,15 @@ struct json_t;
 struct pno__model_meta {
 	const char *method;
 	const char *const *own;
-	const char *arch, *norm;	/* JSON text */
+	char *arch, *norm;	/* JSON text (pno_malloc'd), freed by the write */
 	int X, Y;
 };
 
 /* The metadata of mm plus extra_json (may be NULL), then the n tensors to
- * path. PNO_STATUS_INVALID for bad extra metadata, PNO_STATUS_NOMEM if any
- * jansson allocation failed since pno__json_init(). */
+ * path; frees mm->arch and mm->norm. PNO_STATUS_INVALID for bad extra
+ * metadata, PNO_STATUS_NOMEM if views, arch or norm is NULL (the caller's
+ * allocation failed) or any jansson allocation failed since
+ * pno__json_init(). */
 enum pno_status pno__model_write(const char *path,
 				 const struct pno_tensor_view *views, int n,
 				 const struct pno__model_meta *mm,
@@ -96,6 +98,8 @@ enum pno_status pno__fno_write(const struct pno_fno *m, const char *path,
 
 /* {"in_mean": [...], "in_std": [...], "out_mean": [...], "out_std": [...]} */
 struct json_t *pno__norm_json(const float *const *v, int ci, int co);
+/* The same as JSON text (pno__json_text); NULL on failure. */
+char *pno__norm_text(const float *const *v, int ci, int co);
 /* That object back into v; every value finite, |x| <= 1e30, stds > 0.
  * member >= 0 names an ensemble member in messages. */
 enum pno_status pno__norm_from_json(float *const *v, const struct json_t *o,
