@@ -2,6 +2,7 @@
 #include "pno/deeponet.h"
 #include "pno/nn.h"
 #include "internal.h"
+#include "model_io.h"
 
 #include <cblas.h>
 #include <jansson.h>
@@ -620,8 +621,7 @@ char *pno_deeponet_arch_json(const struct pno_deeponet_arch *a)
 #undef PNO__DON_SET
 	bad = bad || json_object_set_new(o, "activation",
 					 json_string("gelu")) != 0;
-	char *s = bad ? NULL
-		      : pno__json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	char *s = bad ? NULL : pno__json_text(o);
 	json_decref(o);
 	return s;
 }
@@ -664,94 +664,21 @@ enum pno_status pno_deeponet_arch_parse(struct pno_deeponet_arch *a,
 	return pno_deeponet_arch_check(a);
 }
 
-static json_t *float_array(const float *v, int n)
-{
-	json_t *arr = json_array();
-	for (int i = 0; arr && i < n; i++)
-		if (json_array_append_new(arr, json_real(v[i])) != 0) {
-			json_decref(arr);
-			return NULL;
-		}
-	return arr;
-}
-
-static char *norm_json(const struct pno_deeponet *m)
-{
-	int ci = m->arch.in_ch, co = m->arch.out_ch;
-	const char *keys[4] = {"in_mean", "in_std", "out_mean", "out_std"};
-	const float *vals[4] = {m->norm.in_mean, m->norm.in_std,
-				m->norm.out_mean, m->norm.out_std};
-	json_t *o = json_object();
-	int bad = !o;
-	for (int i = 0; i < 4 && !bad; i++)
-		bad = json_object_set_new(o, keys[i],
-					  float_array(vals[i], i < 2 ? ci : co));
-	char *s = bad ? NULL
-		      : pno__json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER |
-					       JSON_REAL_PRECISION(9));
-	json_decref(o);
-	return s;
-}
-
-static enum pno_status norm_parse(struct pno_deeponet_norm *nm,
-				  const char *text, int ci, int co)
-{
-	enum pno_status st;
-	char msg[256];
-	json_t *o = pno__json_loads(text, &st, msg, sizeof msg);
-	if (!o)
-		return pno__errorf(st, "normalization JSON: %s", msg);
-	const char *keys[4] = {"in_mean", "in_std", "out_mean", "out_std"};
-	float *vals[4] = {nm->in_mean, nm->in_std, nm->out_mean, nm->out_std};
-	st = PNO_STATUS_OK;
-	for (int k = 0; k < 4 && !st; k++) {
-		int n = k < 2 ? ci : co;
-		json_t *arr = json_object_get(o, keys[k]);
-		if (!json_is_array(arr) || (int)json_array_size(arr) != n) {
-			st = pno__errorf(PNO_STATUS_FORMAT,
-					 "normalization: \"%s\" must be an "
-					 "array of %d numbers", keys[k], n);
-			break;
-		}
-		for (int i = 0; i < n; i++) {
-			json_t *v = json_array_get(arr, (size_t)i);
-			double x = json_is_number(v) ? json_number_value(v) : NAN;
-			if (!isfinite(x) || fabs(x) > 1e30 ||
-			    (k % 2 == 1 && !(x > 0))) {
-				st = pno__errorf(PNO_STATUS_FORMAT,
-						 "normalization: %s[%d] is not "
-						 "a valid number", keys[k], i);
-				break;
-			}
-			vals[k][i] = (float)x;
-		}
-	}
-	json_decref(o);
-	return st;
-}
-
 enum pno_status pno_deeponet_save(const struct pno_deeponet *m,
 				  const char *path, const char *extra_json)
 {
 	if (!m || !m->params || !path)
 		return pno__errorf(PNO_STATUS_INVALID,
 				   "DeepONet save: NULL argument");
-	enum pno_status st = PNO_STATUS_OK;
 	int n = pno_deeponet_tensor_count(m);
-	char (*names)[48] = NULL;
-	struct pno_tensor_view *views = NULL;
-	char *arch = NULL, *norm = NULL, *meta = NULL;
-	json_t *md = NULL, *extra = NULL;
-	char grid[64];
-
 	pno__json_init();
-	names = pno_calloc((size_t)n, sizeof *names);
-	views = pno_calloc((size_t)n, sizeof *views);
-	arch = pno_deeponet_arch_json(&m->arch);
-	norm = norm_json(m);
-	if (!names || !views || !arch || !norm)
-		goto nomem;
-	for (int i = 0; i < n; i++) {
+	char (*names)[48] = pno_calloc((size_t)n, sizeof *names);
+	struct pno_tensor_view *views = pno_calloc((size_t)n, sizeof *views);
+	const float *nv[4] = PNO__NORM_ARRAYS(&m->norm);
+	struct pno__model_meta mm = {
+		"deeponet", NULL, pno_deeponet_arch_json(&m->arch),
+		pno__norm_text(nv, m->arch.in_ch, m->arch.out_ch), m->X, m->Y};
+	for (int i = 0; names && views && i < n; i++) {
 		size_t off;
 		pno_deeponet_tensor_info(m, i, names[i], sizeof names[i],
 					 &views[i].ndim, views[i].shape, &off,
@@ -759,68 +686,11 @@ enum pno_status pno_deeponet_save(const struct pno_deeponet *m,
 		views[i].name = names[i];
 		views[i].data = m->params + off;
 	}
-	snprintf(grid, sizeof grid, "[%d, %d]", m->X, m->Y);
-	md = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "format", "pno",
-		       "pno_version", PNO_VERSION_STRING, "method", "deeponet",
-		       "architecture", arch, "normalization", norm, "grid",
-		       grid);
-	if (!md)
-		goto nomem;
-	if (extra_json) {
-		char msg[256];
-		extra = pno__json_loads(extra_json, &st, msg, sizeof msg);
-		if (st == PNO_STATUS_NOMEM)
-			goto nomem;
-		if (!json_is_object(extra)) {
-			st = pno__errorf(PNO_STATUS_INVALID,
-					 "extra metadata is not a JSON object");
-			goto out;
-		}
-		const char *k;
-		json_t *v;
-		json_object_foreach(extra, k, v)
-		{
-			if (!json_is_string(v)) {
-				st = pno__errorf(PNO_STATUS_INVALID,
-						 "extra metadata \"%s\" is not "
-						 "a string", k);
-				goto out;
-			}
-			if (json_object_set(md, k, v) != 0)
-				goto nomem;
-		}
-	}
-	meta = pno__json_dumps(md, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	if (!meta || pno__json_oom())
-		goto nomem;
-	st = pno_safetensors_write(path, views, n, meta);
-	goto out;
-nomem:
-	st = pno__errorf(PNO_STATUS_NOMEM, "%s: out of memory saving model",
-			 path);
-out:
-	json_decref(md);
-	json_decref(extra);
-	pno_free(meta);
-	pno_free(arch);
-	pno_free(norm);
+	enum pno_status st =
+		pno__model_write(path, names ? views : NULL, n, &mm, extra_json);
 	pno_free(names);
 	pno_free(views);
 	return st;
-}
-
-static const char *meta_string(json_t *md, const char *key)
-{
-	json_t *v = json_object_get(md, key);
-	return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
-static void shape_text(char *buf, size_t size, int ndim, const int64_t *sh)
-{
-	buf[0] = 0;
-	for (int d = 0; d < ndim; d++)
-		snprintf(buf + strlen(buf), size - strlen(buf), "%s%lld",
-			 d ? "," : "", (long long)sh[d]);
 }
 
 /* Copy every tensor of st into m after checking name, shape, values. */
@@ -828,44 +698,23 @@ static enum pno_status load_tensors(struct pno_deeponet *m,
 				    const struct pno_safetensors *st,
 				    const char *path)
 {
+	enum pno_status s = PNO_STATUS_OK;
 	int n = pno_deeponet_tensor_count(m);
 	if (st->n != n)
 		return pno__errorf(PNO_STATUS_FORMAT,
 				   "%s: %d tensors, the architecture has %d",
 				   path, st->n, n);
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < n && s == PNO_STATUS_OK; i++) {
 		char name[48];
 		int ndim;
 		int64_t shape[8];
 		size_t off, count;
 		pno_deeponet_tensor_info(m, i, name, sizeof name, &ndim, shape,
 					 &off, &count);
-		const struct pno_st_entry *e = pno_safetensors_find(st, name);
-		if (!e)
-			return pno__errorf(PNO_STATUS_FORMAT,
-					   "%s: tensor \"%s\" missing", path,
-					   name);
-		int same = e->ndim == ndim;
-		for (int d = 0; same && d < ndim; d++)
-			same = e->shape[d] == shape[d];
-		if (!same) {
-			char want[96], got[96];
-			shape_text(want, sizeof want, ndim, shape);
-			shape_text(got, sizeof got, e->ndim, e->shape);
-			return pno__errorf(PNO_STATUS_SHAPE,
-					   "%s: tensor \"%s\" has shape (%s), "
-					   "the architecture needs (%s)", path,
-					   name, got, want);
-		}
-		for (size_t j = 0; j < count; j++)
-			if (!isfinite(e->data[j]))
-				return pno__errorf(PNO_STATUS_NONFINITE,
-						   "%s: tensor \"%s\" element "
-						   "%zu is not finite", path,
-						   name, j);
-		memcpy(m->params + off, e->data, count * sizeof(float));
+		s = pno__model_take(m->params + off, st, path, "", name, ndim,
+				    shape, count);
 	}
-	return PNO_STATUS_OK;
+	return s;
 }
 
 enum pno_status pno_deeponet_load(struct pno_deeponet *m, const char *path,
@@ -874,66 +723,28 @@ enum pno_status pno_deeponet_load(struct pno_deeponet *m, const char *path,
 	struct pno_safetensors st = {0};
 	struct pno_deeponet_arch arch;
 	struct pno_deeponet_norm norm;
+	float *nv[4] = PNO__NORM_ARRAYS(&norm);
 	json_t *md = NULL;
 	enum pno_status s;
 	const char *v;
-	char msg[256];
 	int X = 0, Y = 0;
 
 	if (!m || !path)
 		return pno__errorf(PNO_STATUS_INVALID,
 				   "DeepONet load: NULL argument");
 	memset(m, 0, sizeof *m);
-	pno__json_setup();
-	if ((s = pno_safetensors_read(&st, path)) != PNO_STATUS_OK)
-		return s;
-	md = pno__json_loads(st.metadata_json, &s, msg, sizeof msg);
-	if (!md) {
-		s = pno__errorf(s, "%s: metadata: %s", path, msg);
+	if ((s = pno__model_open(&st, &md, path, "deeponet")) ||
+	    (s = pno__meta_require(&v, md, "architecture", path)))
 		goto out;
-	}
-	v = meta_string(md, "format");
-	if (!v || strcmp(v, "pno") != 0) {
-		s = pno__errorf(PNO_STATUS_FORMAT,
-				"%s: not a pno model (metadata \"format\" is "
-				"not \"pno\")", path);
-		goto out;
-	}
-	v = meta_string(md, "method");
-	if (!v || strcmp(v, "deeponet") != 0) {
-		s = pno__errorf(PNO_STATUS_UNSUPPORTED,
-				"%s: model method \"%s\" is not \"deeponet\" "
-				"(load it with its own method)", path,
-				v ? v : "(missing)");
-		goto out;
-	}
-	v = meta_string(md, "architecture");
-	if (!v) {
-		s = pno__errorf(PNO_STATUS_FORMAT,
-				"%s: metadata has no \"architecture\"", path);
-		goto out;
-	}
 	if ((s = pno_deeponet_arch_parse(&arch, v)) != PNO_STATUS_OK) {
 		pno__error_prefix(s, "%s", path);
 		goto out;
 	}
 	memset(&norm, 0, sizeof norm);
-	v = meta_string(md, "normalization");
-	if (!v) {
-		s = pno__errorf(PNO_STATUS_FORMAT,
-				"%s: metadata has no \"normalization\"", path);
+	if ((s = pno__meta_require(&v, md, "normalization", path)) ||
+	    (s = pno__norm_parse(nv, v, arch.in_ch, arch.out_ch, path)) ||
+	    (s = pno__meta_grid(&X, &Y, md, path)))
 		goto out;
-	}
-	if ((s = norm_parse(&norm, v, arch.in_ch, arch.out_ch))) {
-		pno__error_prefix(s, "%s", path);
-		goto out;
-	}
-	v = meta_string(md, "grid");
-	if (!v || sscanf(v, "[%d, %d]", &X, &Y) != 2) {
-		s = pno__errorf(PNO_STATUS_FORMAT,
-				"%s: metadata has no valid \"grid\"", path);
-		goto out;
-	}
 	/* both sensors and stride are recorded: init checks they agree */
 	if ((s = pno_deeponet_init(m, &arch, X, Y, Bmax, 0)) != PNO_STATUS_OK) {
 		pno__error_prefix(s, "%s", path);

@@ -1,6 +1,7 @@
 /* Deep ensembles of FNOs: members, training, one file, the mixture. */
 #include "pno/ensemble.h"
 #include "internal.h"
+#include "model_io.h"
 #include "predict_internal.h"
 
 #include <jansson.h>
@@ -214,59 +215,22 @@ enum pno_status pno_ensemble_train(struct pno_ensemble *e,
 
 /* ---- files ---- */
 
-static json_t *float_array(const float *v, int n)
-{
-	json_t *arr = json_array();
-	for (int i = 0; arr && i < n; i++)
-		if (json_array_append_new(arr, json_real(v[i])) != 0) {
-			json_decref(arr);
-			return NULL;
-		}
-	return arr;
-}
-
 /* [{"in_mean": [...], "in_std": [...], "out_mean": [...], "out_std":
  * [...]}, ...] for the K members. */
 static char *norms_json(const struct pno_ensemble *e)
 {
 	int ci = e->m[0].arch.in_ch, co = e->m[0].arch.out_ch;
 	json_t *arr = json_array();
-	char *s = NULL;
 	for (int k = 0; arr && k < e->K; k++) {
-		const struct pno_fno_norm *nm = &e->m[k].norm;
-		json_t *a[4] = {float_array(nm->in_mean, ci),
-				float_array(nm->in_std, ci),
-				float_array(nm->out_mean, co),
-				float_array(nm->out_std, co)};
-		json_t *o = NULL;
-		if (a[0] && a[1] && a[2] && a[3])
-			o = json_pack("{s:O, s:O, s:O, s:O}", "in_mean", a[0],
-				      "in_std", a[1], "out_mean", a[2],
-				      "out_std", a[3]);
-		for (int i = 0; i < 4; i++)
-			json_decref(a[i]);
-		if (!o || json_array_append_new(arr, o) != 0) {
+		const float *nv[4] = PNO__NORM_ARRAYS(&e->m[k].norm);
+		if (json_array_append_new(arr, pno__norm_json(nv, ci, co))) {
 			json_decref(arr);
 			arr = NULL;
 		}
 	}
-	if (arr)
-		s = pno__json_dumps(arr, JSON_COMPACT | JSON_PRESERVE_ORDER |
-					      JSON_REAL_PRECISION(9));
+	char *s = pno__json_text(arr);
 	json_decref(arr);
 	return s;
-}
-
-static const char *const reserved[] = {"format", "pno_version", "method",
-				       "members", "member_method",
-				       "architecture", "normalization", "grid"};
-
-static int is_reserved(const char *k)
-{
-	for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
-		if (!strcmp(k, reserved[i]))
-			return 1;
-	return 0;
 }
 
 enum pno_status pno_ensemble_save(const struct pno_ensemble *e,
@@ -280,20 +244,17 @@ enum pno_status pno_ensemble_save(const struct pno_ensemble *e,
 	const struct pno_fno *m0 = &e->m[0];
 	const int K = e->K, n = pno_fno_tensor_count(m0);
 	const size_t total = (size_t)K * n;
-	char (*names)[80] = NULL;
-	struct pno_tensor_view *views = NULL;
-	char *arch = NULL, *norms = NULL, *meta = NULL;
-	json_t *md = NULL, *extra = NULL;
-	char grid[64], members[16];
-
+	char members[16];
+	snprintf(members, sizeof members, "%d", K);
+	const char *const own[] = {"members", members, "member_method",
+				   m0->method[0] ? m0->method : "fno", NULL};
 	pno__json_init();
-	names = pno_calloc(total, sizeof *names);
-	views = pno_calloc(total, sizeof *views);
-	arch = pno_fno_arch_json(&m0->arch);
-	norms = norms_json(e);
-	if (!names || !views || !arch || !norms)
-		goto nomem;
-	for (int k = 0; k < K; k++)
+	char (*names)[80] = pno_calloc(total, sizeof *names);
+	struct pno_tensor_view *views = pno_calloc(total, sizeof *views);
+	struct pno__model_meta mm = {"ensemble", own,
+				     pno_fno_arch_json(&m0->arch),
+				     norms_json(e), m0->X, m0->Y};
+	for (int k = 0; names && views && k < K; k++)
 		for (int i = 0; i < n; i++) {
 			size_t j = (size_t)k * n + i, off;
 			char base[48];
@@ -305,89 +266,11 @@ enum pno_status pno_ensemble_save(const struct pno_ensemble *e,
 			views[j].name = names[j];
 			views[j].data = e->m[k].params + off;
 		}
-	snprintf(grid, sizeof grid, "[%d, %d]", m0->X, m0->Y);
-	snprintf(members, sizeof members, "%d", K);
-	md = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "format",
-		       "pno", "pno_version", PNO_VERSION_STRING, "method",
-		       "ensemble", "members", members, "member_method",
-		       m0->method[0] ? m0->method : "fno", "architecture",
-		       arch, "normalization", norms, "grid", grid);
-	if (!md)
-		goto nomem;
-	if (extra_json) {
-		char msg[256];
-		extra = pno__json_loads(extra_json, &st, msg, sizeof msg);
-		if (st == PNO_STATUS_NOMEM)
-			goto nomem;
-		if (!json_is_object(extra)) {
-			st = pno__errorf(PNO_STATUS_INVALID,
-					 "extra metadata is not a JSON object");
-			goto out;
-		}
-		const char *k;
-		json_t *v;
-		json_object_foreach(extra, k, v)
-		{
-			if (!json_is_string(v)) {
-				st = pno__errorf(PNO_STATUS_INVALID,
-						 "extra metadata \"%s\" is not "
-						 "a string", k);
-				goto out;
-			}
-			if (is_reserved(k)) {
-				st = pno__errorf(PNO_STATUS_INVALID,
-						 "extra metadata \"%s\" would "
-						 "replace the model's own", k);
-				goto out;
-			}
-			if (json_object_set(md, k, v) != 0)
-				goto nomem;
-		}
-	}
-	meta = pno__json_dumps(md, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	if (!meta || pno__json_oom())
-		goto nomem;
-	st = pno_safetensors_write(path, views, (int)total, meta);
-	goto out;
-nomem:
-	st = pno__errorf(PNO_STATUS_NOMEM, "%s: out of memory saving ensemble",
-			 path);
-out:
-	json_decref(md);
-	json_decref(extra);
-	pno_free(meta);
-	pno_free(arch);
-	pno_free(norms);
+	st = pno__model_write(path, names ? views : NULL, (int)total, &mm,
+			      extra_json);
 	pno_free(names);
 	pno_free(views);
 	return st;
-}
-
-static const char *meta_string(json_t *md, const char *key)
-{
-	json_t *v = json_object_get(md, key);
-	return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
-static enum pno_status parse_floats(json_t *o, const char *path, int k,
-				    const char *key, float *out, int n,
-				    int positive)
-{
-	json_t *arr = json_object_get(o, key);
-	if (!json_is_array(arr) || (int)json_array_size(arr) != n)
-		return pno__errorf(PNO_STATUS_FORMAT,
-				   "%s: member %d normalization \"%s\" must be "
-				   "an array of %d numbers", path, k, key, n);
-	for (int i = 0; i < n; i++) {
-		json_t *v = json_array_get(arr, (size_t)i);
-		double x = json_is_number(v) ? json_number_value(v) : NAN;
-		if (!(x == x) || x > 1e30 || x < -1e30 || (positive && !(x > 0)))
-			return pno__errorf(PNO_STATUS_FORMAT,
-					   "%s: member %d normalization %s[%d] "
-					   "invalid", path, k, key, i);
-		out[i] = (float)x;
-	}
-	return PNO_STATUS_OK;
 }
 
 /* The K normalizations from the metadata's JSON array. */
@@ -406,32 +289,17 @@ static enum pno_status norms_parse(struct pno_fno_norm *nm, int K,
 				   "%s: \"normalization\" must be an array of "
 				   "%d member objects", path, K);
 	}
-	for (int k = 0; k < K; k++) {
-		json_t *o = json_array_get(arr, (size_t)k);
+	for (int k = 0; k < K && st == PNO_STATUS_OK; k++) {
 		struct pno_fno_norm *n = &nm[k];
+		float *nv[4] = PNO__NORM_ARRAYS(n);
 		memset(n, 0, sizeof *n);
 		for (int c = 0; c < PNO_FNO_MAX_CH; c++)
 			n->in_std[c] = n->out_std[c] = 1.0f;
-		if ((st = parse_floats(o, path, k, "in_mean", n->in_mean, ci, 0)) ||
-		    (st = parse_floats(o, path, k, "in_std", n->in_std, ci, 1)) ||
-		    (st = parse_floats(o, path, k, "out_mean", n->out_mean, co,
-				       0)) ||
-		    (st = parse_floats(o, path, k, "out_std", n->out_std, co,
-				       1))) {
-			json_decref(arr);
-			return st;
-		}
+		st = pno__norm_from_json(nv, json_array_get(arr, (size_t)k),
+					 ci, co, path, k);
 	}
 	json_decref(arr);
-	return PNO_STATUS_OK;
-}
-
-static void shape_str(char *buf, size_t size, int ndim, const int64_t *shape)
-{
-	buf[0] = 0;
-	for (int d = 0; d < ndim; d++)
-		snprintf(buf + strlen(buf), size - strlen(buf), "%s%lld",
-			 d ? "," : "", (long long)shape[d]);
+	return st;
 }
 
 /* Copy member k's tensors from the file, checking each. */
@@ -439,8 +307,11 @@ static enum pno_status member_tensors(struct pno_fno *m, int k,
 				      const struct pno_safetensors *sf,
 				      const char *path)
 {
+	enum pno_status s = PNO_STATUS_OK;
 	int n = pno_fno_tensor_count(m);
-	for (int i = 0; i < n; i++) {
+	char who[32];
+	snprintf(who, sizeof who, "member %d: ", k);
+	for (int i = 0; i < n && s == PNO_STATUS_OK; i++) {
 		char base[48], name[80];
 		int ndim;
 		int64_t shape[8];
@@ -448,32 +319,10 @@ static enum pno_status member_tensors(struct pno_fno *m, int k,
 		pno_fno_tensor_info(m, i, base, sizeof base, &ndim, shape, &off,
 				    &count);
 		snprintf(name, sizeof name, "member.%d.%s", k, base);
-		const struct pno_st_entry *t = pno_safetensors_find(sf, name);
-		if (!t)
-			return pno__errorf(PNO_STATUS_FORMAT,
-					   "%s: member %d: tensor \"%s\" missing",
-					   path, k, name);
-		int same = t->ndim == ndim;
-		for (int d = 0; same && d < ndim; d++)
-			same = t->shape[d] == shape[d];
-		if (!same) {
-			char want[96], got[96];
-			shape_str(want, sizeof want, ndim, shape);
-			shape_str(got, sizeof got, t->ndim, t->shape);
-			return pno__errorf(PNO_STATUS_SHAPE,
-					   "%s: member %d: tensor \"%s\" has "
-					   "shape (%s), the architecture needs "
-					   "(%s)", path, k, name, got, want);
-		}
-		for (size_t j = 0; j < count; j++)
-			if (!isfinite(t->data[j]))
-				return pno__errorf(PNO_STATUS_NONFINITE,
-						   "%s: member %d: tensor \"%s\" "
-						   "element %zu is not finite",
-						   path, k, name, j);
-		memcpy(m->params + off, t->data, count * sizeof(float));
+		s = pno__model_take(m->params + off, sf, path, who, name, ndim,
+				    shape, count);
 	}
-	return PNO_STATUS_OK;
+	return s;
 }
 
 enum pno_status pno_ensemble_load(struct pno_ensemble *e, const char *path,
@@ -485,7 +334,7 @@ enum pno_status pno_ensemble_load(struct pno_ensemble *e, const char *path,
 	json_t *md = NULL;
 	enum pno_status s;
 	const char *v;
-	char msg[256], method[16];
+	char method[16];
 	int K;
 
 	if (!e || !path) {
@@ -495,30 +344,9 @@ enum pno_status pno_ensemble_load(struct pno_ensemble *e, const char *path,
 				   "ensemble load: NULL argument");
 	}
 	memset(e, 0, sizeof *e);
-	pno__json_setup();
-	if ((s = pno_safetensors_read(&sf, path)) != PNO_STATUS_OK)
+	if ((s = pno__model_open(&sf, &md, path, "ensemble")))
 		return s;
-	md = pno__json_loads(sf.metadata_json, &s, msg, sizeof msg);
-	if (!md) {
-		s = pno__errorf(s, "%s: metadata: %s", path, msg);
-		goto out;
-	}
-	v = meta_string(md, "format");
-	if (!v || strcmp(v, "pno") != 0) {
-		s = pno__errorf(PNO_STATUS_FORMAT,
-				"%s: not a pno model (metadata \"format\" is "
-				"not \"pno\")", path);
-		goto out;
-	}
-	v = meta_string(md, "method");
-	if (!v || strcmp(v, "ensemble") != 0) {
-		s = pno__errorf(PNO_STATUS_UNSUPPORTED,
-				"%s: model method \"%s\" is not \"ensemble\": "
-				"load it with its own method", path,
-				v ? v : "(missing)");
-		goto out;
-	}
-	v = meta_string(md, "members");
+	v = pno__meta_string(md, "members");
 	char *end = NULL;
 	long Kl = v ? strtol(v, &end, 10) : 0;
 	if (!v || end == v || *end || Kl < PNO_ENSEMBLE_MIN_K ||
@@ -530,17 +358,13 @@ enum pno_status pno_ensemble_load(struct pno_ensemble *e, const char *path,
 		goto out;
 	}
 	K = (int)Kl;
-	v = meta_string(md, "architecture");
-	if (!v) {
-		s = pno__errorf(PNO_STATUS_FORMAT,
-				"%s: metadata has no \"architecture\"", path);
+	if ((s = pno__meta_require(&v, md, "architecture", path)))
 		goto out;
-	}
 	if ((s = pno_fno_arch_parse(&arch, v)) != PNO_STATUS_OK) {
 		pno__error_prefix(s, "%s", path);
 		goto out;
 	}
-	v = meta_string(md, "member_method");
+	v = pno__meta_string(md, "member_method");
 	if (v && !pno_fno_method_known(v)) {
 		s = pno__errorf(PNO_STATUS_UNSUPPORTED,
 				"%s: member method \"%s\" is not one of the FNO "
@@ -553,23 +377,10 @@ enum pno_status pno_ensemble_load(struct pno_ensemble *e, const char *path,
 		s = pno__errorf(PNO_STATUS_NOMEM, "%s: out of memory", path);
 		goto out;
 	}
-	v = meta_string(md, "normalization");
-	if (!v) {
-		s = pno__errorf(PNO_STATUS_FORMAT,
-				"%s: metadata has no \"normalization\"", path);
+	if ((s = pno__meta_require(&v, md, "normalization", path)) ||
+	    (s = norms_parse(norms, K, v, arch.in_ch, arch.out_ch, path)) ||
+	    (X <= 0 && (s = pno__meta_grid(&X, &Y, md, path))))
 		goto out;
-	}
-	if ((s = norms_parse(norms, K, v, arch.in_ch, arch.out_ch, path)))
-		goto out;
-	if (X <= 0) {
-		v = meta_string(md, "grid");
-		if (!v || sscanf(v, "[%d, %d]", &X, &Y) != 2) {
-			s = pno__errorf(PNO_STATUS_FORMAT,
-					"%s: metadata has no valid \"grid\"",
-					path);
-			goto out;
-		}
-	}
 	if ((s = members_init(e, K, &arch, X, Y, Bmax, 0, 0))) {
 		pno__error_prefix(s, "%s", path);
 		goto out;

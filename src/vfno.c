@@ -5,6 +5,7 @@
 #include "pno/loss.h"
 #include "internal.h"
 #include "fno_internal.h"
+#include "model_io.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -606,8 +607,7 @@ static char *vfno_meta_json(const struct pno_vfno *v)
 			      "seed", seed, "calls", calls);
 	if (!o)
 		return NULL;
-	char *s = pno__json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER |
-				     JSON_REAL_PRECISION(9));
+	char *s = pno__json_text(o);
 	json_decref(o);
 	return s;
 }
@@ -618,9 +618,7 @@ enum pno_status pno_vfno_save(struct pno_vfno *v, const char *path,
 	enum pno_status st = PNO_STATUS_NOMEM;
 	char (*names)[80] = NULL;
 	struct pno_tensor_view *views = NULL;
-	char *vj = NULL, *meta = NULL;
-	json_t *md = NULL, *js = NULL;
-	char msg[256];
+	char *vj = NULL;
 
 	if (!v || !v->var || !path)
 		return pno__errorf(PNO_STATUS_INVALID,
@@ -649,96 +647,21 @@ enum pno_status pno_vfno_save(struct pno_vfno *v, const char *path,
 			tv->data = r ? v->t[k].rho : v->t[k].mu;
 		}
 	}
-	if (extra_json) {
-		md = pno__json_loads(extra_json, &st, msg, sizeof msg);
-		if (!md && st == PNO_STATUS_NOMEM)
-			goto nomem;
-		if (!json_is_object(md)) {
-			st = pno__errorf(PNO_STATUS_INVALID,
-					 "%s: extra metadata is not a JSON "
-					 "object", path);
-			goto out;
-		}
-	} else if (!(md = json_object())) {
-		goto nomem;
-	}
-	js = json_string("vfno");
-	if (!js || json_object_set_new(md, "method", js) != 0)
-		goto nomem;
-	js = json_string(vj);
-	if (!js || json_object_set_new(md, "vfno", js) != 0)
-		goto nomem;
-	meta = pno__json_dumps(md, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	if (!meta || pno__json_oom())
-		goto nomem;
 	/* the file's FNO tensors are the posterior mean */
 	pno_vfno_use_mean(v);
 	fix_logvar_norm(v);
-	st = pno__fno_save_ext(&v->net, path, meta, views, 2 * nt);
+	const char *const own[] = {"vfno", vj, NULL};
+	st = pno__fno_write(&v->net, path, "vfno", own, extra_json, views,
+			    2 * nt);
 	goto out;
 nomem:
 	st = pno__errorf(PNO_STATUS_NOMEM, "%s: out of memory saving model",
 			 path);
 out:
-	json_decref(md);
-	pno_free(meta);
 	pno_free(vj);
 	pno_free(names);
 	pno_free(views);
 	return st;
-}
-
-static const char *meta_string(json_t *md, const char *key)
-{
-	json_t *x = json_object_get(md, key);
-	return json_is_string(x) ? json_string_value(x) : NULL;
-}
-
-static enum pno_status parse_floats(json_t *o, const char *path,
-				    const char *key, float *out, int n,
-				    int positive)
-{
-	json_t *arr = json_object_get(o, key);
-	if (!json_is_array(arr) || (int)json_array_size(arr) != n)
-		return pno__errorf(PNO_STATUS_FORMAT,
-				   "%s: normalization \"%s\" must be an array "
-				   "of %d numbers", path, key, n);
-	for (int i = 0; i < n; i++) {
-		json_t *x = json_array_get(arr, (size_t)i);
-		double d = json_is_number(x) ? json_number_value(x) : NAN;
-		if (!isfinite(d) || fabs(d) > 1e30 || (positive && !(d > 0)))
-			return pno__errorf(PNO_STATUS_FORMAT,
-					   "%s: normalization %s[%d] invalid",
-					   path, key, i);
-		out[i] = (float)d;
-	}
-	return PNO_STATUS_OK;
-}
-
-/* One tensor of the file into dst: present, the shape wanted, finite. */
-static enum pno_status take(const struct pno_safetensors *sf, const char *path,
-			    const char *name, int ndim, const int64_t *shape,
-			    size_t count, float *dst)
-{
-	const struct pno_st_entry *e = pno_safetensors_find(sf, name);
-	if (!e)
-		return pno__errorf(PNO_STATUS_FORMAT, "%s: tensor \"%s\" "
-				   "missing", path, name);
-	int same = e->ndim == ndim;
-	for (int d = 0; same && d < ndim; d++)
-		same = e->shape[d] == shape[d];
-	if (!same || e->count != count)
-		return pno__errorf(PNO_STATUS_SHAPE,
-				   "%s: tensor \"%s\" has %d axes / %zu values, "
-				   "the architecture needs %d / %zu", path,
-				   name, e->ndim, e->count, ndim, count);
-	for (size_t j = 0; j < count; j++)
-		if (!isfinite(e->data[j]))
-			return pno__errorf(PNO_STATUS_NONFINITE,
-					   "%s: tensor \"%s\" element %zu is "
-					   "not finite", path, name, j);
-	memcpy(dst, e->data, count * sizeof(float));
-	return PNO_STATUS_OK;
 }
 
 /* The "vfno" metadata object. */
@@ -757,7 +680,7 @@ static enum pno_status parse_vfno_meta(const char *text, const char *path,
 	json_t *a = json_object_get(o, "prior_sigma");
 	json_t *b = json_object_get(o, "variational_pointwise");
 	json_t *c = json_object_get(o, "channels");
-	const char *s1 = meta_string(o, "seed"), *s2 = meta_string(o, "calls");
+	const char *s1 = pno__meta_string(o, "seed"), *s2 = pno__meta_string(o, "calls");
 	char *e1 = NULL, *e2 = NULL;
 	st = PNO_STATUS_OK;
 	if (!json_is_number(a) || !(json_number_value(a) > 0) ||
@@ -792,10 +715,10 @@ enum pno_status pno_vfno_load(struct pno_vfno *v, const char *path, int X,
 	struct pno_safetensors sf = {0};
 	struct pno_fno_arch arch;
 	struct pno_fno_norm norm;
-	json_t *md = NULL, *nj = NULL;
+	float *nv[4] = PNO__NORM_ARRAYS(&norm);
+	json_t *md = NULL;
 	enum pno_status s;
 	const char *str;
-	char msg[256];
 	float ps = 1;
 	int vp = 0, C = 0;
 	uint64_t seed = 0, calls = 0;
@@ -804,37 +727,14 @@ enum pno_status pno_vfno_load(struct pno_vfno *v, const char *path, int X,
 		return pno__errorf(PNO_STATUS_INVALID, "vfno load: NULL "
 				   "argument");
 	memset(v, 0, sizeof *v);
-	pno__json_init();
-	if ((s = pno_safetensors_read(&sf, path)) != PNO_STATUS_OK)
-		return s;
-	md = pno__json_loads(sf.metadata_json, &s, msg, sizeof msg);
-	if (!md) {
-		s = pno__errorf(s, "%s: metadata: %s", path, msg);
+	if ((s = pno__model_open(&sf, &md, path, "vfno")) ||
+	    (s = pno__meta_require(&str, md, "architecture", path)))
 		goto out;
-	}
-	str = meta_string(md, "format");
-	if (!str || strcmp(str, "pno") != 0) {
-		s = pno__errorf(PNO_STATUS_FORMAT, "%s: not a pno model", path);
-		goto out;
-	}
-	str = meta_string(md, "method");
-	if (!str || strcmp(str, "vfno") != 0) {
-		s = pno__errorf(PNO_STATUS_UNSUPPORTED,
-				"%s: model method \"%s\" is not \"vfno\"", path,
-				str ? str : "(missing)");
-		goto out;
-	}
-	str = meta_string(md, "architecture");
-	if (!str) {
-		s = pno__errorf(PNO_STATUS_FORMAT, "%s: metadata has no "
-				"\"architecture\"", path);
-		goto out;
-	}
 	if ((s = pno_fno_arch_parse(&arch, str)) != PNO_STATUS_OK) {
 		pno__error_prefix(s, "%s", path);
 		goto out;
 	}
-	s = parse_vfno_meta(meta_string(md, "vfno"), path, &ps, &vp, &C,
+	s = parse_vfno_meta(pno__meta_string(md, "vfno"), path, &ps, &vp, &C,
 			    &seed, &calls);
 	if (s != PNO_STATUS_OK)
 		goto out;
@@ -844,30 +744,13 @@ enum pno_status pno_vfno_load(struct pno_vfno *v, const char *path, int X,
 				arch.out_ch, C);
 		goto out;
 	}
-	str = meta_string(md, "normalization");
-	nj = str ? pno__json_loads(str, &s, msg, sizeof msg) : NULL;
-	if (!nj) {
-		s = str ? pno__errorf(s, "%s: normalization: %s", path, msg)
-			: pno__errorf(PNO_STATUS_FORMAT, "%s: metadata has no "
-				      "\"normalization\"", path);
-		goto out;
-	}
 	memset(&norm, 0, sizeof norm);
 	for (int c = 0; c < PNO_FNO_MAX_CH; c++)
 		norm.in_std[c] = norm.out_std[c] = 1.0f;
-	if ((s = parse_floats(nj, path, "in_mean", norm.in_mean, arch.in_ch, 0)) ||
-	    (s = parse_floats(nj, path, "in_std", norm.in_std, arch.in_ch, 1)) ||
-	    (s = parse_floats(nj, path, "out_mean", norm.out_mean, arch.out_ch, 0)) ||
-	    (s = parse_floats(nj, path, "out_std", norm.out_std, arch.out_ch, 1)))
+	if ((s = pno__meta_require(&str, md, "normalization", path)) ||
+	    (s = pno__norm_parse(nv, str, arch.in_ch, arch.out_ch, path)) ||
+	    (X <= 0 && (s = pno__meta_grid(&X, &Y, md, path))))
 		goto out;
-	if (X <= 0) {
-		str = meta_string(md, "grid");
-		if (!str || sscanf(str, "[%d, %d]", &X, &Y) != 2) {
-			s = pno__errorf(PNO_STATUS_FORMAT, "%s: metadata has no "
-					"valid \"grid\"", path);
-			goto out;
-		}
-	}
 	if ((s = init_common(v, &arch, X, Y, Bmax, seed, ps, vp))) {
 		pno__error_prefix(s, "%s", path);
 		goto out;
@@ -882,7 +765,8 @@ enum pno_status pno_vfno_load(struct pno_vfno *v, const char *path, int X,
 		size_t off, cnt;
 		pno_fno_tensor_info(&v->net, i, name, sizeof name, &ndim, shape,
 				    &off, &cnt);
-		s = take(&sf, path, name, ndim, shape, cnt, v->net.params + off);
+		s = pno__model_take(v->net.params + off, &sf, path, "", name,
+				    ndim, shape, cnt);
 	}
 	for (int k = 0; k < v->n_tensors && s == PNO_STATUS_OK; k++) {
 		char name[64], full[80];
@@ -891,11 +775,11 @@ enum pno_status pno_vfno_load(struct pno_vfno *v, const char *path, int X,
 		struct pno_vfno_tensor *t = &v->t[k];
 		pno_fno_tensor_info(&v->net, t->fno_index, name, sizeof name,
 				    &ndim, shape, NULL, NULL);
-		snprintf(full, sizeof full, "vfno.mu.%s", name);
-		s = take(&sf, path, full, ndim, shape, t->count, t->mu);
-		if (s == PNO_STATUS_OK) {
-			snprintf(full, sizeof full, "vfno.rho.%s", name);
-			s = take(&sf, path, full, ndim, shape, t->count, t->rho);
+		for (int r = 0; r < 2 && s == PNO_STATUS_OK; r++) {
+			snprintf(full, sizeof full, "vfno.%s.%s",
+				 r ? "rho" : "mu", name);
+			s = pno__model_take(r ? t->rho : t->mu, &sf, path, "",
+					    full, ndim, shape, t->count);
 		}
 	}
 	if (s == PNO_STATUS_OK)
@@ -903,7 +787,6 @@ enum pno_status pno_vfno_load(struct pno_vfno *v, const char *path, int X,
 out:
 	if (s != PNO_STATUS_OK)
 		pno_vfno_free(v);
-	json_decref(nj);
 	json_decref(md);
 	pno_safetensors_free(&sf);
 	return s;
