@@ -53,8 +53,16 @@ struct cfg {
 };
 
 struct score {
-	double rel, det, crps, cov, std, secs;
+	double rel, det, crps, cov, std, secs, epoch_med;
 	int best_epoch;
+};
+
+/* per-epoch wall times of one training run (the median is robust to
+ * other processes slowing a few epochs down) */
+struct epoch_log {
+	const char *name;
+	int verbose, n;
+	double *secs;		/* (epochs) */
 };
 
 static void usage(FILE *f, const struct cfg *c)
@@ -198,10 +206,14 @@ static int parse(struct cfg *c, int argc, char **argv)
 
 static void on_epoch(void *ud, const struct pno_epoch_stats *s)
 {
-	const char *name = ud;
-	fprintf(stderr, "  %-10s epoch %3d/%d  train %.4e  val %.4e%s  "
-		"lr %.2e  %.2f s\n", name, s->epoch, s->epochs, s->train_loss,
-		s->val_loss, s->best ? "*" : " ", (double)s->lr, s->seconds);
+	struct epoch_log *lg = ud;
+	if (lg->n < s->epochs)
+		lg->secs[lg->n++] = s->seconds;
+	if (lg->verbose)
+		fprintf(stderr, "  %-10s epoch %3d/%d  train %.4e  val %.4e%s  "
+			"lr %.2e  %.2f s\n", lg->name, s->epoch, s->epochs,
+			s->train_loss, s->val_loss, s->best ? "*" : " ",
+			(double)s->lr, s->seconds);
 }
 
 /* Score model m on samples [first, first + count) of d. */
@@ -268,10 +280,12 @@ static enum pno_status run_method(int method, const struct cfg *c,
 	o.seed = seed;
 	o.n_train = ntrain, o.n_val = nval, o.n_test = ntest;
 	o.ens_samples = c->ens;
-	if (c->verbose) {
-		o.on_epoch = on_epoch;
-		o.ud = (void *)method_name[method];
-	}
+	struct epoch_log lg = {method_name[method], c->verbose, 0,
+			       pno_malloc((size_t)c->epochs * sizeof(double))};
+	if (!lg.secs)
+		return PNO_STATUS_NOMEM;
+	o.on_epoch = on_epoch;
+	o.ud = &lg;
 	int bmax = c->batch;
 	switch (method) {
 	case M_PNOD:
@@ -293,14 +307,18 @@ static enum pno_status run_method(int method, const struct cfg *c,
 	}
 	struct pno_fno m;
 	enum pno_status st = pno_fno_init(&m, &a, d->X, d->Y, bmax, seed);
-	if (st != PNO_STATUS_OK)
+	if (st != PNO_STATUS_OK) {
+		pno_free(lg.secs);
 		return st;
+	}
 	snprintf(m.method, sizeof m.method, "%s", method_name[method]);
 	struct pno_train_result r;
 	double t0 = bench_now();
 	st = pno_train_fno(&m, d, &o, &r);
 	sc->secs = bench_now() - t0;
 	sc->best_epoch = r.best_epoch;
+	sc->epoch_med = lg.n ? bench_median(lg.secs, lg.n) : NAN;
+	pno_free(lg.secs);
 	if (st == PNO_STATUS_OK)
 		st = evaluate(&m, d, ntrain + nval, ntest, c->S,
 			      0x5eed0000ull + seed, sc);
@@ -433,28 +451,31 @@ int main(int argc, char **argv)
 			const struct score *s = &sc[mth][k];
 			fprintf(stderr, "seed %d %-10s rel L2 %.4f  det %.4f  "
 				"CRPS %.4e  cov90 %.3f  std %.3e  best epoch "
-				"%d  %.1f s\n", k + 1, method_name[mth], s->rel,
-				s->det, s->crps, s->cov, s->std, s->best_epoch,
-				s->secs);
+				"%d  %.1f s (median epoch %.2f s)\n", k + 1,
+				method_name[mth], s->rel, s->det, s->crps,
+				s->cov, s->std, s->best_epoch, s->secs,
+				s->epoch_med);
 		}
 
-	double v[N_METHODS][6][MAX_SEEDS];
+	double v[N_METHODS][7][MAX_SEEDS];
 	for (int mth = 0; mth < N_METHODS; mth++)
 		for (int k = 0; k < c.seeds; k++) {
 			const struct score *s = &sc[mth][k];
 			v[mth][0][k] = s->rel, v[mth][1][k] = s->det;
 			v[mth][2][k] = s->crps, v[mth][3][k] = s->cov;
 			v[mth][4][k] = s->std, v[mth][5][k] = s->secs;
+			v[mth][6][k] = s->epoch_med;
 		}
-	static const char *const fmt[6] = {"%.4f", "%.4f", "%.3e", "%.3f",
-					   "%.3e", "%.1f"};
+	static const char *const fmt[7] = {"%.4f", "%.4f", "%.3e", "%.3f",
+					   "%.3e", "%.1f", "%.2f"};
 	printf("| method | rel L2 (mean) | rel L2 (det) | CRPS | cov90 | "
-	       "mean std | train s |\n|---|---|---|---|---|---|---|\n");
+	       "mean std | train s | epoch s (median) |\n"
+	       "|---|---|---|---|---|---|---|---|\n");
 	for (int mth = 0; mth < N_METHODS; mth++) {
 		if (!c.run[mth])
 			continue;
 		printf("| %s |", method_name[mth]);
-		for (int j = 0; j < 6; j++) {
+		for (int j = 0; j < 7; j++) {
 			char buf[64];
 			cell(buf, sizeof buf, v[mth][j], c.seeds, fmt[j]);
 			printf(" %s |", buf);
