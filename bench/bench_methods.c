@@ -393,8 +393,7 @@ int main(int argc, char **argv)
 	if (tmp[0])
 		remove(tmp);
 	if (st != PNO_STATUS_OK) {
-		fprintf(stderr, "bench_methods: %s: %s\n", path,
-			pno_last_error());
+		fprintf(stderr, "bench_methods: read: %s\n", pno_last_error());
 		return 1;
 	}
 	if (d.dims != 2 || strcmp(d.layout, "darcy")) {
