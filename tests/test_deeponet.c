@@ -422,39 +422,7 @@ static void test_init_determinism(void **state)
 
 /* ---- learning ---- */
 
-static double heat_decay_fn(double lam, void *ud)
-{
-	return exp(-lam * *(double *)ud);
-}
 
-/* In-memory heat-operator dataset (u0 -> u(T), exact) of N samples. */
-static void heat_data_full(struct pno_dataset *d, int dims, int N, int res,
-			   uint64_t seed)
-{
-	struct pno_heat_opts ho;
-	pno_heat_opts_default(&ho, dims);
-	memset(d, 0, sizeof *d);
-	d->N = N, d->Cin = d->Cout = 1, d->dims = dims;
-	d->X = res, d->Y = dims == 2 ? res : 1;
-	size_t P = (size_t)d->X * d->Y;
-	d->in = pno_malloc(N * P * sizeof(float));
-	d->out = pno_malloc(N * P * sizeof(float));
-	assert_non_null(d->in);
-	assert_non_null(d->out);
-	double *u0 = malloc(P * sizeof *u0), *u1 = malloc(P * sizeof *u1);
-	double kt = ho.kappa * ho.t_final;
-	for (int n = 0; n < N; n++) {
-		assert_status(pno_grf_periodic(u0, u1, dims, d->X, d->Y, &ho.grf,
-					       seed, (uint64_t)n, heat_decay_fn,
-					       &kt), PNO_STATUS_OK);
-		for (size_t p = 0; p < P; p++) {
-			d->in[n * P + p] = (float)u0[p];
-			d->out[n * P + p] = (float)u1[p];
-		}
-	}
-	free(u0);
-	free(u1);
-}
 
 /* Mean relative L2 on samples [first, first+count) in batches of Bmax. */
 static double eval_rel_l2(struct pno_deeponet *m, const struct pno_dataset *d,
@@ -489,7 +457,7 @@ static void test_learns_heat_1d(void **state)
 	}
 	int N = 400, ntr = 300, nte = 100, X = 64, Bt = 20, steps = 1000;
 	struct pno_dataset d;
-	heat_data_full(&d, 1, N, X, 10);
+	tu_heat_dataset(&d, 1, N, X, 2e-3, 10);
 	struct pno_deeponet m;
 	struct pno_deeponet_arch a = {.dims = 1, .in_ch = 1, .out_ch = 1,
 				      .branch_width = 64, .branch_depth = 1,

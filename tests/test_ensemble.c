@@ -15,28 +15,7 @@
 
 enum { X = 32 };
 
-static double decay(double lam, void *ud) { return exp(-lam * *(double *)ud); }
 
-/* heat: u0 (periodic GRF) -> u(T), N samples */
-static void make_data(struct pno_dataset *d, int N)
-{
-	struct pno_grf_opts g = {2.0, 5.0, 25.0};
-	double kt = 2e-3, u0[X], u1[X];
-	memset(d, 0, sizeof *d);
-	d->N = N, d->Cin = d->Cout = 1, d->dims = 1, d->X = X, d->Y = 1;
-	d->in = pno_malloc((size_t)N * X * sizeof(float));
-	d->out = pno_malloc((size_t)N * X * sizeof(float));
-	assert_non_null(d->in);
-	assert_non_null(d->out);
-	for (int n = 0; n < N; n++) {
-		assert_status(pno_grf_periodic(u0, u1, 1, X, 1, &g, 9, n, decay,
-					       &kt), PNO_STATUS_OK);
-		for (int i = 0; i < X; i++) {
-			d->in[n * X + i] = (float)u0[i];
-			d->out[n * X + i] = (float)u1[i];
-		}
-	}
-}
 
 static struct pno_fno_arch arch(int heads)
 {
@@ -130,7 +109,7 @@ static void test_save_load(void **state)
 	struct pno_fno_arch a = arch(2);
 	float q[3] = {0.1f, 0.5f, 0.9f};
 	const char *path = tu_tmp_path("ens.safetensors");
-	make_data(&d, 2);
+	tu_heat_dataset(&d, 1, 2, X, 2e-3, 9);
 	assert_status(pno_ensemble_init(&e, 3, &a, X, 1, 4, 3), PNO_STATUS_OK);
 	perturb(&e);
 	assert_status(pno_ensemble_save(&e, path, "{\"provenance\": \"test\"}"),
@@ -317,7 +296,7 @@ static void test_predict_mean(void **state)
 	struct pno_prediction p;
 	struct pno_fno_arch a = arch(1);
 	const int K = 3;
-	make_data(&d, 1);
+	tu_heat_dataset(&d, 1, 1, X, 2e-3, 9);
 	assert_status(pno_ensemble_init(&e, K, &a, X, 1, 2, 11), PNO_STATUS_OK);
 	perturb(&e);
 	float out[3][X];
@@ -374,7 +353,7 @@ static void test_decomposition(void **state)
 	struct pno_fno_arch a = arch(2);
 	const int K = 4;
 	float q[2] = {0.25f, 0.75f};
-	make_data(&d, 1);
+	tu_heat_dataset(&d, 1, 1, X, 2e-3, 9);
 	assert_status(pno_ensemble_init(&e, K, &a, X, 1, 2, 21), PNO_STATUS_OK);
 	perturb(&e);
 	float mu[4][X], sg[4][X];
@@ -457,7 +436,7 @@ static void test_train(void **state)
 	struct pno_ensemble_result *r = malloc(sizeof *r);
 	struct pno_fno_arch a = arch(1);
 	const int N = 200, ntest = 40;
-	make_data(&d, N);
+	tu_heat_dataset(&d, 1, N, X, 2e-3, 9);
 	assert_status(pno_ensemble_init(&e, 3, &a, X, 1, 20, 4), PNO_STATUS_OK);
 	pno_train_opts_default(&o);
 	o.epochs = 25;
@@ -548,7 +527,7 @@ static void test_alloc_failure(void **state)
 	struct pno_prediction p;
 	float q[1] = {0.5f};
 	long k, n_init, n_load;
-	make_data(&d, 1);
+	tu_heat_dataset(&d, 1, 1, X, 2e-3, 9);
 	unlink(path2);
 	tu_alloc_install();
 	long live0 = tu_alloc_live();

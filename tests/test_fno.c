@@ -11,39 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static double heat_decay_fn(double lam, void *ud)
-{
-	return exp(-lam * *(double *)ud);
-}
 
-/* In-memory heat-operator dataset (u0 -> u(T), exact) of N samples. */
-static void heat_data_full(struct pno_dataset *d, int dims, int N, int res,
-			   uint64_t seed)
-{
-	struct pno_heat_opts ho;
-	pno_heat_opts_default(&ho, dims);
-	memset(d, 0, sizeof *d);
-	d->N = N, d->Cin = d->Cout = 1, d->dims = dims;
-	d->X = res, d->Y = dims == 2 ? res : 1;
-	size_t P = (size_t)d->X * d->Y;
-	d->in = pno_malloc(N * P * sizeof(float));
-	d->out = pno_malloc(N * P * sizeof(float));
-	assert_non_null(d->in);
-	assert_non_null(d->out);
-	double *u0 = malloc(P * sizeof *u0), *u1 = malloc(P * sizeof *u1);
-	double kt = ho.kappa * ho.t_final;
-	for (int n = 0; n < N; n++) {
-		assert_int_equal(pno_grf_periodic(u0, u1, dims, d->X, d->Y,
-						  &ho.grf, seed, (uint64_t)n,
-						  heat_decay_fn, &kt), PNO_STATUS_OK);
-		for (size_t p = 0; p < P; p++) {
-			d->in[n * P + p] = (float)u0[p];
-			d->out[n * P + p] = (float)u1[p];
-		}
-	}
-	free(u0);
-	free(u1);
-}
 
 static struct pno_fno_arch small_arch(int dims)
 {
@@ -171,7 +139,7 @@ static void test_determinism(void **state)
 {
 	(void)state;
 	struct pno_dataset d;
-	heat_data_full(&d, 1, 40, 32, 3);
+	tu_heat_dataset(&d, 1, 40, 32, 2e-3, 3);
 	struct traj t[2] = {0};
 	float *params[2];
 	for (int run = 0; run < 2; run++) {
@@ -218,7 +186,7 @@ static void test_zero_alloc_step(void **state)
 {
 	(void)state;
 	struct pno_dataset d;
-	heat_data_full(&d, 2, 24, 16, 4);
+	tu_heat_dataset(&d, 2, 24, 16, 2e-3, 4);
 	struct pno_fno m;
 	struct pno_fno_arch a = small_arch(2);
 	struct pno_train_opts o;
@@ -248,7 +216,7 @@ static void test_alloc_failure_loop(void **state)
 {
 	(void)state;
 	struct pno_dataset d;
-	heat_data_full(&d, 1, 12, 16, 5);
+	tu_heat_dataset(&d, 1, 12, 16, 2e-3, 5);
 	const char *path = tu_tmp_path("allocloop.safetensors");
 	unlink(path);
 	tu_alloc_install();
@@ -331,7 +299,7 @@ static void test_resume_bitwise(void **state)
 {
 	(void)state;
 	struct pno_dataset d;
-	heat_data_full(&d, 1, 30, 32, 6);
+	tu_heat_dataset(&d, 1, 30, 32, 2e-3, 6);
 	const char *ck = tu_tmp_path("ck.safetensors");
 	float *full;
 	struct pno_fno m;
@@ -377,7 +345,7 @@ static void test_data_mismatch(void **state)
 {
 	(void)state;
 	struct pno_dataset d;
-	heat_data_full(&d, 1, 20, 32, 8);
+	tu_heat_dataset(&d, 1, 20, 32, 2e-3, 8);
 	struct pno_fno m;
 	struct pno_fno_arch a = small_arch(2);
 	struct pno_train_opts o;
@@ -406,7 +374,7 @@ static void test_learns_heat_1d(void **state)
 		return;
 	}
 	struct pno_dataset d;
-	heat_data_full(&d, 1, 400, 64, 10);
+	tu_heat_dataset(&d, 1, 400, 64, 2e-3, 10);
 	struct pno_fno m;
 	struct pno_fno_arch a = {.dims = 1, .in_ch = 1, .out_ch = 1, .width = 16,
 				 .modes1 = 12, .modes2 = 1, .layers = 2,

@@ -11,28 +11,7 @@
 
 enum { N = 24, X = 16 };
 
-static double decay(double lam, void *ud) { return exp(-lam * *(double *)ud); }
 
-/* u0 -> u(T) of the 1D heat equation on N samples. */
-static void make_data(struct pno_dataset *d)
-{
-	struct pno_grf_opts g = {2.0, 5.0, 25.0};
-	double kt = 2e-3, u0[X], u1[X];
-	memset(d, 0, sizeof *d);
-	d->N = N, d->Cin = d->Cout = 1, d->dims = 1, d->X = X, d->Y = 1;
-	d->in = pno_malloc(N * X * sizeof(float));
-	d->out = pno_malloc(N * X * sizeof(float));
-	assert_non_null(d->in);
-	assert_non_null(d->out);
-	for (int n = 0; n < N; n++) {
-		assert_status(pno_grf_periodic(u0, u1, 1, X, 1, &g, 5, n, decay,
-					       &kt), PNO_STATUS_OK);
-		for (int x = 0; x < X; x++) {
-			d->in[n * X + x] = (float)u0[x];
-			d->out[n * X + x] = (float)u1[x];
-		}
-	}
-}
 
 static void init_model(struct pno_fno *m)
 {
@@ -83,7 +62,7 @@ static void test_patience_and_plateau(void **state)
 	struct pno_train_opts o;
 	struct pno_train_result r;
 	struct seen v = {0};
-	make_data(&d);
+	tu_heat_dataset(&d, 1, N, X, 2e-3, 5);
 	init_model(&m);
 	opts(&o);
 	o.lr = 1e-30f;
@@ -124,7 +103,7 @@ static void test_keep_best(void **state)
 	struct pno_train_opts o;
 	struct pno_train_result r;
 	struct seen v = {0};
-	make_data(&d);
+	tu_heat_dataset(&d, 1, N, X, 2e-3, 5);
 	init_model(&m);
 	opts(&o);
 	o.lr = 3e-2f;		/* large: the validation loss is not monotone */
@@ -185,7 +164,7 @@ static void test_rollback(void **state)
 	struct pno_train_opts o;
 	struct pno_train_result r;
 	struct poison p = {&d, NULL, 0, 0};
-	make_data(&d);
+	tu_heat_dataset(&d, 1, N, X, 2e-3, 5);
 	p.saved = malloc(N * X * sizeof(float));
 	memcpy(p.saved, d.out, N * X * sizeof(float));
 	pno_log_set(poison_log, &p, PNO_LOG_LEVEL_DEBUG);
@@ -241,7 +220,7 @@ static void test_resume_with_schedule(void **state)
 	struct pno_train_opts o;
 	struct pno_train_result r1, r2;
 	const char *ck = tu_tmp_path("loop_ck.safetensors");
-	make_data(&d);
+	tu_heat_dataset(&d, 1, N, X, 2e-3, 5);
 	init_model(&m);
 	opts(&o);
 	o.lr = 3e-2f;

@@ -1,4 +1,8 @@
 #include "testutil.h"
+#include "pno/io.h"
+#include "pno/pde.h"
+
+#include <math.h>
 
 #include <dirent.h>
 #include <execinfo.h>
@@ -190,4 +194,38 @@ double tu_rel_l2(const float *a, const float *b, size_t n)
 		den += (double)b[i] * b[i];
 	}
 	return sqrt(num) / (den > 0 ? sqrt(den) : 1.0);
+}
+
+static double tu_heat_decay(double lam, void *ud)
+{
+	return exp(-lam * *(double *)ud);
+}
+
+void tu_heat_dataset(struct pno_dataset *d, int dims, int N, int res,
+		     double kt, uint64_t seed)
+{
+	struct pno_grf_opts g = {2.0, 5.0, 25.0};
+	memset(d, 0, sizeof *d);
+	d->N = N, d->Cin = d->Cout = 1, d->dims = dims;
+	d->X = res, d->Y = dims == 2 ? res : 1;
+	size_t P = (size_t)d->X * d->Y;
+	d->in = pno_malloc((size_t)N * P * sizeof(float));
+	d->out = pno_malloc((size_t)N * P * sizeof(float));
+	double *u0 = malloc(P * sizeof *u0), *u1 = malloc(P * sizeof *u1);
+	assert_non_null(d->in);
+	assert_non_null(d->out);
+	assert_non_null(u0);
+	assert_non_null(u1);
+	for (int n = 0; n < N; n++) {
+		assert_int_equal(pno_grf_periodic(u0, u1, dims, d->X, d->Y, &g,
+						  seed, (uint64_t)n,
+						  tu_heat_decay, &kt),
+				 PNO_STATUS_OK);
+		for (size_t p = 0; p < P; p++) {
+			d->in[(size_t)n * P + p] = (float)u0[p];
+			d->out[(size_t)n * P + p] = (float)u1[p];
+		}
+	}
+	free(u0);
+	free(u1);
 }

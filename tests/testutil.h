@@ -38,6 +38,14 @@ int tu_alloc_failed(void);	/* did the injected failure happen? */
 int tu_alloc_step_(enum pno_status s, long live0, const char *expr,
 		   const char *file, int line);
 
+struct pno_dataset;
+/* In-memory heat-operator dataset u0 -> u(T), exact: N periodic GRF
+ * samples (alpha 2, tau 5, sigma 25; sample n from (seed, n)) on res (x
+ * res) points, u(T) with every mode damped by exp(-4 pi^2 |k|^2 kt).
+ * Fails the test if memory runs out; free with pno_dataset_free. */
+void tu_heat_dataset(struct pno_dataset *d, int dims, int N, int res,
+		     double kt, uint64_t seed);
+
 /* A fresh path under the test temp dir ($PNO_TEST_TMP or /tmp). */
 const char *tu_tmp_path(const char *name);
 
