@@ -58,6 +58,14 @@ enum pno_status pno__prediction_alloc(struct pno_prediction *p, int S, int C,
 {
 	const size_t N = (size_t)C * P;
 	memset(p, 0, sizeof *p);
+	/* the samples (and the network outputs beside them) are held whole:
+	 * refuse a request beyond 4 GB of them rather than let it swap or
+	 * meet the OOM killer */
+	double gb = (double)S * (double)N * sizeof(float) / 1e9;
+	if (gb > 4.0)
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "predict: %d samples of %zu values need %.1f GB "
+				   "(at most 4): lower --samples", S, N, gb);
 	p->S = S, p->C = C, p->P = P, p->nq = nq;
 	p->samples = pno_malloc((size_t)S * N * sizeof(float));
 	p->mean = pno_malloc(N * sizeof(float));

@@ -362,8 +362,15 @@ static enum pno_status checkpoint_load(struct pno_fno *m, struct pno_adam *o,
 	o->step = json_integer_value(js);
 	memcpy(o->m, em->data, o->n * sizeof(float));
 	memcpy(o->v, ev->data, o->n * sizeof(float));
-	if (eb && best)
+	if (eb && best) {
 		memcpy(best, eb->data, m->n_params * sizeof(float));
+	} else if (!eb) {
+		/* written with best keeping off: its best weights are unknown,
+		 * so the search for the best starts again here */
+		ls->best_epoch = 0;
+		ls->best_val = INFINITY;
+		ls->since_best = 0;
+	}
 	s = PNO_STATUS_OK;
 out:
 	json_decref(cp);

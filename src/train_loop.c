@@ -158,7 +158,7 @@ enum pno_status pno__train_loop(struct pno__trainee *t,
 	snapshot_take(&sn, t, opt);
 
 	int n_batches = (o->n_train + Bt - 1) / Bt;
-	int epoch = ls.epoch + 1, rolled = 0;
+	int epoch = ls.epoch + 1, rolled = 0, snap_epoch = ls.epoch;
 	while (epoch <= o->epochs) {
 		struct pno_epoch_stats es = {0};
 		double t0 = now_s(), sum = 0.0;
@@ -175,7 +175,13 @@ enum pno_status pno__train_loop(struct pno__trainee *t,
 				memcpy(yb + k * nout, d->out + (size_t)idx * nout,
 				       nout * sizeof(float));
 			}
-			double loss = t->step(t, xb, yb, B, opt[0].step, epoch);
+			/* after a rollback the same steps draw new masks and
+			 * normals: the restored state must not meet exactly
+			 * the draws that failed */
+			double loss = t->step(t, xb, yb, B,
+					      opt[0].step +
+						      ((int64_t)ls.rollbacks << 40),
+					      epoch);
 			double gn = isfinite(loss) ? clip_blocks(t, o->clip) : NAN;
 			if (!isfinite(gn)) {
 				es.skipped_steps++;
@@ -205,7 +211,7 @@ enum pno_status pno__train_loop(struct pno__trainee *t,
 			PNO_LOG(PNO_LOG_LEVEL_WARN,
 				"epoch %d: %d consecutive non-finite steps: rolled "
 				"back to the end of epoch %d, learning rate halved "
-				"to %.3g", epoch, bad_run, epoch - 1,
+				"to %.3g", epoch, bad_run, snap_epoch,
 				lr_at(o, epoch) * ls.lr_scale);
 			rolled = 1;
 			continue;	/* the same epoch again */
@@ -247,7 +253,13 @@ enum pno_status pno__train_loop(struct pno__trainee *t,
 			}
 		}
 		ls.epoch = epoch;
-		snapshot_take(&sn, t, opt);
+		/* the state a rollback returns to: the end of the last clean
+		 * epoch (no skipped step, a finite validation loss) */
+		if (!es.skipped_steps &&
+		    (o->n_val == 0 || isfinite(es.val_loss))) {
+			snapshot_take(&sn, t, opt);
+			snap_epoch = epoch;
+		}
 		r->epochs_run++;
 		r->train_loss = es.train_loss;
 		r->val_loss = es.val_loss;
@@ -268,10 +280,13 @@ enum pno_status pno__train_loop(struct pno__trainee *t,
 		}
 		epoch++;
 	}
+	r->rollbacks = ls.rollbacks;
 	r->best_epoch = ls.best_epoch;
 	r->best_val_loss = ls.best_epoch ? ls.best_val : NAN;
 	for (int b = 0; b < t->nb && keep_best && ls.best_epoch > 0; b++)
 		memcpy(t->params[b], best[b], t->n[b] * sizeof(float));
+	/* the scores of the weights the model ends with */
+	r->val_loss = pno__train_eval(t, d, o->n_train, o->n_val);
 	r->test_rel_l2 = pno__train_eval(t, d, d->N - o->n_test, o->n_test);
 	r->seconds = now_s() - t_start;
 	s = PNO_STATUS_OK;

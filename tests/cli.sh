@@ -131,7 +131,9 @@ expect 2 "exists" "$PNO" train --data "$D" --out "$M" --epochs 1
 
 # probabilistic methods: train, inspect, predict
 for mdl in pno-d pno-r mc-dropout vfno deeponet ensemble; do
-	expect 0 "test relative L2" "$PNO" train --data "$D" --out "$DIR/$mdl.safetensors" --model $mdl --members 2 --width 8 --modes 6 --layers 2 --epochs 1 --batch 10 --threads 1
+	extra=""
+	[ $mdl = ensemble ] && extra="--members 2"
+	expect 0 "test relative L2" "$PNO" train --data "$D" --out "$DIR/$mdl.safetensors" --model $mdl $extra --width 8 --modes 6 --layers 2 --epochs 1 --batch 10 --threads 1
 	expect 0 "$mdl" "$PNO" info "$DIR/$mdl.safetensors"
 	expect 0 "($mdl)" "$PNO" predict --model "$DIR/$mdl.safetensors" --data "$D" --index 1 --samples 8 --out "$DIR/pred_$mdl.h5"
 done
@@ -143,9 +145,12 @@ expect 2 "--index" "$PNO" predict --model "$DIR/pno-d.safetensors" --data "$D" -
 expect 2 "exists" "$PNO" predict --model "$DIR/pno-d.safetensors" --data "$D" --out "$DIR/pred.h5"
 expect 2 "--dropout" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model pno-d --dropout 1
 expect 2 "--dropout" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model mc-dropout --dropout -0.1
-expect 2 "only pno-r" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model fno --loss crps
+expect 2 "applies to --model pno-r only" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model fno --loss crps
+expect 2 "energy or crps" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model pno-r --loss brier
 expect 2 "not implemented" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model vfno --checkpoint "$DIR/ck"
 expect 2 "unknown --model" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model gaussian-process
+expect 2 "applies to" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model fno --dropout 0.2
+expect 2 "all be equal" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model pno-d --dropout 0 --fourier-dropout 0
 expect 1 "pred.h5" "$PNO" predict --model "$DIR/pred.h5" --data "$D" --out "$DIR/p3.h5"
 [ -f "$DIR/p2.h5" ] || [ -f "$DIR/x.safetensors" ] && { echo "FAIL: refused run wrote a file"; fails=$((fails + 1)); }
 

@@ -251,6 +251,45 @@ static void test_resume_with_schedule(void **state)
 	remove(ck);
 }
 
+/* A checkpoint written with best keeping off has no best weights: a run
+ * resumed from it with best keeping on starts its search for the best
+ * afresh instead of restoring weights it never had (it once restored an
+ * uninitialized buffer). With no epochs left, the model stays as loaded. */
+static void test_resume_without_best(void **state)
+{
+	(void)state;
+	struct pno_dataset d;
+	struct pno_fno m;
+	struct pno_train_opts o;
+	struct pno_train_result r;
+	const char *ck = tu_tmp_path("loop_nobest.safetensors");
+	tu_heat_dataset(&d, 1, N, X, 2e-3, 5);
+	init_model(&m);
+	opts(&o);
+	o.epochs = 3;
+	o.keep_best = 0;
+	o.checkpoint = ck;
+	assert_status(pno_train_fno(&m, &d, &o, &r), PNO_STATUS_OK);
+	float *w = malloc(m.n_params * sizeof(float));
+	memcpy(w, m.params, m.n_params * sizeof(float));
+	pno_fno_free(&m);
+	init_model(&m);
+	o.keep_best = 1;
+	o.checkpoint = NULL;
+	o.resume = ck;
+	assert_status(pno_train_fno(&m, &d, &o, &r), PNO_STATUS_OK);
+	assert_int_equal(r.epochs_run, 0);
+	assert_memory_equal(w, m.params, m.n_params * sizeof(float));
+	double val;
+	assert_status(pno_eval_rel_l2(&m, &d, o.n_train, o.n_val, &val),
+		      PNO_STATUS_OK);
+	assert_true(r.val_loss == val);	/* scores of the final weights */
+	free(w);
+	pno_fno_free(&m);
+	pno_dataset_free(&d);
+	remove(ck);
+}
+
 int main(void)
 {
 	pno_threads_set(1);
@@ -259,6 +298,7 @@ int main(void)
 		cmocka_unit_test(test_keep_best),
 		cmocka_unit_test(test_rollback),
 		cmocka_unit_test(test_resume_with_schedule),
+		cmocka_unit_test(test_resume_without_best),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -45,7 +45,9 @@ double pno_loss_rel_l2(float *dpred,	/* (B, N) or NULL */
 
 struct pno_epoch_stats {
 	int epoch, epochs;	/* 1-based epoch just finished */
-	double train_loss;	/* mean relative L2 over the epoch's batches */
+	double train_loss;	/* mean training loss over the epoch's batches
+				 * (relative L2, energy score, CRPS or
+				 * negative ELBO, by method) */
 	double val_loss;	/* relative L2 on the validation split (NAN if empty) */
 	double seconds;		/* wall time of the epoch */
 	float lr;		/* learning rate used */

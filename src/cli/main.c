@@ -217,6 +217,34 @@ static int cmd_train(int argc, char **argv)
 		}
 	if (flags_parse("train", f, NF(f), argc, argv, 2, NULL, 0, NULL))
 		return 2;
+	/* method-specific flags given to another method are a mistake */
+	static const struct {
+		const char *flag, *methods;
+	} only[] = {
+		{"dropout", "pno-d mc-dropout"},
+		{"fourier-dropout", "pno-d"},
+		{"ens-samples", "pno-d pno-r"},
+		{"loss", "pno-r"},
+		{"prior-sigma", "vfno"},
+		{"kl-beta", "vfno"},
+		{"kl-warmup", "vfno"},
+		{"basis", "deeponet"},
+		{"members", "ensemble"},
+	};
+	for (size_t i = 0; i < sizeof only / sizeof only[0]; i++)
+		for (int k = 0; k < NF(f); k++) {
+			char pad[64];
+			snprintf(pad, sizeof pad, " %s ", only[i].methods);
+			char want[40];
+			snprintf(want, sizeof want, " %s ", model);
+			if (strcmp(f[k].name, only[i].flag) || !f[k].seen ||
+			    strstr(pad, want))
+				continue;
+			fprintf(stderr, "pno train: --%s applies to --model %s "
+				"only (not %s)\n", only[i].flag, only[i].methods,
+				model);
+			return 2;
+		}
 	enum pno_loss_kind lk = PNO_LOSS_REL_L2;
 	int is_vfno = !strcmp(model, "vfno"), is_don = !strcmp(model, "deeponet");
 	int is_ens = !strcmp(model, "ensemble");
@@ -414,6 +442,11 @@ static int cmd_train(int argc, char **argv)
 		s = is_vfno  ? pno_train_vfno(&v, &d, &o, &r)
 		    : is_don ? pno_train_deeponet(&dn, &d, &o, &r)
 			     : pno_train_fno(&m, &d, &o, &r);
+	}
+	if (s == PNO_STATUS_INVALID) {	/* a combination of options */
+		fprintf(stderr, "pno train: %s\n", pno_last_error());
+		rc = 2;
+		goto out;
 	}
 	if (s != PNO_STATUS_OK) {
 		rc = runtime_error("train", s);

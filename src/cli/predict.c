@@ -217,6 +217,11 @@ int cmd_predict(int argc, char **argv)
 	const float *x = d.in + (size_t)index * nin;
 	const float *y = d.out + (size_t)index * nout;
 	s = any_predict(&am, x, samples, seed, q, nq, &p);
+	if (s == PNO_STATUS_INVALID) {	/* a request too large */
+		fprintf(stderr, "pno predict: %s\n", pno_last_error());
+		rc = 2;
+		goto done;
+	}
 	if (s != PNO_STATUS_OK) {
 		rc = runtime_error("predict", s);
 		goto done;
