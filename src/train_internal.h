@@ -39,7 +39,12 @@ struct pno__trainee {
 	/* Sum over the B samples of the relative L2 of the mean prediction. */
 	double (*eval)(struct pno__trainee *t, const float *x, const float *y,
 		       int B);
-	/* Checkpoints (NULL: the method has none yet). */
+	/* The normalization statistics as floats (for the generic
+	 * checkpoint; NULL with ckpt_write/ckpt_load set). */
+	float *norm;
+	size_t n_norm;
+	/* Checkpoints: a method's own, or pno__ckpt_write/load (the trainer
+	 * state: blocks, moments, best weights, normalization). */
 	enum pno_status (*ckpt_write)(struct pno__trainee *t,
 				      const struct pno_adam *opt,
 				      const struct pno__loop_state *ls,
@@ -50,6 +55,19 @@ struct pno__trainee {
 				     struct pno__loop_state *ls, float **best,
 				     const char *path);
 };
+
+/* The generic checkpoint: a safetensors file "format": "pno-checkpoint"
+ * holding every block's parameters, Adam moments and best weights, the
+ * normalization and the loop state; resuming checks the method and the
+ * block sizes. */
+enum pno_status pno__ckpt_write(struct pno__trainee *t,
+				const struct pno_adam *opt,
+				const struct pno__loop_state *ls,
+				float *const *best, const char *path,
+				const char *extra_json);
+enum pno_status pno__ckpt_load(struct pno__trainee *t, struct pno_adam *opt,
+			       struct pno__loop_state *ls, float **best,
+			       const char *path);
 
 /* Validation of the options every method shares. */
 enum pno_status pno__train_check_opts(const struct pno_train_opts *o);

@@ -104,6 +104,10 @@ enum pno_status pno_train_vfno(struct pno_vfno *v, const struct pno_dataset *d,
 		.fit_norm = vfno_fit_norm,
 		.step = vfno_step,
 		.eval = vfno_eval,
+		.norm = (float *)&v->net.norm,
+		.n_norm = sizeof v->net.norm / sizeof(float),
+		.ckpt_write = pno__ckpt_write,
+		.ckpt_load = pno__ckpt_load,
 	};
 	memset(r, 0, sizeof *r);
 	r->best_val_loss = NAN;
@@ -190,6 +194,10 @@ enum pno_status pno_train_deeponet(struct pno_deeponet *m,
 		.fit_norm = don_fit_norm,
 		.step = don_step,
 		.eval = don_eval,
+		.norm = (float *)&m->norm,
+		.n_norm = sizeof m->norm / sizeof(float),
+		.ckpt_write = pno__ckpt_write,
+		.ckpt_load = pno__ckpt_load,
 	};
 	memset(r, 0, sizeof *r);
 	r->best_val_loss = NAN;

@@ -147,7 +147,9 @@ expect 2 "--dropout" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model
 expect 2 "--dropout" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model mc-dropout --dropout -0.1
 expect 2 "applies to --model pno-r only" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model fno --loss crps
 expect 2 "energy or crps" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model pno-r --loss brier
-expect 2 "not implemented" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model vfno --checkpoint "$DIR/ck"
+expect 2 "not implemented" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model ensemble --checkpoint "$DIR/ck"
+expect 0 "" "$PNO" train --data "$D" --out "$DIR/v1.safetensors" --model vfno --width 8 --modes 6 --layers 2 --epochs 1 --batch 10 --threads 1 --checkpoint "$DIR/vck" --quiet
+expect 0 "resumed" "$PNO" train --data "$D" --out "$DIR/v2.safetensors" --model vfno --width 8 --modes 6 --layers 2 --epochs 2 --batch 10 --threads 1 --resume "$DIR/vck"
 expect 2 "unknown --model" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model gaussian-process
 expect 2 "applies to" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model fno --dropout 0.2
 expect 2 "all be equal" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model pno-d --dropout 0 --fourier-dropout 0

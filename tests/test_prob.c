@@ -335,10 +335,6 @@ static void test_deeponet_train(void **state)
 	print_message("deeponet: test rel L2 %.3e (best epoch %d)\n",
 		      r.test_rel_l2, r.best_epoch);
 	assert_true(r.test_rel_l2 < 0.1);
-	/* checkpoints are refused clearly, not half-done */
-	o.checkpoint = tu_tmp_path("don_ck.safetensors");
-	assert_status(pno_train_deeponet(&m, &d, &o, &r), PNO_STATUS_UNSUPPORTED);
-	assert_err_has("checkpoints");
 	pno_deeponet_free(&m);
 	pno_dataset_free(&d);
 }
@@ -393,6 +389,76 @@ static void test_predict_other_methods(void **state)
 	pno_dataset_free(&d);
 }
 
+/* vfno and DeepONet resume from the generic checkpoint to the bit: 4
+ * epochs straight equal 2 epochs, a checkpoint, and 2 more. A checkpoint
+ * of one method is refused by another. */
+static void test_resume_other_methods(void **state)
+{
+	(void)state;
+	struct pno_dataset d;
+	struct pno_train_opts o;
+	struct pno_train_result r;
+	struct pno_fno_arch a;
+	struct pno_vfno_opts vo;
+	const char *ck = tu_tmp_path("prob_ck.safetensors");
+	make_data(&d, 40, 1);
+	pno_train_opts_default(&o);
+	o.batch = 8, o.lr = 3e-3f, o.n_train = 24, o.n_val = 8, o.n_test = 8;
+	arch(&a, 0, 0, 0);
+	pno_vfno_opts_default(&vo);
+	for (int run = 0; run < 2; run++) {
+		struct pno_vfno v1, v2;
+		struct pno_deeponet m1, m2;
+		struct pno_deeponet_arch da = {.dims = 1, .in_ch = 1, .out_ch = 1,
+					       .branch_width = 16, .branch_depth = 1,
+					       .trunk_width = 16, .trunk_depth = 1,
+					       .p = 8};
+		int vfno = run == 0;
+		o.checkpoint = o.resume = NULL;
+		o.epochs = 4;
+		if (vfno) {
+			assert_status(pno_vfno_init(&v1, &a, X, 1, 8, 3, &vo), PNO_STATUS_OK);
+			assert_status(pno_train_vfno(&v1, &d, &o, &r), PNO_STATUS_OK);
+			assert_status(pno_vfno_init(&v2, &a, X, 1, 8, 3, &vo), PNO_STATUS_OK);
+		} else {
+			assert_status(pno_deeponet_init(&m1, &da, X, 1, 8, 3), PNO_STATUS_OK);
+			assert_status(pno_train_deeponet(&m1, &d, &o, &r), PNO_STATUS_OK);
+			assert_status(pno_deeponet_init(&m2, &da, X, 1, 8, 3), PNO_STATUS_OK);
+		}
+		o.epochs = 2;
+		o.checkpoint = ck;
+		assert_status(vfno ? pno_train_vfno(&v2, &d, &o, &r)
+				   : pno_train_deeponet(&m2, &d, &o, &r),
+			      PNO_STATUS_OK);
+		o.epochs = 4;
+		o.checkpoint = NULL;
+		o.resume = ck;
+		if (vfno) {
+			pno_vfno_free(&v2);
+			assert_status(pno_vfno_init(&v2, &a, X, 1, 8, 3, &vo), PNO_STATUS_OK);
+			assert_status(pno_train_vfno(&v2, &d, &o, &r), PNO_STATUS_OK);
+			assert_memory_equal(v1.var, v2.var, 2 * v1.n_var * sizeof(float));
+			assert_memory_equal(v1.net.params, v2.net.params,
+					    v1.net.n_params * sizeof(float));
+			/* a vfno checkpoint is not a DeepONet's */
+			assert_status(pno_deeponet_init(&m2, &da, X, 1, 8, 3), PNO_STATUS_OK);
+			assert_status(pno_train_deeponet(&m2, &d, &o, &r), PNO_STATUS_SHAPE);
+			assert_err_has("\"vfno\"");
+			pno_deeponet_free(&m2);
+			pno_vfno_free(&v1), pno_vfno_free(&v2);
+		} else {
+			pno_deeponet_free(&m2);
+			assert_status(pno_deeponet_init(&m2, &da, X, 1, 8, 3), PNO_STATUS_OK);
+			assert_status(pno_train_deeponet(&m2, &d, &o, &r), PNO_STATUS_OK);
+			assert_memory_equal(m1.params, m2.params,
+					    m1.n_params * sizeof(float));
+			pno_deeponet_free(&m1), pno_deeponet_free(&m2);
+		}
+	}
+	remove(ck);
+	pno_dataset_free(&d);
+}
+
 int main(void)
 {
 	/* small 1D problems: one thread avoids OpenMP overhead (and spinning
@@ -405,6 +471,7 @@ int main(void)
 		cmocka_unit_test(test_pno_r_calibration),
 		cmocka_unit_test(test_vfno_calibration),
 		cmocka_unit_test(test_deeponet_train),
+		cmocka_unit_test(test_resume_other_methods),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

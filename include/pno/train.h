@@ -147,13 +147,14 @@ struct pno_deeponet;		/* pno/deeponet.h */
  * linearly from 0 to kl_beta over kl_warmup epochs; one posterior draw per
  * step, keyed by the optimizer step. Validation and test score the
  * posterior-mean network's mean head. Weight decay applies to the point
- * estimates only. Checkpoints are not implemented yet
- * (PNO_STATUS_UNSUPPORTED if asked for). */
+ * estimates only. Checkpoints hold the trainer state (both blocks, their
+ * moments, best weights, normalization): a resumed run repeats the
+ * uninterrupted one. */
 enum pno_status pno_train_vfno(struct pno_vfno *v, const struct pno_dataset *d,
 			       const struct pno_train_opts *o,
 			       struct pno_train_result *r);
 
-/* DeepONet with the relative L2 loss (same loop; no checkpoints yet). */
+/* DeepONet with the relative L2 loss (same loop and checkpoints). */
 enum pno_status pno_train_deeponet(struct pno_deeponet *m,
 				   const struct pno_dataset *d,
 				   const struct pno_train_opts *o,

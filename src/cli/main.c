@@ -253,7 +253,7 @@ static int cmd_train(int argc, char **argv)
 			"vfno, deeponet, ensemble)\n", model, PNO_FNO_METHODS);
 		return 2;
 	}
-	if ((is_vfno || is_don || is_ens) && (checkpoint || resume)) {
+	if (is_ens && (checkpoint || resume)) {
 		fprintf(stderr, "pno train: --checkpoint/--resume are not "
 			"implemented for --model %s yet\n", model);
 		return 2;
