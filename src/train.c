@@ -286,7 +286,7 @@ enum pno_status pno_checkpoint_save(const struct pno_fno *m,
 	return checkpoint_write(m, o, &ls, NULL, path, extra_json);
 }
 
-static int json_int(json_t *o, const char *k, int *v)
+int pno__json_int(json_t *o, const char *k, int *v)
 {
 	json_t *j = json_object_get(o, k);
 	if (!json_is_integer(j) || json_integer_value(j) < 0 ||
@@ -343,7 +343,8 @@ static enum pno_status checkpoint_load(struct pno_fno *m, struct pno_adam *o,
 		goto out;
 	}
 	json_t *js = cp ? json_object_get(cp, "step") : NULL;
-	if (!cp || !json_int(cp, "epoch", &ls->epoch) || !json_is_integer(js) ||
+	if (!cp || !pno__json_int(cp, "epoch", &ls->epoch) ||
+	    !json_is_integer(js) ||
 	    json_integer_value(js) < 0) {
 		s = pno__errorf(PNO_STATUS_FORMAT,
 				"%s: metadata \"checkpoint\" missing or invalid",
@@ -356,9 +357,9 @@ static enum pno_status checkpoint_load(struct pno_fno *m, struct pno_adam *o,
 		ls->lr_scale = (float)json_number_value(jl);
 	if (json_is_number(jb) && json_number_value(jb) >= 0)
 		ls->best_val = json_number_value(jb);
-	json_int(cp, "best_epoch", &ls->best_epoch);
-	json_int(cp, "since_best", &ls->since_best);
-	json_int(cp, "rollbacks", &ls->rollbacks);
+	pno__json_int(cp, "best_epoch", &ls->best_epoch);
+	pno__json_int(cp, "since_best", &ls->since_best);
+	pno__json_int(cp, "rollbacks", &ls->rollbacks);
 	o->step = json_integer_value(js);
 	memcpy(o->m, em->data, o->n * sizeof(float));
 	memcpy(o->v, ev->data, o->n * sizeof(float));

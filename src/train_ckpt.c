@@ -54,15 +54,6 @@ enum pno_status pno__ckpt_write(struct pno__trainee *t,
 	return pno_safetensors_write(path, v, n, meta);
 }
 
-static int get_int(json_t *o, const char *k, int *out)
-{
-	json_t *j = json_object_get(o, k);
-	if (!json_is_integer(j) || json_integer_value(j) < 0 ||
-	    json_integer_value(j) > INT32_MAX)
-		return 0;
-	*out = (int)json_integer_value(j);
-	return 1;
-}
 
 enum pno_status pno__ckpt_load(struct pno__trainee *t, struct pno_adam *opt,
 			       struct pno__loop_state *ls, float **best,
@@ -107,8 +98,8 @@ enum pno_status pno__ckpt_load(struct pno__trainee *t, struct pno_adam *opt,
 		goto out;
 	}
 	json_t *jstep = state ? json_object_get(state, "step") : NULL;
-	if (!state || !get_int(state, "epoch", &ls->epoch) ||
-	    !get_int(state, "blocks", &blocks) || blocks != t->nb ||
+	if (!state || !pno__json_int(state, "epoch", &ls->epoch) ||
+	    !pno__json_int(state, "blocks", &blocks) || blocks != t->nb ||
 	    !json_is_integer(jstep) || json_integer_value(jstep) < 0) {
 		s = pno__errorf(PNO_STATUS_FORMAT,
 				"%s: checkpoint state missing or invalid", path);
@@ -143,9 +134,9 @@ enum pno_status pno__ckpt_load(struct pno__trainee *t, struct pno_adam *opt,
 		ls->lr_scale = (float)json_number_value(jl);
 	if (json_is_number(jb) && json_number_value(jb) >= 0)
 		ls->best_val = json_number_value(jb);
-	get_int(state, "best_epoch", &ls->best_epoch);
-	get_int(state, "since_best", &ls->since_best);
-	get_int(state, "rollbacks", &ls->rollbacks);
+	pno__json_int(state, "best_epoch", &ls->best_epoch);
+	pno__json_int(state, "since_best", &ls->since_best);
+	pno__json_int(state, "rollbacks", &ls->rollbacks);
 	for (int b = 0; b < t->nb; b++) {
 		memcpy(t->params[b], e[b][0]->data, t->n[b] * sizeof(float));
 		memcpy(opt[b].m, e[b][1]->data, t->n[b] * sizeof(float));

@@ -5,6 +5,8 @@
 
 #include "pno/train.h"
 
+#include <jansson.h>
+
 /* Loop state that a checkpoint carries besides weights and moments. */
 struct pno__loop_state {
 	int epoch;		/* last finished epoch */
@@ -68,6 +70,10 @@ enum pno_status pno__ckpt_write(struct pno__trainee *t,
 enum pno_status pno__ckpt_load(struct pno__trainee *t, struct pno_adam *opt,
 			       struct pno__loop_state *ls, float **best,
 			       const char *path);
+
+/* Integer key k of JSON object o in [0, INT32_MAX] into *v: 1, else 0
+ * (*v untouched). */
+int pno__json_int(json_t *o, const char *k, int *v);
 
 /* Validation of the options every method shares. */
 enum pno_status pno__train_check_opts(const struct pno_train_opts *o);
