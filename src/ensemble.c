@@ -15,17 +15,11 @@
 #define STREAM_TRAIN 0xE5000001ull
 #define STREAM_Z 0xE2000000ull
 
-static int has_dropout(const struct pno_fno_arch *a)
-{
-	return a->p_lift > 0 || a->p_hidden > 0 || a->p_proj > 0 ||
-	       a->p_fourier > 0;
-}
-
 static const char *default_method(const struct pno_fno_arch *a)
 {
 	if (a->heads == 2)
 		return "pno-r";
-	return has_dropout(a) ? "mc-dropout" : "fno";
+	return pno_fno_has_dropout(a) ? "mc-dropout" : "fno";
 }
 
 void pno_ensemble_free(struct pno_ensemble *e)

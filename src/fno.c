@@ -60,6 +60,12 @@ int pno_fno_out_channels(const struct pno_fno_arch *a)
 	return a->heads == 2 ? 2 * a->out_ch : a->out_ch;
 }
 
+int pno_fno_has_dropout(const struct pno_fno_arch *a)
+{
+	return a->p_lift > 0 || a->p_hidden > 0 || a->p_proj > 0 ||
+	       a->p_fourier > 0;
+}
+
 /* Parameter tensors in file order. */
 enum tensor_kind { T_LIFT_W, T_LIFT_B, T_SPEC_W, T_PW_W, T_PW_B, T_P1_W,
 		   T_P1_B, T_P2_W, T_P2_B };

@@ -27,12 +27,6 @@ static int cmp_float(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-static int has_dropout(const struct pno_fno_arch *a)
-{
-	return a->p_lift > 0 || a->p_hidden > 0 || a->p_proj > 0 ||
-	       a->p_fourier > 0;
-}
-
 enum pno_status pno__predict_check(const float *x, int S, const float *q,
 				   int nq)
 {
@@ -143,7 +137,7 @@ enum pno_status pno_fno_predict(struct pno_fno *m, const float *x, int S,
 	/* the network's samples: batched; without dropout one forward serves
 	 * all of them */
 	int stochastic = m->stochastic;
-	if (has_dropout(&m->arch)) {
+	if (pno_fno_has_dropout(&m->arch)) {
 		m->stochastic = 1;
 		st = pno_fno_sample(m, raw, x, S, seed);
 		m->stochastic = stochastic;

@@ -382,12 +382,6 @@ out:
 
 /* ---- the FNO family as a trainee ---- */
 
-static int has_dropout(const struct pno_fno_arch *a)
-{
-	return a->p_lift > 0 || a->p_hidden > 0 || a->p_proj > 0 ||
-	       a->p_fourier > 0;
-}
-
 enum pno_status pno__train_check_opts(const struct pno_train_opts *o)
 {
 	if (o->epochs < 1 || o->batch < 1 || !(o->lr > 0) || o->weight_decay < 0 ||
@@ -432,7 +426,7 @@ static enum pno_status check_opts(const struct pno_fno *m,
 			return pno__errorf(PNO_STATUS_INVALID,
 					   "energy score: --ens-samples %d must be "
 					   "in [2, 64]", o->ens_samples);
-		if (heads == 1 && !has_dropout(&m->arch))
+		if (heads == 1 && !pno_fno_has_dropout(&m->arch))
 			return pno__errorf(PNO_STATUS_INVALID,
 					   "energy score: the model has no dropout "
 					   "and one head, so its samples would all "
@@ -507,7 +501,7 @@ static double step_loss(struct pno_fno *m, const struct pno_train_opts *o,
 {
 	const int ms = o->ens_samples;
 	double loss;
-	m->stochastic = has_dropout(&m->arch);
+	m->stochastic = pno_fno_has_dropout(&m->arch);
 	if (m->stochastic)
 		pno_fno_set_rng(m, pno_rng_u64(o->seed, 0xD8000000ull,
 					       (uint64_t)step));

@@ -22,15 +22,6 @@ static struct pno_fno_arch small_arch(int dims)
 }
 
 /* Loss L = sum(out * r) in double. */
-static double probe_loss(struct pno_fno *m, const float *x, const float *r,
-			 int B)
-{
-	const float *out = pno_fno_forward(m, x, B);
-	double s = 0;
-	for (size_t i = 0; i < (size_t)B * m->arch.out_ch * m->P; i++)
-		s += (double)out[i] * r[i];
-	return s;
-}
 
 /* Every parameter tensor's gradient against central differences of the
  * float32 model, h = 1e-2 relative to the tensor's scale. The normalized
@@ -54,32 +45,12 @@ static void grad_check(int dims)
 		for (size_t i = 0; i < pno_spectral_weight_count(&m.spec); i++)
 			m.p.spec_w[l][i] *= 20.0f;
 	pno_fno_zero_grad(&m);
-	probe_loss(&m, x, r, B);
+	tu_fno_probe(&m, x, r, B);
 	pno_fno_backward(&m, r, B);
 	int nt = pno_fno_tensor_count(&m);
 	for (int t = 0; t < nt; t++) {
 		char name[48];
-		size_t off, cnt;
-		pno_fno_tensor_info(&m, t, name, sizeof name, NULL, NULL, &off, &cnt);
-		double scale = 0;
-		for (size_t i = 0; i < cnt; i++)
-			scale = fmax(scale, fabs(m.params[off + i]));
-		float h = (float)(1e-2 * (scale > 0 ? scale : 1));
-		double num = 0, den = 0;
-		size_t stride = cnt > 40 ? cnt / 40 : 1;
-		for (size_t i = 0; i < cnt; i += stride) {
-			float keep = m.params[off + i];
-			m.params[off + i] = keep + h;
-			double lp = probe_loss(&m, x, r, B);
-			m.params[off + i] = keep - h;
-			double lm = probe_loss(&m, x, r, B);
-			m.params[off + i] = keep;
-			double fd = (lp - lm) / (2.0 * h);
-			double g = m.grads[off + i];
-			num += (fd - g) * (fd - g);
-			den += fd * fd;
-		}
-		double err = den > 0 ? sqrt(num / den) : sqrt(num);
+		double err = tu_fno_grad_error(&m, t, x, r, B, 40, name);
 		if (!(err < 2e-2))
 			fail_msg("%dD tensor %s: normalized gradient error %.3g",
 				 dims, name, err);

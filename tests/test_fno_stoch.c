@@ -49,27 +49,15 @@ static size_t out_count(const struct pno_fno *m, int B)
 	return (size_t)B * pno_fno_out_channels(&m->arch) * m->P;
 }
 
-/* L = sum(out * r) in double, with the masks of stream 0 of key 5: the rng
- * is reset before every forward, so each evaluation draws the same masks
- * (the documented way to get repeatable masks). */
-static double probe_loss(struct pno_fno *m, const float *x, const float *r,
-			 int B)
-{
-	pno_fno_set_rng(m, 5);
-	const float *out = pno_fno_forward(m, x, B);
-	double s = 0;
-	for (size_t i = 0; i < out_count(m, B); i++)
-		s += (double)out[i] * r[i];
-	return s;
-}
-
 /* Every tensor's gradient against central differences with the masks
  * held fixed, h = 1e-2 of the tensor's largest entry. Normalized error
  * ||g_fd - g|| / ||g_fd|| below 2e-2 as in test_fno: float32 rounding of L
  * over 2h and the O(h^2) curvature of GELU / softplus bound what the
  * differences resolve; a missing or misplaced mask gives errors of order
- * 1 (checked: leaving out the backward mask of any kind fails). Returns the
- * largest error. */
+ * 1 (checked: leaving out the backward mask of any kind fails). The probe
+ * L = sum(out * r) redraws the masks from key 5 at every call
+ * (tu_fno_probe), so the differences see the masks of the backward.
+ * Returns the largest error. */
 static double grad_check(int dims, enum kind k, enum pno_spectral_path path)
 {
 	struct pno_fno m;
@@ -87,35 +75,14 @@ static double grad_check(int dims, enum kind k, enum pno_spectral_path path)
 		for (size_t i = 0; i < pno_spectral_weight_count(&m.spec); i++)
 			m.p.spec_w[l][i] *= 20.0f;
 	pno_fno_zero_grad(&m);
-	probe_loss(&m, x, r, B);
+	tu_fno_probe(&m, x, r, B);
 	assert_int_equal(m.masked, k != K_NONE && k != K_HEADS);
 	pno_fno_backward(&m, r, B);
 	double worst = 0;
 	int nt = pno_fno_tensor_count(&m);
 	for (int t = 0; t < nt; t++) {
 		char name[48];
-		size_t off, cnt;
-		pno_fno_tensor_info(&m, t, name, sizeof name, NULL, NULL, &off,
-				    &cnt);
-		double scale = 0;
-		for (size_t i = 0; i < cnt; i++)
-			scale = fmax(scale, fabs(m.params[off + i]));
-		float h = (float)(1e-2 * (scale > 0 ? scale : 1));
-		double num = 0, den = 0;
-		size_t stride = cnt > 12 ? cnt / 12 : 1;
-		for (size_t i = 0; i < cnt; i += stride) {
-			float keep = m.params[off + i];
-			m.params[off + i] = keep + h;
-			double lp = probe_loss(&m, x, r, B);
-			m.params[off + i] = keep - h;
-			double lm = probe_loss(&m, x, r, B);
-			m.params[off + i] = keep;
-			double fd = (lp - lm) / (2.0 * h);
-			double g = m.grads[off + i];
-			num += (fd - g) * (fd - g);
-			den += fd * fd;
-		}
-		double err = den > 0 ? sqrt(num / den) : sqrt(num);
+		double err = tu_fno_grad_error(&m, t, x, r, B, 12, name);
 		if (!(err < 2e-2))
 			fail_msg("%dD %s (%s path) tensor %s: normalized "
 				 "gradient error %.3g", dims, kind_name[k],

@@ -1,4 +1,5 @@
 #include "testutil.h"
+#include "pno/fno.h"
 #include "pno/io.h"
 #include "pno/pde.h"
 
@@ -228,4 +229,41 @@ void tu_heat_dataset(struct pno_dataset *d, int dims, int N, int res,
 	}
 	free(u0);
 	free(u1);
+}
+
+double tu_fno_probe(struct pno_fno *m, const float *x, const float *r, int B)
+{
+	pno_fno_set_rng(m, 5);
+	const float *out = pno_fno_forward(m, x, B);
+	size_t n = (size_t)B * pno_fno_out_channels(&m->arch) * m->P;
+	double s = 0;
+	for (size_t i = 0; i < n; i++)
+		s += (double)out[i] * r[i];
+	return s;
+}
+
+double tu_fno_grad_error(struct pno_fno *m, int t, const float *x,
+			 const float *r, int B, size_t points, char name[48])
+{
+	size_t off, cnt;
+	pno_fno_tensor_info(m, t, name, 48, NULL, NULL, &off, &cnt);
+	double scale = 0;
+	for (size_t i = 0; i < cnt; i++)
+		scale = fmax(scale, fabs(m->params[off + i]));
+	float h = (float)(1e-2 * (scale > 0 ? scale : 1));
+	double num = 0, den = 0;
+	size_t stride = cnt > points ? cnt / points : 1;
+	for (size_t i = 0; i < cnt; i += stride) {
+		float keep = m->params[off + i];
+		m->params[off + i] = keep + h;
+		double lp = tu_fno_probe(m, x, r, B);
+		m->params[off + i] = keep - h;
+		double lm = tu_fno_probe(m, x, r, B);
+		m->params[off + i] = keep;
+		double fd = (lp - lm) / (2.0 * h);
+		double g = m->grads[off + i];
+		num += (fd - g) * (fd - g);
+		den += fd * fd;
+	}
+	return den > 0 ? sqrt(num / den) : sqrt(num);
 }

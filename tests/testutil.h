@@ -38,6 +38,18 @@ int tu_alloc_failed(void);	/* did the injected failure happen? */
 int tu_alloc_step_(enum pno_status s, long live0, const char *expr,
 		   const char *file, int line);
 
+struct pno_fno;
+/* L = sum(out * r) in double of a forward of x (B inputs), the dropout
+ * masks (if any) redrawn from key 5 each call, so every call sees the
+ * same masks. */
+double tu_fno_probe(struct pno_fno *m, const float *x, const float *r, int B);
+/* Normalized error ||g_fd - g|| / ||g_fd|| of parameter tensor t's
+ * gradient (m->grads, from a backward of r after tu_fno_probe) against
+ * central differences of tu_fno_probe at about `points` evenly strided
+ * entries, h = 1e-2 of the tensor's largest entry. Writes its name. */
+double tu_fno_grad_error(struct pno_fno *m, int t, const float *x,
+			 const float *r, int B, size_t points, char name[48]);
+
 struct pno_dataset;
 /* In-memory heat-operator dataset u0 -> u(T), exact: N periodic GRF
  * samples (alpha 2, tau 5, sigma 25; sample n from (seed, n)) on res (x

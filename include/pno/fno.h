@@ -147,6 +147,9 @@ struct pno_fno {
 
 /* Output channels of the model: out_ch, or 2*out_ch with heads = 2. */
 int pno_fno_out_channels(const struct pno_fno_arch *a);
+/* 1 if any dropout rate of the architecture is > 0 (its samples differ
+ * while m->stochastic is set). */
+int pno_fno_has_dropout(const struct pno_fno_arch *a);
 
 /* Builds the model for a grid X (x Y) and batches up to Bmax; weights are
  * initialized from `seed` as the reference FNO does (uniform +-1/sqrt(fan_in)
