@@ -382,7 +382,8 @@ out:
 
 /* ---- the FNO family as a trainee ---- */
 
-enum pno_status pno__train_check_opts(const struct pno_train_opts *o)
+enum pno_status pno__train_check_opts(const struct pno_train_opts *o,
+				      int Bmax)
 {
 	if (o->epochs < 1 || o->batch < 1 || !(o->lr > 0) || o->weight_decay < 0 ||
 	    o->clip < 0 || ((o->step_size > 0 || o->plateau > 0) && !(o->gamma > 0)))
@@ -399,19 +400,19 @@ enum pno_status pno__train_check_opts(const struct pno_train_opts *o)
 		return pno__errorf(PNO_STATUS_INVALID,
 				   "early stopping and the plateau schedule need "
 				   "a validation split (nval >= 1)");
+	if (o->batch > Bmax)
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "batch %d exceeds the model's batch bound %d",
+				   o->batch, Bmax);
 	return PNO_STATUS_OK;
 }
 
 static enum pno_status check_opts(const struct pno_fno *m,
 				  const struct pno_train_opts *o)
 {
-	enum pno_status st = pno__train_check_opts(o);
+	enum pno_status st = pno__train_check_opts(o, m->Bmax);
 	if (st != PNO_STATUS_OK)
 		return st;
-	if (o->batch > m->Bmax)
-		return pno__errorf(PNO_STATUS_INVALID,
-				   "batch %d exceeds the model's batch bound %d",
-				   o->batch, m->Bmax);
 	int heads = m->arch.heads == 2 ? 2 : 1;
 	switch (o->loss) {
 	case PNO_LOSS_REL_L2:

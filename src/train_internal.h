@@ -75,8 +75,10 @@ enum pno_status pno__ckpt_load(struct pno__trainee *t, struct pno_adam *opt,
  * (*v untouched). */
 int pno__json_int(json_t *o, const char *k, int *v);
 
-/* Validation of the options every method shares. */
-enum pno_status pno__train_check_opts(const struct pno_train_opts *o);
+/* Validation of the options every method shares, the batch against the
+ * model's batch bound Bmax included. */
+enum pno_status pno__train_check_opts(const struct pno_train_opts *o,
+				      int Bmax);
 
 /* The loop: shuffled mini-batches per (seed, epoch), validation, early
  * stopping, plateau schedule, best keeping, non-finite guard with

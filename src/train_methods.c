@@ -111,14 +111,10 @@ enum pno_status pno_train_vfno(struct pno_vfno *v, const struct pno_dataset *d,
 	};
 	memset(r, 0, sizeof *r);
 	r->best_val_loss = NAN;
-	if ((s = pno__train_check_opts(o)) != PNO_STATUS_OK ||
+	if ((s = pno__train_check_opts(o, v->net.Bmax)) != PNO_STATUS_OK ||
 	    (s = vfno_check(&t, d)) != PNO_STATUS_OK ||
 	    (s = check_split(d, o)) != PNO_STATUS_OK)
 		return s;
-	if (o->batch > v->net.Bmax)
-		return pno__errorf(PNO_STATUS_INVALID,
-				   "batch %d exceeds the model's batch bound %d",
-				   o->batch, v->net.Bmax);
 	if (!(o->kl_beta >= 0) || o->kl_warmup < 0)
 		return pno__errorf(PNO_STATUS_INVALID,
 				   "vfno: --kl-beta must be >= 0 and --kl-warmup "
@@ -201,14 +197,10 @@ enum pno_status pno_train_deeponet(struct pno_deeponet *m,
 	};
 	memset(r, 0, sizeof *r);
 	r->best_val_loss = NAN;
-	if ((s = pno__train_check_opts(o)) != PNO_STATUS_OK ||
+	if ((s = pno__train_check_opts(o, m->Bmax)) != PNO_STATUS_OK ||
 	    (s = don_check(&t, d)) != PNO_STATUS_OK ||
 	    (s = check_split(d, o)) != PNO_STATUS_OK)
 		return s;
-	if (o->batch > m->Bmax)
-		return pno__errorf(PNO_STATUS_INVALID,
-				   "batch %d exceeds the model's batch bound %d",
-				   o->batch, m->Bmax);
 	f.dout = pno_malloc((size_t)m->Bmax * f.nout * sizeof(float));
 	if (!f.dout)
 		return pno__errorf(PNO_STATUS_NOMEM, "training: out of memory");
