@@ -2,11 +2,8 @@
 #include "cli.h"
 #include "flags.h"
 
-#include "pno/deeponet.h"
-#include "pno/ensemble.h"
 #include "pno/io.h"
-#include "pno/predict.h"
-#include "pno/vfno.h"
+#include "pno/model.h"
 
 #include <jansson.h>
 
@@ -46,92 +43,6 @@ static int parse_levels(const char *s, float *q, int *nq)
 			return -1;
 	}
 	return *nq > 0 ? 0 : -1;
-}
-
-/* The "method" a pno model file records ("" if none). */
-static enum pno_status file_method(const char *path, char *buf, size_t n)
-{
-	struct pno_safetensors st = {0};
-	enum pno_status s = pno_safetensors_read(&st, path);
-	buf[0] = '\0';
-	if (s != PNO_STATUS_OK)
-		return s;
-	json_t *md = json_loads(st.metadata_json, 0, NULL);
-	json_t *m = md ? json_object_get(md, "method") : NULL;
-	if (json_is_string(m))
-		snprintf(buf, n, "%s", json_string_value(m));
-	json_decref(md);
-	pno_safetensors_free(&st);
-	return PNO_STATUS_OK;
-}
-
-/* A loaded model of any method. */
-struct any_model {
-	char method[32];
-	struct pno_fno fno;
-	struct pno_vfno vfno;
-	struct pno_deeponet don;
-	struct pno_ensemble ens;
-	int dims, in_ch, out_ch, X, Y;
-};
-
-static enum pno_status any_load(struct any_model *am, const char *path, int X,
-				int Y, int Bmax)
-{
-	enum pno_status s = file_method(path, am->method, sizeof am->method);
-	if (s != PNO_STATUS_OK)
-		return s;
-	if (!strcmp(am->method, "vfno")) {
-		s = pno_vfno_load(&am->vfno, path, X, Y, Bmax);
-		if (s == PNO_STATUS_OK) {
-			const struct pno_fno *n = &am->vfno.net;
-			am->dims = n->arch.dims, am->in_ch = n->arch.in_ch;
-			am->out_ch = am->vfno.C, am->X = n->X, am->Y = n->Y;
-		}
-	} else if (!strcmp(am->method, "deeponet")) {
-		s = pno_deeponet_load(&am->don, path, Bmax);
-		if (s == PNO_STATUS_OK) {
-			const struct pno_deeponet *m = &am->don;
-			am->dims = m->arch.dims, am->in_ch = m->arch.in_ch;
-			am->out_ch = m->arch.out_ch, am->X = m->X, am->Y = m->Y;
-		}
-	} else if (!strcmp(am->method, "ensemble")) {
-		s = pno_ensemble_load(&am->ens, path, X, Y, Bmax);
-		if (s == PNO_STATUS_OK) {
-			const struct pno_fno *m = &am->ens.m[0];
-			am->dims = m->arch.dims, am->in_ch = m->arch.in_ch;
-			am->out_ch = m->arch.out_ch, am->X = m->X, am->Y = m->Y;
-		}
-	} else {
-		s = pno_fno_load(&am->fno, path, X, Y, Bmax);
-		if (s == PNO_STATUS_OK) {
-			const struct pno_fno *m = &am->fno;
-			am->dims = m->arch.dims, am->in_ch = m->arch.in_ch;
-			am->out_ch = m->arch.out_ch, am->X = m->X, am->Y = m->Y;
-		}
-	}
-	return s;
-}
-
-static enum pno_status any_predict(struct any_model *am, const float *x,
-				   int S, uint64_t seed, const float *q,
-				   int nq, struct pno_prediction *p)
-{
-	if (!strcmp(am->method, "vfno"))
-		return pno_vfno_predict_dist(&am->vfno, x, S, seed, q, nq, p);
-	if (!strcmp(am->method, "deeponet"))
-		return pno_deeponet_predict_dist(&am->don, x, S, q, nq, p);
-	if (!strcmp(am->method, "ensemble"))
-		return pno_ensemble_predict(&am->ens, x, S, seed, q, nq, p);
-	return pno_fno_predict(&am->fno, x, S, seed, q, nq, p);
-}
-
-static void any_free(struct any_model *am)
-{
-	pno_fno_free(&am->fno);
-	pno_vfno_free(&am->vfno);
-	pno_deeponet_free(&am->don);
-	pno_ensemble_free(&am->ens);
 }
 
 int cmd_predict(int argc, char **argv)
@@ -184,7 +95,7 @@ int cmd_predict(int argc, char **argv)
 
 	struct pno_dataset d = {0};
 	struct pno_dataset_opts dopt = {t_in, t_out, index + 1};
-	static struct any_model am;	/* zeroed; large */
+	static struct pno_model am;	/* large */
 	struct pno_prediction p = {0};
 	int rc = 1;
 	enum pno_status s = pno_dataset_read(&d, data, &dopt);
@@ -198,7 +109,7 @@ int cmd_predict(int argc, char **argv)
 		rc = 2;
 		goto done;
 	}
-	s = any_load(&am, model, d.X, d.Y, samples < 64 ? samples : 64);
+	s = pno_model_load(&am, model, d.X, d.Y, samples < 64 ? samples : 64);
 	if (s != PNO_STATUS_OK) {
 		rc = runtime_error("predict", s);
 		goto done;
@@ -216,7 +127,7 @@ int cmd_predict(int argc, char **argv)
 	size_t nout = (size_t)d.Cout * P;
 	const float *x = d.in + (size_t)index * nin;
 	const float *y = d.out + (size_t)index * nout;
-	s = any_predict(&am, x, samples, seed, q, nq, &p);
+	s = pno_model_predict(&am, x, samples, seed, q, nq, &p);
 	if (s == PNO_STATUS_INVALID) {	/* a request too large */
 		fprintf(stderr, "pno predict: %s\n", pno_last_error());
 		rc = 2;
@@ -283,7 +194,7 @@ int cmd_predict(int argc, char **argv)
 	rc = 0;
 done:
 	pno_prediction_free(&p);
-	any_free(&am);
+	pno_model_free(&am);
 	pno_dataset_free(&d);
 	return rc;
 }
