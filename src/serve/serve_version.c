@@ -1,2 +1,3 @@
-/* The server layer's build marker (the library has pno_version()). */
+/* Placeholder so the server layer library has a source until its modules
+ * land (removed by them). */
 const char *pno_serve_layer = "pno serve";

@@ -1,0 +1,82 @@
+/*
+ * The server's configuration: one declarative table of keys (name, type,
+ * bounds, default, whether a reload may change it, whether it is a
+ * secret), filled from defaults, then a JSON config file, then
+ * command-line flags (--key value, with '_' or '-' in the name).
+ *
+ * Every value is validated against the table: an unknown key, a value of
+ * the wrong type or out of range is PNO_STATUS_INVALID with a message
+ * naming the key, the source (file and line/column for JSON, or the flag)
+ * and the allowed range. A config is a plain struct; reload builds a new
+ * one and diffs it against the old.
+ */
+#ifndef PNO_SERVE_CONFIG_H
+#define PNO_SERVE_CONFIG_H
+
+#include "pno/core.h"
+
+#include <stdio.h>
+
+enum cfg_type { CFG_INT, CFG_DOUBLE, CFG_BOOL, CFG_STRING };
+
+/* Strings are fixed buffers so a config copies by assignment. */
+#define CFG_STR 512
+
+struct serve_config {
+	char repository[CFG_STR];	/* model repository directory */
+	char host[CFG_STR];		/* listen address; default 127.0.0.1 */
+	int port;			/* 0: ephemeral (printed at start) */
+	int threads;			/* HTTP thread pool size */
+	int compute_threads;		/* OpenMP threads for inference */
+	int max_connections;
+	int connection_timeout_s;
+	int64_t max_body_bytes;
+	int max_batch;			/* dynamic batching: items per batch */
+	int max_queue_delay_us;
+	int max_queue_size;
+	int default_samples;		/* num_samples when not given */
+	int max_samples;
+	int exit_timeout_s;		/* graceful shutdown bound */
+	int retry_after_s;		/* Retry-After on 503 */
+	char log_level[16];		/* debug | info | warning | error */
+	char port_file[CFG_STR];	/* write the bound port here ("" none) */
+};
+
+struct cfg_key {
+	const char *name;
+	enum cfg_type type;
+	size_t offset;			/* in struct serve_config */
+	double min, max;		/* ints/doubles; string max length */
+	const char *def;		/* default as text */
+	int reloadable;
+	int secret;			/* redacted in logs and diffs */
+	const char *help;
+};
+
+extern const struct cfg_key serve_config_keys[];
+extern const int serve_config_nkeys;
+
+/* Defaults for every key. */
+void serve_config_defaults(struct serve_config *c);
+/* Apply a JSON object file (keys as in the table). */
+enum pno_status serve_config_load_file(struct serve_config *c,
+				       const char *path);
+/* Apply one key=value from text (a flag); name may use '-' for '_'. */
+enum pno_status serve_config_set(struct serve_config *c, const char *name,
+				 const char *value, const char *source);
+/* Cross-key checks (e.g. default_samples <= max_samples, repository set). */
+enum pno_status serve_config_check(const struct serve_config *c);
+
+/* Reload: keys whose values differ. Writes one line per changed key
+ * ("key: old -> new", secrets as "(redacted)") through log(ud, line);
+ * returns the count of changed keys, and sets *non_reloadable to the
+ * first changed key a reload may not change (NULL if none). */
+int serve_config_diff(const struct serve_config *old,
+		      const struct serve_config *new_,
+		      void (*log)(void *ud, const char *line), void *ud,
+		      const char **non_reloadable);
+
+/* `pno serve --help`: every key with type, range, default. */
+void serve_config_help(FILE *out);
+
+#endif

@@ -1,0 +1,67 @@
+/*
+ * Prometheus metrics for the server: a registry of families (counter,
+ * gauge, histogram), each with fixed label names, exposed in the text
+ * format 0.0.4 (one HELP and one TYPE line per family; histogram buckets
+ * cumulative with le="+Inf" equal to _count; _sum and _count).
+ *
+ * Naming follows the Prometheus rules: [a-zA-Z_:][a-zA-Z0-9_:]* names,
+ * counters end in _total, units in the name (_seconds, _bytes); label
+ * values escaped (\\, \", \n). Registration validates names and returns
+ * INVALID with the reason.
+ *
+ * Thread safety: observations (inc, set, observe) are lock-free atomics on
+ * a series found by its label values; a series is created on its first
+ * use under the family's mutex (bounded per family: beyond max_series the
+ * observation is dropped and counted in pno_prom_dropped_series_total).
+ * Exposition takes a consistent-enough snapshot (each series read
+ * atomically) without stopping observers.
+ */
+#ifndef PNO_SERVE_PROM_H
+#define PNO_SERVE_PROM_H
+
+#include "pno/core.h"
+
+#include <stddef.h>
+
+enum prom_type { PROM_COUNTER, PROM_GAUGE, PROM_HISTOGRAM };
+
+struct prom_registry;
+struct prom_family;
+
+#define PROM_MAX_LABELS 4
+#define PROM_MAX_BUCKETS 32
+
+enum pno_status prom_registry_new(struct prom_registry **r);
+void prom_registry_free(struct prom_registry *r);
+
+/* Register a family. labels: NULL-terminated names (at most
+ * PROM_MAX_LABELS); buckets: increasing finite upper bounds for
+ * histograms (+Inf is implicit), NULL otherwise. max_series 0: 1024. */
+enum pno_status prom_register(struct prom_registry *r, struct prom_family **f,
+			      enum prom_type type, const char *name,
+			      const char *help, const char *const *labels,
+			      const double *buckets, int n_buckets,
+			      int max_series);
+
+/* Observations; label_values has one value per label name (NULL for a
+ * family without labels). */
+void prom_inc(struct prom_family *f, const char *const *label_values,
+	      double v);		/* counter (v >= 0) or gauge */
+void prom_set(struct prom_family *f, const char *const *label_values,
+	      double v);		/* gauge */
+void prom_observe(struct prom_family *f, const char *const *label_values,
+		  double v);		/* histogram */
+
+/* Standard process metrics refreshed at each exposition:
+ * process_resident_memory_bytes, process_cpu_seconds_total,
+ * process_start_time_seconds, process_open_fds (from /proc/self). */
+enum pno_status prom_register_process(struct prom_registry *r);
+
+/* The whole registry as text format 0.0.4 into a malloc'd (pno_malloc)
+ * NUL-terminated buffer; *len its length. NOMEM on failure. */
+enum pno_status prom_expose(struct prom_registry *r, char **text, size_t *len);
+
+/* Helpers for buckets: n exponential bounds start * factor^i. */
+void prom_exp_buckets(double *out, double start, double factor, int n);
+
+#endif
