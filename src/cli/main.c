@@ -544,6 +544,7 @@ static void usage(FILE *out)
 		"  train      train a model on a dataset\n"
 		"  predict    sample a model's predictive distribution at an input\n"
 		"  info       print a model's architecture and metadata\n"
+		"  serve      serve a model repository over HTTP (Open Inference Protocol v2)\n"
 		"  version    print the version\n\n"
 		"'pno <command> --help' lists a command's options.\n",
 		PNO_VERSION_STRING);
@@ -569,6 +570,8 @@ int main(int argc, char **argv)
 		return cmd_predict(argc, argv);
 	if (!strcmp(cmd, "info"))
 		return cmd_info(argc, argv);
+	if (!strcmp(cmd, "serve"))
+		return cmd_serve(argc, argv);
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
 		printf("pno %s\n", PNO_VERSION_STRING);
 		return 0;

@@ -1,0 +1,643 @@
+/* HTTP: the libmicrohttpd daemon, routing of the v2 protocol's paths, the
+ * body reader (413 before reading an over-long body), and the endpoints
+ * that are not inference (health, metadata, metrics, repository). */
+#include "serve_internal.h"
+
+#include <microhttpd.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum route {
+	R_NONE,
+	R_LIVE,
+	R_READY,
+	R_SERVER,
+	R_METRICS,
+	R_MODEL,		/* metadata */
+	R_MODEL_READY,
+	R_INFER,
+	R_REPO_INDEX,
+	R_REPO_LOAD,
+	R_REPO_UNLOAD,
+};
+
+/* ---- request pool: buffers survive from one request to the next ---- */
+
+#define POOL_KEEP 256
+#define POOL_KEEP_BYTES (16u << 20)	/* larger buffers are not kept */
+
+static struct req *req_get(struct server *srv)
+{
+	struct req *r;
+	pthread_mutex_lock(&srv->pool_mu);
+	r = srv->pool;
+	if (r) {
+		srv->pool = r->next;
+		srv->pool_n--;
+	}
+	pthread_mutex_unlock(&srv->pool_mu);
+	if (!r && !(r = pno_calloc(1, sizeof *r)))
+		return NULL;
+	char *body = r->body, *resp = r->resp;
+	float *x = r->x, *y = r->y;
+	size_t bc = r->body_cap, rc = r->resp_cap, xc = r->x_cap;
+	size_t yc = r->y_cap;
+	memset(r, 0, sizeof *r);
+	r->body = body, r->resp = resp, r->x = x, r->y = y;
+	r->body_cap = bc, r->resp_cap = rc, r->x_cap = xc, r->y_cap = yc;
+	r->srv = srv;
+	return r;
+}
+
+static void req_free(struct req *r)
+{
+	pno_free(r->body);
+	pno_free(r->resp);
+	pno_free(r->x);
+	pno_free(r->y);
+	pno_free(r);
+}
+
+static void req_put(struct server *srv, struct req *r)
+{
+	if (r->body_cap > POOL_KEEP_BYTES || r->resp_cap > POOL_KEEP_BYTES ||
+	    r->x_cap * 4 > POOL_KEEP_BYTES || r->y_cap * 4 > POOL_KEEP_BYTES) {
+		req_free(r);
+		return;
+	}
+	pthread_mutex_lock(&srv->pool_mu);
+	if (srv->pool_n < POOL_KEEP) {
+		r->next = srv->pool;
+		srv->pool = r;
+		srv->pool_n++;
+		r = NULL;
+	}
+	pthread_mutex_unlock(&srv->pool_mu);
+	if (r)
+		req_free(r);
+}
+
+/* ---- responses ---- */
+
+static const char *endpoint_name(int rt)
+{
+	return rt == R_INFER ? "infer" : rt == R_METRICS ? "metrics" :
+	       rt >= R_REPO_INDEX ? "repository" : rt == R_NONE ? "unknown" :
+	       "health_metadata";
+}
+
+/* counted when the answer is queued, so a client that has its answer
+ * sees it in /metrics */
+static void count(struct req *r, int status)
+{
+	struct server *srv = r->srv;
+	char code[8];
+	snprintf(code, sizeof code, "%d", status);
+	const char *hl[2] = {endpoint_name(r->route), code};
+	prom_inc(srv->met.http_requests, hl, 1);
+	if (r->route == R_INFER && r->model[0]) {
+		const char *lv[3] = {r->model, r->version, code};
+		prom_inc(srv->met.requests, lv, 1);
+		if (r->mv)
+			prom_observe(srv->met.req_dur, lv,
+				     sv_now() - r->t_start);
+	}
+}
+
+static enum MHD_Result send_buf(struct req *r, int status, const char *ctype,
+				const char *buf, size_t len)
+{
+	struct MHD_Response *resp = MHD_create_response_from_buffer(
+		len, (void *)buf, MHD_RESPMEM_MUST_COPY);
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, "Content-Type", ctype);
+	if (status == 503) {
+		char ra[16];
+		snprintf(ra, sizeof ra, "%d", r->srv->opts.cfg.retry_after_s);
+		MHD_add_response_header(resp, "Retry-After", ra);
+	}
+	if (status == 405)
+		MHD_add_response_header(resp, "Allow",
+					r->route == R_INFER ||
+					r->route >= R_REPO_INDEX ? "POST"
+								 : "GET");
+	if (r->json_len && r->json_len < len) {
+		char hl[32];
+		snprintf(hl, sizeof hl, "%zu", r->json_len);
+		MHD_add_response_header(resp, "Inference-Header-Content-Length",
+					hl);
+	}
+	r->status = status;
+	count(r, status);
+	enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status,
+						 resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result send_json(struct req *r, int status, const char *text)
+{
+	return send_buf(r, status, "application/json", text, strlen(text));
+}
+
+static enum MHD_Result send_error(struct req *r, int status, const char *fmt,
+				  ...) __attribute__((format(printf, 3, 4)));
+static enum MHD_Result send_error(struct req *r, int status, const char *fmt,
+				  ...)
+{
+	char msg[SV_ERR_MAX], esc[2 * SV_ERR_MAX + 16], body[sizeof esc + 16];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	sv_json_escape(esc, sizeof esc, msg);
+	snprintf(body, sizeof body, "{\"error\":\"%s\"}", esc);
+	snprintf(r->err, sizeof r->err, "%s", msg);
+	return send_json(r, status, body);
+}
+
+/* ---- routing ---- */
+
+/* split url into at most 8 segments */
+static int split(const char *url, const char *seg[8], size_t len[8])
+{
+	int n = 0;
+	const char *p = url;
+	while (*p) {
+		while (*p == '/')
+			p++;
+		if (!*p)
+			break;
+		const char *q = p;
+		while (*q && *q != '/')
+			q++;
+		if (n == 8)
+			return -1;
+		seg[n] = p;
+		len[n++] = (size_t)(q - p);
+		p = q;
+	}
+	return n;
+}
+
+static int is(const char *s, size_t n, const char *lit)
+{
+	return strlen(lit) == n && !strncmp(s, lit, n);
+}
+
+/* route, and copies model/version names into r; R_NONE if unknown */
+static enum route route(struct req *r, const char *url)
+{
+	const char *s[8];
+	size_t l[8];
+	int n = split(url, s, l);
+	if (n == 1 && is(s[0], l[0], "metrics"))
+		return R_METRICS;
+	if (n < 1 || !is(s[0], l[0], "v2"))
+		return R_NONE;
+	if (n == 1)
+		return R_SERVER;
+	if (n == 3 && is(s[1], l[1], "health"))
+		return is(s[2], l[2], "live") ? R_LIVE :
+		       is(s[2], l[2], "ready") ? R_READY : R_NONE;
+	if (is(s[1], l[1], "repository")) {
+		if (n == 3 && is(s[2], l[2], "index"))
+			return R_REPO_INDEX;
+		if (n == 5 && is(s[2], l[2], "models") &&
+		    sv_valid_name(s[3], l[3])) {
+			snprintf(r->model, sizeof r->model, "%.*s", (int)l[3],
+				 s[3]);
+			return is(s[4], l[4], "load") ? R_REPO_LOAD :
+			       is(s[4], l[4], "unload") ? R_REPO_UNLOAD
+							: R_NONE;
+		}
+		return R_NONE;
+	}
+	if (n < 3 || !is(s[1], l[1], "models"))
+		return R_NONE;
+	if (!sv_valid_name(s[2], l[2]))
+		return R_NONE;
+	snprintf(r->model, sizeof r->model, "%.*s", (int)l[2], s[2]);
+	int k = 3;
+	if (n >= 5 && is(s[3], l[3], "versions")) {
+		if (l[4] == 0 || l[4] >= sizeof r->version)
+			return R_NONE;
+		for (size_t i = 0; i < l[4]; i++)
+			if (s[4][i] < '0' || s[4][i] > '9')
+				return R_NONE;
+		snprintf(r->version, sizeof r->version, "%.*s", (int)l[4],
+			 s[4]);
+		k = 5;
+	}
+	if (n == k)
+		return R_MODEL;
+	if (n == k + 1 && is(s[k], l[k], "ready"))
+		return R_MODEL_READY;
+	if (n == k + 1 && is(s[k], l[k], "infer"))
+		return R_INFER;
+	return R_NONE;
+}
+
+static int route_is_post(enum route rt)
+{
+	return rt == R_INFER || rt == R_REPO_INDEX || rt == R_REPO_LOAD ||
+	       rt == R_REPO_UNLOAD;
+}
+
+/* ---- endpoints ---- */
+
+static enum MHD_Result not_found(struct req *r, const struct serve_state *st)
+{
+	if (!sv_state_model(st, r->model))
+		return send_error(r, 404, "model \"%s\" not found", r->model);
+	return send_error(r, 404, "model \"%s\" has no version %s", r->model,
+			  r->version);
+}
+
+static void put_shape(char *b, size_t size, size_t *k, const struct pno_model *m,
+		      int samples)
+{
+	*k += (size_t)snprintf(b + *k, size - *k, "[-1,%s%d,%d", samples ?
+			       "-1," : "", m->in_ch, m->X);
+	if (m->dims == 2)
+		*k += (size_t)snprintf(b + *k, size - *k, ",%d", m->Y);
+	*k += (size_t)snprintf(b + *k, size - *k, "]");
+}
+
+static enum MHD_Result model_metadata(struct req *r, struct serve_state *st)
+{
+	const struct smodel *sm = sv_state_model(st, r->model);
+	struct mversion *mv = sv_state_version(st, r->model, r->version);
+	char b[8192];
+	size_t k = 0;
+	if (!mv)
+		return not_found(r, st);
+	const struct pno_model *m = &mv->model;
+	k += (size_t)snprintf(b + k, sizeof b - k, "{\"name\":\"%s\","
+			      "\"versions\":[", mv->name);
+	for (int i = 0; i < sm->nv; i++)
+		if (!r->version[0] || sm->v[i] == mv)
+			k += (size_t)snprintf(b + k, sizeof b - k, "%s\"%s\"",
+					      k && b[k - 1] == '[' ? "" : ",",
+					      sm->v[i]->vstr);
+	k += (size_t)snprintf(b + k, sizeof b - k, "],\"platform\":\"pno\","
+			      "\"inputs\":[{\"name\":\"input\",\"datatype\":"
+			      "\"FP32\",\"shape\":");
+	put_shape(b, sizeof b, &k, m, 0);
+	k += (size_t)snprintf(b + k, sizeof b - k, "}],\"outputs\":[");
+	const char *outs[] = {"mean", "std", "quantile_<level>", "samples",
+			      "aleatoric_variance", "epistemic_variance"};
+	int nout = m->has_variance ? 6 : 4;
+	struct pno_model om = *m;	/* output shape: C_out channels */
+	om.in_ch = m->out_ch;
+	for (int i = 0; i < nout; i++) {
+		k += (size_t)snprintf(b + k, sizeof b - k, "%s{\"name\":\"%s\","
+				      "\"datatype\":\"FP32\",\"shape\":",
+				      i ? "," : "", outs[i]);
+		put_shape(b, sizeof b, &k, &om, i == 3);
+		k += (size_t)snprintf(b + k, sizeof b - k, "}");
+	}
+	k += (size_t)snprintf(b + k, sizeof b - k,
+			      "],\"parameters\":{\"version\":\"%s\",\"method\":"
+			      "\"%s\",\"dims\":%d,\"stochastic\":%s,"
+			      "\"decomposition\":%s,\"conformal\":%s,"
+			      "\"default_samples\":%d,\"max_samples\":%d}}",
+			      mv->vstr, m->method, m->dims,
+			      m->stochastic ? "true" : "false",
+			      m->has_variance ? "true" : "false",
+			      m->conformal.present ? "true" : "false",
+			      st->cfg.default_samples, st->cfg.max_samples);
+	if (k >= sizeof b)
+		return send_error(r, 500, "metadata too long");
+	return send_json(r, 200, b);
+}
+
+static enum MHD_Result metrics(struct req *r)
+{
+	char *text = NULL;
+	size_t len = 0;
+	if (prom_expose(r->srv->met.reg, &text, &len) != PNO_STATUS_OK)
+		return send_error(r, 503, "out of memory for the metrics");
+	enum MHD_Result ret = send_buf(r, 200, "text/plain; version=0.0.4; "
+				       "charset=utf-8", text, len);
+	pno_free(text);
+	return ret;
+}
+
+/* Admin endpoints change what is served. Authentication arrives with the
+ * hardening issue: this is the one place it plugs in. */
+static int admin_authorized(struct req *r)
+{
+	(void)r;
+	return 1;
+}
+
+static enum MHD_Result repository(struct req *r, enum route rt)
+{
+	struct server *srv = r->srv;
+	char err[SV_ERR_MAX];
+	if (!admin_authorized(r))
+		return send_error(r, 401, "not authorized");
+	const char *load = rt == R_REPO_LOAD ? r->model : NULL;
+	const char *unload = rt == R_REPO_UNLOAD ? r->model : NULL;
+	if (sv_reload(srv, rt == R_REPO_INDEX ? "index" : load ? "load" :
+		      "unload", load, unload, err, sizeof err))
+		return send_error(r, strstr(err, "not found") ? 404 : 400,
+				  "%s", err);
+	if (rt != R_REPO_INDEX)
+		return send_json(r, 200, "{}");
+	struct serve_state *st = sv_state_get(srv);
+	size_t cap = 256, k;
+	for (int i = 0; i < st->nm; i++)
+		cap += (size_t)st->m[i].nv * (SV_NAME_MAX + 64);
+	cap += (size_t)srv->n_unloaded * (SV_NAME_MAX + 80);
+	char *b = pno_malloc(cap);
+	if (!b) {
+		sv_state_release(st);
+		return send_error(r, 503, "out of memory");
+	}
+	k = (size_t)snprintf(b, cap, "[");
+	for (int i = 0; i < st->nm; i++)
+		for (int j = 0; j < st->m[i].nv; j++)
+			k += (size_t)snprintf(b + k, cap - k, "%s{\"name\":"
+					      "\"%s\",\"version\":\"%s\","
+					      "\"state\":\"READY\"}",
+					      k > 1 ? "," : "", st->m[i].name,
+					      st->m[i].v[j]->vstr);
+	pthread_mutex_lock(&srv->reload_mu);
+	for (int i = 0; i < srv->n_unloaded; i++)
+		k += (size_t)snprintf(b + k, cap - k, "%s{\"name\":\"%s\","
+				      "\"state\":\"UNAVAILABLE\",\"reason\":"
+				      "\"unloaded\"}", k > 1 ? "," : "",
+				      srv->unloaded[i]);
+	pthread_mutex_unlock(&srv->reload_mu);
+	snprintf(b + k, cap - k, "]");
+	sv_state_release(st);
+	enum MHD_Result ret = send_json(r, 200, b);
+	pno_free(b);
+	return ret;
+}
+
+static enum MHD_Result get_endpoint(struct req *r, enum route rt)
+{
+	struct server *srv = r->srv;
+	int draining = atomic_load(&srv->draining);
+	switch (rt) {
+	case R_LIVE:
+		return send_json(r, 200, "{\"live\":true}");
+	case R_READY:
+		return draining ? send_json(r, 503, "{\"ready\":false}")
+				: send_json(r, 200, "{\"ready\":true}");
+	case R_SERVER:
+		return send_json(r, 200, "{\"name\":\"pno\",\"version\":\""
+				 PNO_VERSION_STRING "\",\"extensions\":["
+				 "\"binary_tensor_data\",\"model_repository\","
+				 "\"parameters\"]}");
+	case R_METRICS:
+		return metrics(r);
+	default:
+		break;
+	}
+	struct serve_state *st = sv_state_get(srv);
+	enum MHD_Result ret;
+	struct mversion *mv = sv_state_version(st, r->model, r->version);
+	if (rt == R_MODEL) {
+		ret = model_metadata(r, st);
+	} else if (!mv) {
+		ret = not_found(r, st);
+	} else {
+		char b[SV_NAME_MAX + 64];
+		snprintf(b, sizeof b, "{\"name\":\"%s\",\"version\":\"%s\","
+			 "\"ready\":%s}", mv->name, mv->vstr,
+			 draining ? "false" : "true");
+		ret = send_json(r, draining ? 503 : 200, b);
+	}
+	sv_state_release(st);
+	return ret;
+}
+
+static enum MHD_Result infer_start(struct req *r)
+{
+	struct server *srv = r->srv;
+	if (atomic_load(&srv->draining))
+		return send_error(r, 503, "the server is shutting down");
+	r->st = sv_state_get(srv);
+	r->mv = sv_state_version(r->st, r->model, r->version);
+	if (!r->mv)
+		return not_found(r, r->st);
+	snprintf(r->version, sizeof r->version, "%s", r->mv->vstr);
+	if (sv_infer_parse(r, &r->st->cfg))
+		return send_error(r, r->status, "%s", r->err);
+	atomic_fetch_add(&srv->inflight, 1);
+	prom_inc(srv->met.inflight, NULL, 1);
+	r->queued = 1;
+	r->status = 0;
+	MHD_suspend_connection(r->conn);
+	if (sv_version_enqueue(r->mv, r)) {
+		/* the worker never saw it: answer 503 after the resume */
+		r->status = 503;
+		snprintf(r->err, sizeof r->err, "the queue of %s:%s is full "
+			 "(%d requests)", r->mv->name, r->mv->vstr,
+			 r->mv->cap);
+		atomic_store(&r->ready, 1);
+		MHD_resume_connection(r->conn);
+	}
+	return MHD_YES;
+}
+
+static enum MHD_Result infer_finish(struct req *r)
+{
+	if (r->status != 200)
+		return send_error(r, r->status ? r->status : 500, "%s", r->err);
+	if (sv_infer_respond(r))
+		return send_error(r, r->status, "%s", r->err);
+	return send_buf(r, 200, r->json_len < r->resp_len ?
+			"application/octet-stream" : "application/json",
+			r->resp, r->resp_len);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
+				  const char *url, const char *method,
+				  const char *version, const char *upload,
+				  size_t *upload_size, void **con_cls)
+{
+	struct server *srv = cls;
+	struct req *r = *con_cls;
+	(void)version;
+	if (!r) {
+		if (!(r = req_get(srv)))
+			return MHD_NO;
+		*con_cls = r;
+		r->conn = c;
+		r->t_start = sv_now();
+		r->rid = atomic_fetch_add(&srv->next_rid, 1) + 1;
+		r->route = route(r, url);
+		int post = !strcmp(method, "POST");
+		if (r->route == R_NONE)
+			return send_error(r, 404, "no such endpoint: %s %.200s",
+					  method, url);
+		if (route_is_post(r->route) != post ||
+		    (!post && strcmp(method, "GET") && strcmp(method, "HEAD")))
+			return send_error(r, 405, "%s is not allowed on %.200s",
+					  method, url);
+		if (!post)
+			return get_endpoint(r, r->route);
+		const char *cl = MHD_lookup_connection_value(
+			c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		int64_t max = srv->opts.cfg.max_body_bytes;
+		if (cl && strtoull(cl, NULL, 10) > (unsigned long long)max)
+			return send_error(r, 413, "the body (%s bytes) exceeds "
+					  "max_body_bytes (%" PRId64 ")", cl,
+					  max);
+		const char *hl = MHD_lookup_connection_value(
+			c, MHD_HEADER_KIND, "Inference-Header-Content-Length");
+		if (hl) {
+			char *end;
+			errno = 0;
+			unsigned long long v = strtoull(hl, &end, 10);
+			if (end == hl || *end || errno || v > (uint64_t)max)
+				return send_error(r, 400, "Inference-Header-"
+						  "Content-Length: \"%.40s\" is "
+						  "not a byte count", hl);
+			r->header_len = (size_t)v;
+		}
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		size_t n = *upload_size;
+		*upload_size = 0;
+		if (r->too_large || r->body_len + n >
+					    (size_t)srv->opts.cfg.max_body_bytes) {
+			/* a chunked body past the limit: drop it, answer 413
+			 * at its end; one limit's worth more, then close */
+			r->too_large = 1;
+			r->discarded += n;
+			return r->discarded > (size_t)srv->opts.cfg.max_body_bytes
+				       ? MHD_NO : MHD_YES;
+		}
+		if (sv_buf_reserve(&r->body, &r->body_cap, r->body_len + n + 1))
+			return MHD_NO;
+		memcpy(r->body + r->body_len, upload, n);
+		r->body_len += n;
+		return MHD_YES;
+	}
+	if (atomic_load(&r->ready))
+		return infer_finish(r);
+	if (r->too_large)
+		return send_error(r, 413, "the body exceeds max_body_bytes "
+				  "(%" PRId64 ")", srv->opts.cfg.max_body_bytes);
+	if (r->route == R_INFER)
+		return infer_start(r);
+	return repository(r, (enum route)r->route);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct server *srv = cls;
+	struct req *r = *con_cls;
+	(void)c;
+	if (!r)
+		return;
+	*con_cls = NULL;
+	double dt = sv_now() - r->t_start;
+	const char *ep = endpoint_name(r->route);
+	if (!r->status)
+		count(r, 499);	/* the client left before an answer */
+	char id[600] = "", eb[2 * SV_ERR_MAX + 16] = "";
+	if (r->has_id)
+		sv_json_escape(id, sizeof id, r->id);
+	if (r->status != 200 && r->err[0]) {
+		char e[2 * SV_ERR_MAX];
+		sv_json_escape(e, sizeof e, r->err);
+		snprintf(eb, sizeof eb, ",\"error\":\"%s\"", e);
+	}
+	sv_log(srv, r->route != R_INFER && r->status < 400 ?
+	       PNO_LOG_LEVEL_DEBUG : r->status >= 500 ? PNO_LOG_LEVEL_WARN :
+	       PNO_LOG_LEVEL_INFO, "request",
+	       ",\"request\":\"r%" PRIu64 "\",\"id\":\"%s\",\"endpoint\":"
+	       "\"%s\",\"model\":\"%s\",\"version\":\"%s\",\"status\":%d,"
+	       "\"latency_ms\":%.3f,\"samples\":%d,\"batch\":%d,\"items\":"
+	       "%d%s", r->rid, id, ep, r->model, r->version,
+	       r->status ? r->status : 499, 1e3 * dt,
+	       r->status == 200 ? r->S : 0, r->batch_items, r->B, eb);
+	if (r->queued) {
+		atomic_fetch_sub(&srv->inflight, 1);
+		prom_inc(srv->met.inflight, NULL, -1);
+	}
+	(void)toe;
+	sv_state_release(r->st);
+	r->st = NULL;
+	r->mv = NULL;
+	req_put(srv, r);
+}
+
+static int parse_addr(const char *host, int port, struct sockaddr_storage *ss,
+		      int *v6)
+{
+	memset(ss, 0, sizeof *ss);
+	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+	const char *h = !strcmp(host, "localhost") ? "127.0.0.1" : host;
+	if (inet_pton(AF_INET, h, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)port);
+		*v6 = 0;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, h, &a6->sin6_addr) == 1) {
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)port);
+		*v6 = 1;
+		return 0;
+	}
+	return -1;
+}
+
+enum pno_status sv_http_start(struct server *srv)
+{
+	const struct serve_config *c = &srv->opts.cfg;
+	struct sockaddr_storage ss;
+	int v6;
+	if (parse_addr(c->host, c->port, &ss, &v6))
+		return PNO_STATUS_INVALID;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+			 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	if (v6)
+		flags |= MHD_USE_IPv6;
+	srv->daemon = MHD_start_daemon(
+		flags, (uint16_t)c->port, NULL, NULL, on_request, srv,
+		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->threads,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_connections,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->connection_timeout_s,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+		MHD_OPTION_END);
+	if (!srv->daemon)
+		return PNO_STATUS_IO;
+	const union MHD_DaemonInfo *di =
+		MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	srv->port = di ? di->port : c->port;
+	return PNO_STATUS_OK;
+}
+
+void sv_http_stop(struct server *srv)
+{
+	if (srv->daemon)
+		MHD_stop_daemon(srv->daemon);
+	srv->daemon = NULL;
+	while (srv->pool) {
+		struct req *r = srv->pool;
+		srv->pool = r->next;
+		req_free(r);
+	}
+	srv->pool_n = 0;
+}

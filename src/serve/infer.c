@@ -1,0 +1,614 @@
+/* Inference requests: parse and validate a v2 infer request (JSON tensors
+ * or the binary tensor extension), run it on a model version, and write
+ * the response (JSON, with binary outputs appended when asked). */
+#include "serve_internal.h"
+
+#include <jansson.h>
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *out_names[] = {
+#define SV_OUT_NAME(n, s) s,
+	SV_OUTPUTS(SV_OUT_NAME)
+#undef SV_OUT_NAME
+};
+
+static int fail(struct req *r, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail(struct req *r, int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(r->err, sizeof r->err, fmt, ap);
+	va_end(ap);
+	r->status = status;
+	return status;
+}
+
+int sv_buf_reserve(char **buf, size_t *cap, size_t need)
+{
+	if (need <= *cap)
+		return 0;
+	size_t n = *cap ? *cap : 4096;
+	while (n < need)
+		n *= 2;
+	char *p = pno_malloc(n);
+	if (!p)
+		return -1;
+	/* callers reserve before writing, so nothing to keep but the
+	 * prefix already written */
+	if (*buf && *cap)
+		memcpy(p, *buf, *cap);
+	pno_free(*buf);
+	*buf = p;
+	*cap = n;
+	return 0;
+}
+
+static int reserve_floats(float **p, size_t *cap, size_t n)
+{
+	if (n <= *cap)
+		return 0;
+	float *q = pno_malloc(n * sizeof *q);
+	if (!q)
+		return -1;
+	pno_free(*p);
+	*p = q;
+	*cap = n;
+	return 0;
+}
+
+static void shape_text(char *out, size_t size, const int64_t *sh, int n)
+{
+	size_t k = (size_t)snprintf(out, size, "[");
+	for (int i = 0; i < n && k < size; i++)
+		k += (size_t)snprintf(out + k, size - k, "%s%" PRId64,
+				      i ? ", " : "", sh[i]);
+	if (k < size)
+		snprintf(out + k, size - k, "]");
+}
+
+/* the model's input shape with -1 for the batch */
+static int model_shape(const struct mversion *mv, int64_t sh[4])
+{
+	const struct pno_model *m = &mv->model;
+	sh[0] = -1;
+	sh[1] = m->in_ch;
+	sh[2] = m->X;
+	sh[3] = m->Y;
+	return m->dims + 2;
+}
+
+/* flatten nested or flat JSON numbers into x (n values expected) */
+static int flatten(struct req *r, const json_t *a, int depth, int maxdepth,
+		   size_t *k, size_t n, int fp32)
+{
+	size_t i;
+	const json_t *v;
+	if (depth > maxdepth)
+		return fail(r, 400, "inputs[0] \"input\": data is nested deeper "
+			    "than its shape (%d axes)", maxdepth);
+	json_array_foreach(a, i, v) {
+		if (json_is_array(v)) {
+			if (flatten(r, v, depth + 1, maxdepth, k, n, fp32))
+				return r->status;
+			continue;
+		}
+		if (!json_is_number(v))
+			return fail(r, 400, "inputs[0] \"input\": data[%zu] is "
+				    "not a number", *k);
+		double d = json_number_value(v);
+		if (*k >= n) {
+			(*k)++;
+			continue;	/* count them all for the message */
+		}
+		float f = (float)d;
+		if (!isfinite(d) || !isfinite(f))
+			return fail(r, 400, "inputs[0] \"input\": data[%zu] = %g "
+				    "is not a finite %s value", *k, d,
+				    fp32 ? "FP32" : "FP64");
+		r->x[(*k)++] = f;
+	}
+	return 0;
+}
+
+static int level_index(const struct req *r, float q)
+{
+	for (int k = 0; k < r->nq; k++)
+		if (r->q[k] == q)
+			return k;
+	return -1;
+}
+
+static int add_level(struct req *r, double v, const char *what)
+{
+	if (!(v > 0 && v < 1))
+		return fail(r, 400, "%s: quantile level %g is out of range; "
+			    "expected a number in (0, 1)", what, v);
+	if (level_index(r, (float)v) >= 0)
+		return 0;
+	if (r->nq >= PNO_PREDICT_MAX_QUANTILES)
+		return fail(r, 400, "%s: at most %d quantile levels", what,
+			    PNO_PREDICT_MAX_QUANTILES);
+	r->q[r->nq++] = (float)v;
+	return 0;
+}
+
+static int get_bool(struct req *r, const json_t *o, const char *key,
+		    const char *where, int *out)
+{
+	const json_t *v = json_object_get(o, key);
+	if (!v)
+		return 0;
+	if (!json_is_boolean(v))
+		return fail(r, 400, "%s.%s: expected true or false", where,
+			    key);
+	*out = json_is_true(v);
+	return 0;
+}
+
+static int parse_params(struct req *r, const json_t *p,
+			const struct serve_config *cfg, int *ret_samples,
+			int *bin_all, int *have_levels)
+{
+	const json_t *v;
+	if (!p)
+		return 0;
+	if (!json_is_object(p))
+		return fail(r, 400, "parameters: expected an object");
+	if ((v = json_object_get(p, "num_samples"))) {
+		json_int_t n = json_is_integer(v) ? json_integer_value(v) : 0;
+		if (!json_is_integer(v) || n < 1 || n > cfg->max_samples)
+			return fail(r, 400, "parameters.num_samples: expected an "
+				    "integer in [1, %d]", cfg->max_samples);
+		r->S = (int)n;
+	}
+	if ((v = json_object_get(p, "seed"))) {
+		if (!json_is_integer(v) || json_integer_value(v) < 0)
+			return fail(r, 400, "parameters.seed: expected an "
+				    "integer >= 0");
+		r->seed = (uint64_t)json_integer_value(v);
+	}
+	if ((v = json_object_get(p, "quantiles"))) {
+		size_t i;
+		const json_t *e;
+		if (!json_is_array(v))
+			return fail(r, 400, "parameters.quantiles: expected a "
+				    "list of levels in (0, 1)");
+		r->nq = 0;
+		*have_levels = 1;
+		json_array_foreach(v, i, e) {
+			if (!json_is_number(e))
+				return fail(r, 400, "parameters.quantiles[%zu]: "
+					    "expected a number in (0, 1)", i);
+			if (add_level(r, json_number_value(e),
+				      "parameters.quantiles"))
+				return r->status;
+		}
+	}
+	if (get_bool(r, p, "return_samples", "parameters", ret_samples) ||
+	    get_bool(r, p, "binary_data_output", "parameters", bin_all))
+		return r->status;
+	return 0;
+}
+
+static int parse_input(struct req *r, const json_t *inputs)
+{
+	const struct mversion *mv = r->mv;
+	int64_t want[4], got[8];
+	char ws[96], gs[160];
+	int rank = model_shape(mv, want);
+	if (!json_is_array(inputs) || json_array_size(inputs) != 1)
+		return fail(r, 400, "inputs: expected a list of one tensor "
+			    "named \"input\"");
+	const json_t *in = json_array_get(inputs, 0);
+	const json_t *name = json_object_get(in, "name");
+	const json_t *dt = json_object_get(in, "datatype");
+	const json_t *shape = json_object_get(in, "shape");
+	if (!json_is_object(in) || !json_is_string(name) ||
+	    strcmp(json_string_value(name), "input"))
+		return fail(r, 400, "inputs[0].name: expected \"input\"");
+	if (!json_is_string(dt))
+		return fail(r, 400, "inputs[0].datatype: expected \"FP32\" or "
+			    "\"FP64\"");
+	int fp32 = !strcmp(json_string_value(dt), "FP32");
+	if (!fp32 && strcmp(json_string_value(dt), "FP64"))
+		return fail(r, 400, "inputs[0].datatype: \"%.32s\" is not "
+			    "supported; expected \"FP32\" or \"FP64\"",
+			    json_string_value(dt));
+	shape_text(ws, sizeof ws, want, rank);
+	if (!json_is_array(shape) || json_array_size(shape) > 8)
+		return fail(r, 400, "inputs[0].shape: expected a list of %d "
+			    "integers %s", rank, ws);
+	int n = (int)json_array_size(shape), ok = n == rank;
+	for (int i = 0; i < n; i++) {
+		const json_t *e = json_array_get(shape, (size_t)i);
+		if (!json_is_integer(e))
+			return fail(r, 400, "inputs[0].shape[%d]: expected an "
+				    "integer", i);
+		got[i] = json_integer_value(e);
+		if (i < rank && i > 0 && got[i] != want[i])
+			ok = 0;
+	}
+	shape_text(gs, sizeof gs, got, n);
+	if (!ok || got[0] < 1 || got[0] > 65536)
+		return fail(r, 400, "inputs[0].shape: %s does not match the "
+			    "model %s:%s expected %s (batch 1..65536)", gs,
+			    mv->name, mv->vstr, ws);
+	r->B = (int)got[0];
+	size_t per = (size_t)mv->model.in_ch * mv->P, count = per * r->B;
+	if (reserve_floats(&r->x, &r->x_cap, count))
+		return fail(r, 503, "out of memory for the input");
+
+	const json_t *ip = json_object_get(in, "parameters");
+	const json_t *bds = ip ? json_object_get(ip, "binary_data_size") : NULL;
+	const json_t *data = json_object_get(in, "data");
+	if (bds) {
+		size_t es = fp32 ? 4 : 8;
+		if (!json_is_integer(bds) || json_integer_value(bds) < 0)
+			return fail(r, 400, "inputs[0].parameters.binary_data_"
+				    "size: expected an integer >= 0");
+		size_t sz = (size_t)json_integer_value(bds);
+		if (!r->header_len)
+			return fail(r, 400, "inputs[0]: binary_data_size without "
+				    "an Inference-Header-Content-Length header");
+		if (sz != count * es)
+			return fail(r, 400, "inputs[0]: binary_data_size %zu does "
+				    "not match shape %s: expected %zu bytes of "
+				    "%s", sz, gs, count * es, fp32 ? "FP32" :
+				    "FP64");
+		if (r->body_len - r->header_len != sz)
+			return fail(r, 400, "inputs[0]: the body holds %zu "
+				    "binary bytes after the JSON header; "
+				    "binary_data_size says %zu",
+				    r->body_len - r->header_len, sz);
+		const char *b = r->body + r->header_len;
+		for (size_t i = 0; i < count; i++) {
+			double d;
+			if (fp32) {
+				float f;
+				memcpy(&f, b + 4 * i, 4);
+				d = f;
+			} else {
+				memcpy(&d, b + 8 * i, 8);
+			}
+			float f = (float)d;
+			if (!isfinite(f))
+				return fail(r, 400, "inputs[0] \"input\": "
+					    "data[%zu] = %g is not a finite "
+					    "FP32 value", i, d);
+			r->x[i] = f;
+		}
+		return 0;
+	}
+	if (!json_is_array(data))
+		return fail(r, 400, "inputs[0].data: expected a list of numbers "
+			    "(flat or nested) or parameters.binary_data_size");
+	size_t k = 0;
+	if (flatten(r, data, 1, rank, &k, count, fp32))
+		return r->status;
+	if (k != count)
+		return fail(r, 400, "inputs[0] \"input\": data has %zu values; "
+			    "shape %s needs %zu", k, gs, count);
+	return 0;
+}
+
+static int parse_outputs(struct req *r, const json_t *outs, int bin_all,
+			 int have_levels)
+{
+	size_t i;
+	const json_t *o;
+	if (!json_is_array(outs))
+		return fail(r, 400, "outputs: expected a list of {\"name\": "
+			    "...} objects");
+	int listed_q = 0, nq0 = r->nq;
+	float q0[PNO_PREDICT_MAX_QUANTILES];
+	memcpy(q0, r->q, sizeof q0);
+	if (!have_levels)
+		r->nq = 0;	/* the defaults yield to the listed levels */
+	r->want = 0;
+	json_array_foreach(outs, i, o) {
+		const json_t *nm = json_object_get(o, "name");
+		const char *s = json_is_string(nm) ? json_string_value(nm) : "";
+		int b = bin_all, which = -1;
+		if (!json_is_object(o) || !*s)
+			return fail(r, 400, "outputs[%zu].name: expected a "
+				    "string", i);
+		const json_t *op = json_object_get(o, "parameters");
+		if (op && get_bool(r, op, "binary_data", "outputs[].parameters",
+				   &b))
+			return r->status;
+		if (!strncmp(s, "quantile_", 9)) {
+			char *end;
+			double v = strtod(s + 9, &end);
+			if (end == s + 9 || *end)
+				return fail(r, 400, "outputs[%zu]: \"%.64s\": "
+					    "expected quantile_<level>", i, s);
+			if (add_level(r, v, "outputs"))
+				return r->status;
+			listed_q = 1;
+			which = SV_OUT_QUANTILES;
+		}
+		for (int k = 0; k < SV_OUT_COUNT && which < 0; k++)
+			if (k != SV_OUT_QUANTILES && !strcmp(s, out_names[k]))
+				which = k;
+		if ((which == SV_OUT_ALEATORIC || which == SV_OUT_EPISTEMIC) &&
+		    !r->mv->model.has_variance)
+			which = -1;
+		if (which < 0)
+			return fail(r, 400, "outputs[%zu]: unknown output "
+				    "\"%.64s\"; expected mean, std, samples, "
+				    "quantile_<level>%s", i, s,
+				    r->mv->model.has_variance ?
+				    ", aleatoric_variance, epistemic_variance"
+				    : "");
+		r->want |= 1u << which;
+		if (b)
+			r->binary |= 1u << which;
+	}
+	if (!listed_q && !have_levels) {
+		r->nq = nq0;
+		memcpy(r->q, q0, sizeof q0);
+	}
+	return 0;
+}
+
+int sv_infer_parse(struct req *r, const struct serve_config *cfg)
+{
+	const struct mversion *mv = r->mv;
+	json_error_t e;
+	json_t *root = NULL;
+	int ret_samples = 0, bin_all = 0, have_levels = 0;
+	size_t jlen = r->header_len ? r->header_len : r->body_len;
+
+	r->S = cfg->default_samples;
+	/* 63 bits, so a client can send the echoed seed back as a JSON
+	 * integer */
+	r->seed = pno_rng_u64(r->srv->seed_key, 1, r->rid) >> 1;
+	r->nq = 2;
+	r->q[0] = 0.05f;
+	r->q[1] = 0.95f;
+	r->want = r->binary = 0;
+	r->has_id = 0;
+	if (r->header_len > r->body_len)
+		return fail(r, 400, "Inference-Header-Content-Length %zu exceeds "
+			    "the body (%zu bytes)", r->header_len, r->body_len);
+	root = json_loadb(r->body, jlen, 0, &e);
+	if (!root)
+		return fail(r, 400, "malformed JSON at line %d, column %d "
+			    "(byte %d): %s", e.line, e.column, e.position,
+			    e.text);
+	if (!json_is_object(root)) {
+		fail(r, 400, "the request must be a JSON object");
+		goto out;
+	}
+	const json_t *id = json_object_get(root, "id");
+	if (id) {
+		if (!json_is_string(id) || strlen(json_string_value(id)) >=
+						   sizeof r->id) {
+			fail(r, 400, "id: expected a string of at most %zu "
+			     "bytes", sizeof r->id - 1);
+			goto out;
+		}
+		snprintf(r->id, sizeof r->id, "%s", json_string_value(id));
+		r->has_id = 1;
+	}
+	if (parse_params(r, json_object_get(root, "parameters"), cfg,
+			 &ret_samples, &bin_all, &have_levels) ||
+	    parse_input(r, json_object_get(root, "inputs")))
+		goto out;
+	const json_t *outs = json_object_get(root, "outputs");
+	if (outs) {
+		if (parse_outputs(r, outs, bin_all, have_levels))
+			goto out;
+	} else {
+		r->want = 1u << SV_OUT_MEAN | 1u << SV_OUT_STD;
+		if (r->nq)
+			r->want |= 1u << SV_OUT_QUANTILES;
+		if (mv->model.has_variance)
+			r->want |= 1u << SV_OUT_ALEATORIC |
+				   1u << SV_OUT_EPISTEMIC;
+		if (ret_samples)
+			r->want |= 1u << SV_OUT_SAMPLES;
+		if (bin_all)
+			r->binary = r->want;
+	}
+	size_t item = sv_item_floats(mv, r->S, r->nq), total;
+	if (__builtin_mul_overflow(item, (size_t)r->B, &total) ||
+	    total > ((size_t)1 << 28)) {
+		fail(r, 400, "the answer would hold too many values (batch %d "
+		     "x %d samples); ask for fewer", r->B, r->S);
+		goto out;
+	}
+	if (reserve_floats(&r->y, &r->y_cap, total))
+		fail(r, 503, "out of memory for the outputs");
+out:
+	json_decref(root);
+	return r->status;
+}
+
+void sv_infer_run(struct mversion *mv, struct req *r)
+{
+	size_t nin = (size_t)mv->model.in_ch * mv->P, f = (size_t)mv->C * mv->P;
+	size_t item = sv_item_floats(mv, r->S, r->nq);
+	for (int b = 0; b < r->B; b++) {
+		struct pno_prediction p = {0};
+		enum pno_status s = pno_model_predict(&mv->model,
+						      r->x + b * nin, r->S,
+						      r->seed, r->q, r->nq, &p);
+		if (s != PNO_STATUS_OK) {
+			fail(r, 500, "prediction failed: %s", pno_last_error());
+			return;
+		}
+		float *y = r->y + b * item;
+		memcpy(y + sv_item_offset(mv, r->S, r->nq, SV_OUT_MEAN, 0),
+		       p.mean, f * sizeof *y);
+		memcpy(y + sv_item_offset(mv, r->S, r->nq, SV_OUT_STD, 0),
+		       p.std, f * sizeof *y);
+		if (r->nq)
+			memcpy(y + sv_item_offset(mv, r->S, r->nq,
+						  SV_OUT_QUANTILES, 0),
+			       p.quantiles, f * r->nq * sizeof *y);
+		if (mv->model.has_variance) {
+			float *a = y + sv_item_offset(mv, r->S, r->nq,
+						      SV_OUT_ALEATORIC, 0);
+			float *ep = y + sv_item_offset(mv, r->S, r->nq,
+						       SV_OUT_EPISTEMIC, 0);
+			if (p.aleatoric && p.epistemic) {
+				memcpy(a, p.aleatoric, f * sizeof *y);
+				memcpy(ep, p.epistemic, f * sizeof *y);
+			} else {
+				memset(a, 0, f * sizeof *y);
+				memset(ep, 0, f * sizeof *y);
+			}
+		}
+		memcpy(y + sv_item_offset(mv, r->S, r->nq, SV_OUT_SAMPLES, 0),
+		       p.samples, f * r->S * sizeof *y);
+		pno_prediction_free(&p);
+	}
+	r->status = 200;
+}
+
+/* ---- response ---- */
+
+struct wbuf {
+	struct req *r;
+	int oom;
+};
+
+static void put(struct wbuf *w, const char *s, size_t n)
+{
+	struct req *r = w->r;
+	if (w->oom || sv_buf_reserve(&r->resp, &r->resp_cap,
+				     r->resp_len + n + 1)) {
+		w->oom = 1;
+		return;
+	}
+	memcpy(r->resp + r->resp_len, s, n);
+	r->resp_len += n;
+}
+
+static void putf(struct wbuf *w, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void putf(struct wbuf *w, const char *fmt, ...)
+{
+	char tmp[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+	va_end(ap);
+	put(w, tmp, (size_t)(n < (int)sizeof tmp ? n : (int)sizeof tmp - 1));
+}
+
+/* one output tensor: name, shape and its values for every item */
+static void put_output(struct wbuf *w, const char *name, size_t off,
+		       size_t len, int with_samples, int binary, int first)
+{
+	struct req *r = w->r;
+	const struct mversion *mv = r->mv;
+	const struct pno_model *m = &mv->model;
+	size_t item = sv_item_floats(mv, r->S, r->nq);
+	putf(w, "%s{\"name\":\"%s\",\"datatype\":\"FP32\",\"shape\":[%d,",
+	     first ? "" : ",", name, r->B);
+	if (with_samples)
+		putf(w, "%d,", r->S);
+	putf(w, "%d,%d", m->out_ch, m->X);
+	if (m->dims == 2)
+		putf(w, ",%d", m->Y);
+	putf(w, "]");
+	if (binary) {
+		putf(w, ",\"parameters\":{\"binary_data_size\":%zu}}",
+		     len * r->B * sizeof(float));
+		return;
+	}
+	put(w, ",\"data\":[", 9);
+	if (w->oom || sv_buf_reserve(&r->resp, &r->resp_cap,
+				     r->resp_len + 18 * len * r->B + 8)) {
+		w->oom = 1;
+		return;
+	}
+	char *p = r->resp + r->resp_len;
+	for (int b = 0; b < r->B; b++) {
+		const float *y = r->y + b * item + off;
+		for (size_t i = 0; i < len; i++) {
+			if (b || i)
+				*p++ = ',';
+			if (isfinite(y[i]))
+				p += snprintf(p, 17, "%.9g", (double)y[i]);
+			else
+				p += snprintf(p, 17, "null");
+		}
+	}
+	r->resp_len = (size_t)(p - r->resp);
+	put(w, "]}", 2);
+}
+
+static void put_binary(struct wbuf *w, size_t off, size_t len)
+{
+	struct req *r = w->r;
+	size_t item = sv_item_floats(r->mv, r->S, r->nq);
+	for (int b = 0; b < r->B; b++)
+		put(w, (const char *)(r->y + b * item + off),
+		    len * sizeof(float));
+}
+
+/* walk the outputs in order: emit == 0 writes JSON, 1 the binary parts */
+static void walk(struct wbuf *w, int emit_binary)
+{
+	struct req *r = w->r;
+	const struct mversion *mv = r->mv;
+	size_t f = (size_t)mv->C * mv->P;
+	int first = 1;
+	for (int o = 0; o < SV_OUT_COUNT; o++) {
+		if (!(r->want & 1u << o))
+			continue;
+		int bin = !!(r->binary & 1u << o);
+		int nk = o == SV_OUT_QUANTILES ? r->nq : 1;
+		for (int k = 0; k < nk; k++) {
+			size_t off = sv_item_offset(mv, r->S, r->nq, o, k);
+			size_t len = o == SV_OUT_SAMPLES ? f * r->S : f;
+			char name[48];
+			if (o == SV_OUT_QUANTILES)
+				snprintf(name, sizeof name, "quantile_%g",
+					 (double)r->q[k]);
+			else
+				snprintf(name, sizeof name, "%s", out_names[o]);
+			if (emit_binary && bin)
+				put_binary(w, off, len);
+			else if (!emit_binary)
+				put_output(w, name, off, len,
+					   o == SV_OUT_SAMPLES, bin, first);
+			first = 0;
+		}
+	}
+}
+
+int sv_infer_respond(struct req *r)
+{
+	struct wbuf w = {r, 0};
+	char id[600];
+	r->resp_len = 0;
+	putf(&w, "{\"model_name\":\"%s\",\"model_version\":\"%s\"",
+	     r->mv->name, r->mv->vstr);
+	if (r->has_id) {
+		sv_json_escape(id, sizeof id, r->id);
+		putf(&w, ",\"id\":\"%s\"", id);
+	}
+	putf(&w, ",\"parameters\":{\"num_samples\":%d,\"seed\":%" PRIu64
+	     ",\"batch_size\":%d,\"queue_time_us\":%.0f,"
+	     "\"compute_time_us\":%.0f},\"outputs\":[", r->S, r->seed,
+	     r->batch_items, 1e6 * (r->t_exec - r->t_enq), 1e6 * r->compute_s);
+	walk(&w, 0);
+	put(&w, "]}", 2);
+	r->json_len = r->resp_len;
+	if (r->binary & r->want)
+		walk(&w, 1);
+	if (w.oom)
+		return fail(r, 503, "out of memory for the response");
+	return 0;
+}

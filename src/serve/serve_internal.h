@@ -1,0 +1,232 @@
+/*
+ * The server's shared pieces (not a public API): the request object that
+ * travels from the HTTP thread to a model's worker and back, the loaded
+ * model versions with their batching queues, the reference-counted
+ * serving state a reload swaps, and the server context.
+ *
+ * Threads: MHD's pool threads parse requests, enqueue them on a version's
+ * queue and suspend the connection; one worker thread per loaded version
+ * owns its pno_model (not thread-safe), runs batches and resumes the
+ * connections; the main thread waits for signals, reloads and shuts down.
+ */
+#ifndef PNO_SERVE_INTERNAL_H
+#define PNO_SERVE_INTERNAL_H
+
+#include "config.h"
+#include "prom.h"
+#include "serve.h"
+
+#include "pno/model.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define SV_NAME_MAX 128
+#define SV_ERR_MAX 512
+
+struct server;
+struct mversion;
+struct serve_state;
+
+/* outputs a request can ask for, in response order */
+#define SV_OUTPUTS(X)                                                         \
+	X(MEAN, "mean")                                                       \
+	X(STD, "std")                                                         \
+	X(QUANTILES, "quantile_")                                             \
+	X(ALEATORIC, "aleatoric_variance")                                    \
+	X(EPISTEMIC, "epistemic_variance")                                    \
+	X(SAMPLES, "samples")
+enum sv_out {
+#define SV_OUT_ENUM(n, s) SV_OUT_##n,
+	SV_OUTPUTS(SV_OUT_ENUM)
+#undef SV_OUT_ENUM
+	SV_OUT_COUNT
+};
+
+/* One HTTP request (pooled: buffers kept for the next request). */
+struct req {
+	struct req *next;		/* free list / queue link */
+	struct server *srv;
+	struct MHD_Connection *conn;
+	int route;			/* enum in http.c */
+	uint64_t rid;			/* server-wide request number */
+	double t_start;			/* monotonic seconds */
+
+	/* body */
+	char *body;
+	size_t body_len, body_cap;
+	size_t discarded;		/* bytes dropped after the limit */
+	int too_large;
+	int queued;			/* counted in flight */
+	size_t header_len;		/* Inference-Header-Content-Length */
+
+	/* target, held until the request completes */
+	struct serve_state *st;
+	struct mversion *mv;
+	char model[SV_NAME_MAX], version[24];
+
+	/* parsed infer request */
+	char id[256];			/* client id, echoed ("" none) */
+	int has_id;
+	int B, S, nq;			/* items, samples, quantile levels */
+	uint64_t seed;
+	float q[PNO_PREDICT_MAX_QUANTILES];
+	unsigned want, binary;		/* bit masks over enum sv_out; bit
+					 * SV_OUT_QUANTILES covers all levels */
+	float *x;			/* (B, Cin, P) */
+	size_t x_cap;
+	float *y;			/* B items of sv_item_floats() */
+	size_t y_cap;
+
+	/* result (set by the worker or the handler) */
+	int status;
+	char err[SV_ERR_MAX];
+	int batch_items;		/* items in the batch it ran in */
+	double t_enq, t_exec, t_done;	/* monotonic seconds */
+	double compute_s;		/* the whole batch's execution */
+	_Atomic int ready;		/* worker finished: respond */
+
+	/* response */
+	char *resp;
+	size_t resp_len, resp_cap;
+	size_t json_len;		/* JSON part when binary outputs follow */
+};
+
+/* Floats per item of req->y: mean, std, nq quantiles, aleatoric,
+ * epistemic (when the model has them) and S samples, each (C, P). */
+size_t sv_item_floats(const struct mversion *mv, int S, int nq);
+/* offset of output o (level k for quantiles) within an item */
+size_t sv_item_offset(const struct mversion *mv, int S, int nq, enum sv_out o,
+		      int k);
+
+/* A loaded model version with its queue and worker. */
+struct mversion {
+	_Atomic int refs;
+	struct server *srv;
+	char name[SV_NAME_MAX];
+	long version;
+	char vstr[24];
+	char path[4096];
+	dev_t dev;			/* file identity: reuse on reload */
+	ino_t ino;
+	int64_t mtime_ns, size;
+	struct pno_model model;
+	int C, P;			/* output channels, grid points */
+	double load_s;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct req **ring;
+	int cap, head, count;
+	int stop;			/* drain then exit */
+	_Atomic int max_batch, delay_us;
+	pthread_t th;
+	int th_started;
+};
+
+/* Load path's model (grid from the file) and start its worker. */
+enum pno_status sv_version_open(struct mversion **out, struct server *srv,
+				const struct serve_config *cfg,
+				const char *name, long version,
+				const char *path);
+void sv_version_ref(struct mversion *mv);
+/* The last release drains the queue, stops the worker and frees it. */
+void sv_version_release(struct mversion *mv);
+/* 0 queued (the worker will resume the connection), -1 queue full. */
+int sv_version_enqueue(struct mversion *mv, struct req *r);
+
+struct smodel {
+	char name[SV_NAME_MAX];
+	int nv;
+	struct mversion **v;		/* ascending versions */
+};
+
+/* What a reload replaces as a whole. */
+struct serve_state {
+	_Atomic int refs;
+	struct serve_config cfg;
+	int nm;
+	struct smodel *m;
+};
+
+void sv_state_release(struct serve_state *st);
+struct serve_state *sv_state_get(struct server *srv);	/* +1 ref */
+const struct smodel *sv_state_model(const struct serve_state *st,
+				    const char *name);
+/* Version "" is the default (highest). NULL if absent. */
+struct mversion *sv_state_version(const struct serve_state *st,
+				  const char *name, const char *version);
+
+/* metric families */
+struct sv_metrics {
+	struct prom_registry *reg;
+	struct prom_family *requests, *http_requests, *req_dur, *queue_dur,
+		*compute_dur, *batch, *queue_depth, *inflight, *samples,
+		*load_s, *reloads, *reload_fail, *models;
+};
+
+#define SV_MAX_FLAGS 64
+struct server {
+	struct serve_opts opts;
+	struct sv_metrics met;
+
+	pthread_mutex_t state_mu;
+	struct serve_state *state;
+	pthread_mutex_t reload_mu;	/* one reload at a time */
+	char unloaded[32][SV_NAME_MAX];	/* models unloaded by request */
+	int n_unloaded;
+
+	struct MHD_Daemon *daemon;
+	int port;
+	_Atomic int draining;		/* SIGTERM seen: not ready */
+	_Atomic long inflight;		/* infer requests accepted, not done */
+	_Atomic uint64_t next_rid;
+	uint64_t seed_key;		/* for requests without a seed */
+
+	pthread_mutex_t pool_mu;
+	struct req *pool;
+	int pool_n;
+
+	/* log */
+	pthread_mutex_t log_mu;
+	FILE *log;
+	int log_level;			/* enum pno_log_level */
+	int self_pipe[2];
+};
+
+double sv_now(void);			/* monotonic seconds */
+/* model names: [A-Za-z0-9_.-]{1,127}, not "." or ".." */
+int sv_valid_name(const char *s, size_t n);
+
+/* logging: one JSON object per line; fields is "" or starts with ',' and
+ * holds already-escaped JSON members */
+void sv_log(struct server *srv, int level, const char *event,
+	    const char *fields_fmt, ...) __attribute__((format(printf, 4, 5)));
+/* JSON string escape into out (truncates, always terminated). */
+void sv_json_escape(char *out, size_t size, const char *s);
+int sv_log_open(struct server *srv);	/* (re)open opts.log_file */
+
+/* reload the config file + repository into a new state (serialized;
+ * load / unload: a model name to serve again / to stop serving, or NULL);
+ * 0 applied, -1 rejected (old state kept, reason in err) */
+int sv_reload(struct server *srv, const char *why, const char *load,
+	      const char *unload, char *err, size_t errsz);
+
+/* infer: parse and validate r->body against r->mv; 0 or an HTTP status
+ * with r->err set */
+int sv_infer_parse(struct req *r, const struct serve_config *cfg);
+/* build r->resp from the results */
+int sv_infer_respond(struct req *r);
+/* run one request's items on the worker's model */
+void sv_infer_run(struct mversion *mv, struct req *r);
+
+/* growable byte buffer helpers on a req's response */
+int sv_buf_reserve(char **buf, size_t *cap, size_t need);
+
+/* HTTP */
+enum pno_status sv_http_start(struct server *srv);
+void sv_http_stop(struct server *srv);
+
+#endif

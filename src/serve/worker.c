@@ -1,0 +1,236 @@
+/* A loaded model version: its bounded queue and the worker thread that
+ * owns the pno_model and runs dynamic batches. */
+#include "serve_internal.h"
+
+#include <microhttpd.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+double sv_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void deadline_ts(struct timespec *ts, double t)
+{
+	ts->tv_sec = (time_t)t;
+	ts->tv_nsec = (long)((t - (double)ts->tv_sec) * 1e9);
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+static void labels(const struct mversion *mv, const char *lv[2])
+{
+	lv[0] = mv->name;
+	lv[1] = mv->vstr;
+}
+
+/* Run a batch: each request's items in turn (pno_model_predict draws one
+ * input's samples per call; several inputs in one forward would need a
+ * multi-input predict in the library), then resume the connections. */
+static void run_batch(struct mversion *mv, struct req **b, int n, int items)
+{
+	struct server *srv = mv->srv;
+	const char *lv[2];
+	double t0 = sv_now();
+	labels(mv, lv);
+	for (int i = 0; i < n; i++) {
+		b[i]->t_exec = t0;
+		prom_observe(srv->met.queue_dur, lv, t0 - b[i]->t_enq);
+	}
+	for (int i = 0; i < n; i++)
+		sv_infer_run(mv, b[i]);
+	double t1 = sv_now();
+	prom_observe(srv->met.compute_dur, lv, t1 - t0);
+	prom_observe(srv->met.batch, lv, (double)items);
+	for (int i = 0; i < n; i++) {
+		struct req *r = b[i];
+		r->batch_items = items;
+		r->compute_s = t1 - t0;
+		r->t_done = t1;
+		if (r->status == 200)
+			prom_inc(srv->met.samples, lv, (double)r->S * r->B);
+		atomic_store(&r->ready, 1);
+		MHD_resume_connection(r->conn);
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct mversion *mv = arg;
+	struct req *batch[1024];
+	const char *lv[2];
+	labels(mv, lv);
+	pthread_mutex_lock(&mv->mu);
+	for (;;) {
+		while (mv->count == 0 && !mv->stop)
+			pthread_cond_wait(&mv->cv, &mv->mu);
+		if (mv->count == 0)
+			break;
+		int maxb = atomic_load(&mv->max_batch), n = 0, items = 0;
+		if (maxb > (int)(sizeof batch / sizeof batch[0]))
+			maxb = (int)(sizeof batch / sizeof batch[0]);
+		double deadline = sv_now() +
+				  1e-6 * atomic_load(&mv->delay_us);
+		for (;;) {
+			if (mv->count > 0) {
+				struct req *r = mv->ring[mv->head];
+				if (n > 0 && items + r->B > maxb)
+					break;	/* it starts the next batch */
+				mv->head = (mv->head + 1) % mv->cap;
+				mv->count--;
+				batch[n++] = r;
+				items += r->B;
+				if (items >= maxb || n == maxb)
+					break;
+				continue;
+			}
+			if (mv->stop || sv_now() >= deadline)
+				break;
+			struct timespec ts;
+			deadline_ts(&ts, deadline);
+			int rc = pthread_cond_timedwait(&mv->cv, &mv->mu, &ts);
+			if (rc == ETIMEDOUT && mv->count == 0)
+				break;
+		}
+		prom_set(mv->srv->met.queue_depth, lv, (double)mv->count);
+		pthread_mutex_unlock(&mv->mu);
+		run_batch(mv, batch, n, items);
+		pthread_mutex_lock(&mv->mu);
+	}
+	pthread_mutex_unlock(&mv->mu);
+	return NULL;
+}
+
+int sv_version_enqueue(struct mversion *mv, struct req *r)
+{
+	const char *lv[2];
+	labels(mv, lv);
+	pthread_mutex_lock(&mv->mu);
+	if (mv->count >= mv->cap || mv->stop) {
+		pthread_mutex_unlock(&mv->mu);
+		return -1;
+	}
+	r->t_enq = sv_now();
+	mv->ring[(mv->head + mv->count) % mv->cap] = r;
+	mv->count++;
+	prom_set(mv->srv->met.queue_depth, lv, (double)mv->count);
+	pthread_cond_signal(&mv->cv);
+	pthread_mutex_unlock(&mv->mu);
+	return 0;
+}
+
+size_t sv_item_floats(const struct mversion *mv, int S, int nq)
+{
+	size_t f = (size_t)mv->C * mv->P;
+	return f * (size_t)(2 + nq + (mv->model.has_variance ? 2 : 0) + S);
+}
+
+size_t sv_item_offset(const struct mversion *mv, int S, int nq, enum sv_out o,
+		      int k)
+{
+	size_t f = (size_t)mv->C * mv->P;
+	size_t var = mv->model.has_variance ? 2 : 0;
+	(void)S;
+	switch (o) {
+	case SV_OUT_MEAN: return 0;
+	case SV_OUT_STD: return f;
+	case SV_OUT_QUANTILES: return f * (2 + (size_t)k);
+	case SV_OUT_ALEATORIC: return f * (2 + (size_t)nq);
+	case SV_OUT_EPISTEMIC: return f * (3 + (size_t)nq);
+	default: return f * (2 + (size_t)nq + var);
+	}
+}
+
+enum pno_status sv_version_open(struct mversion **out, struct server *srv,
+				const struct serve_config *cfg,
+				const char *name, long version,
+				const char *path)
+{
+	struct mversion *mv = pno_calloc(1, sizeof *mv);
+	struct stat sb;
+	enum pno_status s;
+	*out = NULL;
+	if (!mv)
+		return PNO_STATUS_NOMEM;
+	atomic_init(&mv->refs, 1);
+	mv->srv = srv;
+	snprintf(mv->name, sizeof mv->name, "%s", name);
+	mv->version = version;
+	snprintf(mv->vstr, sizeof mv->vstr, "%ld", version);
+	snprintf(mv->path, sizeof mv->path, "%s", path);
+	if (stat(path, &sb) == 0) {
+		mv->dev = sb.st_dev;
+		mv->ino = sb.st_ino;
+		mv->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 +
+			       sb.st_mtim.tv_nsec;
+		mv->size = (int64_t)sb.st_size;
+	}
+	/* samples per forward: the workspace holds this many copies */
+	int bmax = cfg->max_samples < 32 ? cfg->max_samples : 32;
+	int queue_cap = cfg->max_queue_size;
+	double t0 = sv_now();
+	if ((s = pno_model_load(&mv->model, path, 0, 0, bmax))) {
+		pno_free(mv);
+		return s;
+	}
+	mv->load_s = sv_now() - t0;
+	mv->C = mv->model.out_ch;
+	mv->P = mv->model.X * mv->model.Y;
+	mv->cap = queue_cap;
+	atomic_init(&mv->max_batch, cfg->max_batch);
+	atomic_init(&mv->delay_us, cfg->max_queue_delay_us);
+	mv->ring = pno_calloc((size_t)queue_cap, sizeof *mv->ring);
+	if (!mv->ring) {
+		pno_model_free(&mv->model);
+		pno_free(mv);
+		return PNO_STATUS_NOMEM;
+	}
+	pthread_mutex_init(&mv->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&mv->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (pthread_create(&mv->th, NULL, worker_main, mv) != 0) {
+		mv->th_started = 0;
+		sv_version_release(mv);
+		return PNO_STATUS_NOMEM;
+	}
+	mv->th_started = 1;
+	*out = mv;
+	return PNO_STATUS_OK;
+}
+
+void sv_version_ref(struct mversion *mv)
+{
+	atomic_fetch_add(&mv->refs, 1);
+}
+
+void sv_version_release(struct mversion *mv)
+{
+	if (!mv || atomic_fetch_sub(&mv->refs, 1) != 1)
+		return;
+	/* no state holds it and every queued request held a state: the queue
+	 * is empty, the worker idle */
+	if (mv->th_started) {
+		pthread_mutex_lock(&mv->mu);
+		mv->stop = 1;
+		pthread_cond_broadcast(&mv->cv);
+		pthread_mutex_unlock(&mv->mu);
+		pthread_join(mv->th, NULL);
+	}
+	pthread_mutex_destroy(&mv->mu);
+	pthread_cond_destroy(&mv->cv);
+	pno_model_free(&mv->model);
+	pno_free(mv->ring);
+	pno_free(mv);
+}
