@@ -1275,6 +1275,18 @@ static void test_reload_under_load(void **state)
 	default_version_is("heat", "3");
 	usleep(200000);
 
+	/* SIGHUP reopened the log file (logrotate): the rotated file keeps
+	 * the old lines, a new file gets the next ones */
+	char rotated[1100];
+	snprintf(rotated, sizeof rotated, "%s.1", S.log);
+	assert_int_equal(rename(S.log, rotated), 0);
+	double ok1 = reload_count("pno_config_reloads_total");
+	kill(S.pid, SIGHUP);
+	wait_reloads("pno_config_reloads_total", ok1 + 1);
+	struct stat sb;
+	assert_int_equal(stat(S.log, &sb), 0);
+	assert_true(sb.st_size > 0);
+
 	/* an invalid config: nothing changes, a failure is counted */
 	write_config("{\"max_samples\": 64, \"no_such_key\": 1}\n");
 	kill(S.pid, SIGHUP);
@@ -1304,12 +1316,12 @@ static void test_reload_under_load(void **state)
 				 c[i].fail_body);
 		total += c[i].n_ok;
 	}
-	print_message("reload under load: %d requests, 0 failed, 3 reloads "
-		      "(1 applied, 2 rejected)\n", total);
+	print_message("reload under load: %d requests, 0 failed, 4 reloads "
+		      "(2 applied, 2 rejected)\n", total);
 	assert_true(total > 0);
 	unlink(path);
 	rmdir(dir);
-	assert_true(reload_count("pno_config_reloads_total") == ok0 + 1);
+	assert_true(reload_count("pno_config_reloads_total") == ok0 + 2);
 
 	/* the new default_samples (6) is in force */
 	float x[X1];
@@ -1331,6 +1343,8 @@ struct sreq {
 	int port;
 	const char *body;
 	long code;
+	int retry_after;		/* a Retry-After header came back */
+	char err[256];
 };
 
 static void *sreq_main(void *arg)
@@ -1340,6 +1354,8 @@ static void *sreq_main(void *arg)
 	http_ex(q->port, "POST", "/v2/models/slow/infer", q->body, -1, NULL, 0,
 		&rr);
 	q->code = rr.code;
+	q->retry_after = header(&rr, "Retry-After") != NULL;
+	snprintf(q->err, sizeof q->err, "%s", rr.body);
 	free(rr.body);
 	return NULL;
 }
@@ -1370,7 +1386,7 @@ static void test_shutdown_under_load(void **state)
 	free(r.body);
 	struct sreq sr[N];
 	for (int i = 0; i < N; i++) {
-		sr[i] = (struct sreq){s2.port, body, 0};
+		sr[i] = (struct sreq){s2.port, body, 0, 0, ""};
 		pthread_create(&th[i], NULL, sreq_main, &sr[i]);
 	}
 	/* wait until they are in flight */
@@ -1431,6 +1447,42 @@ static void test_shutdown_under_load(void **state)
 	free(body);
 }
 
+/* a full queue answers 503 with Retry-After; the accepted ones 200 */
+static void test_queue_full(void **state)
+{
+	(void)state;
+	struct srv s4;
+	enum { N = 6 };
+	pthread_t th[N];
+	struct sreq sr[N];
+	start_server(&s4, "queue", "--max-queue-size=1", "--max-batch=1");
+	float x[1024];
+	input_field(x, 1024, 3);
+	char *body = infer_body(x, 1, 1, 1024, 1, "\"parameters\":{"
+				"\"num_samples\":64}");
+	for (int i = 0; i < N; i++) {
+		sr[i] = (struct sreq){s4.port, body, 0, 0, ""};
+		pthread_create(&th[i], NULL, sreq_main, &sr[i]);
+	}
+	int ok = 0, full = 0;
+	for (int i = 0; i < N; i++) {
+		pthread_join(th[i], NULL);
+		if (sr[i].code == 200) {
+			ok++;
+		} else {
+			assert_int_equal(sr[i].code, 503);
+			assert_true(sr[i].retry_after);
+			assert_non_null(strstr(sr[i].err, "queue"));
+			full++;
+		}
+	}
+	print_message("queue of 1: %d answered, %d refused with 503\n", ok,
+		      full);
+	assert_true(ok >= 1 && full >= 1);
+	assert_int_equal(WEXITSTATUS(stop_server(&s4, SIGTERM, 30)), 0);
+	free(body);
+}
+
 /* a second SIGINT ends the process at once */
 static void test_double_sigint(void **state)
 {
@@ -1478,6 +1530,7 @@ int main(void)
 		cmocka_unit_test(test_repository),
 		cmocka_unit_test(test_reload_under_load),
 		cmocka_unit_test(test_shutdown_under_load),
+		cmocka_unit_test(test_queue_full),
 		cmocka_unit_test(test_double_sigint),
 		cmocka_unit_test(test_bad_start),
 	};

@@ -121,7 +121,7 @@ static enum MHD_Result send_buf(struct req *r, int status, const char *ctype,
 	MHD_add_response_header(resp, "Content-Type", ctype);
 	if (status == 503) {
 		char ra[16];
-		snprintf(ra, sizeof ra, "%d", r->srv->opts.cfg.retry_after_s);
+		snprintf(ra, sizeof ra, "%d", atomic_load(&r->srv->retry_after));
 		MHD_add_response_header(resp, "Retry-After", ra);
 	}
 	if (status == 405)
@@ -492,7 +492,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 			return get_endpoint(r, r->route);
 		const char *cl = MHD_lookup_connection_value(
 			c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-		int64_t max = srv->opts.cfg.max_body_bytes;
+		int64_t max = atomic_load(&srv->max_body);
 		if (cl && strtoull(cl, NULL, 10) > (unsigned long long)max)
 			return send_error(r, 413, "the body (%s bytes) exceeds "
 					  "max_body_bytes (%" PRId64 ")", cl,
@@ -512,16 +512,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 		return MHD_YES;
 	}
 	if (*upload_size) {
-		size_t n = *upload_size;
+		size_t n = *upload_size, max = (size_t)atomic_load(&srv->max_body);
 		*upload_size = 0;
-		if (r->too_large || r->body_len + n >
-					    (size_t)srv->opts.cfg.max_body_bytes) {
+		if (r->too_large || r->body_len + n > max) {
 			/* a chunked body past the limit: drop it, answer 413
 			 * at its end; one limit's worth more, then close */
 			r->too_large = 1;
 			r->discarded += n;
-			return r->discarded > (size_t)srv->opts.cfg.max_body_bytes
-				       ? MHD_NO : MHD_YES;
+			return r->discarded > max ? MHD_NO : MHD_YES;
 		}
 		if (sv_buf_reserve(&r->body, &r->body_cap, r->body_len + n + 1))
 			return MHD_NO;
@@ -533,7 +531,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 		return infer_finish(r);
 	if (r->too_large)
 		return send_error(r, 413, "the body exceeds max_body_bytes "
-				  "(%" PRId64 ")", srv->opts.cfg.max_body_bytes);
+				  "(%" PRId64 ")", atomic_load(&srv->max_body));
 	if (r->route == R_INFER)
 		return infer_start(r);
 	return repository(r, (enum route)r->route);

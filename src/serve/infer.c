@@ -238,7 +238,7 @@ static int parse_input(struct req *r, const json_t *inputs)
 	shape_text(gs, sizeof gs, got, n);
 	if (!ok || got[0] < 1 || got[0] > 65536)
 		return fail(r, 400, "inputs[0].shape: %s does not match the "
-			    "model %s:%s expected %s (batch 1..65536)", gs,
+			    "model %s:%s; expected %s (batch 1..65536)", gs,
 			    mv->name, mv->vstr, ws);
 	r->B = (int)got[0];
 	size_t per = (size_t)mv->model.in_ch * mv->P, count = per * r->B;

@@ -342,6 +342,7 @@ static int reload_locked(struct server *srv, const char *load,
 	srv->state = st;
 	srv->opts.cfg = nc;
 	pthread_mutex_unlock(&srv->state_mu);
+	sv_apply_runtime(srv);
 	memcpy(srv->unloaded, unl, sizeof unl);
 	srv->n_unloaded = nunl;
 	int nv = 0;

@@ -181,6 +181,9 @@ struct server {
 	struct MHD_Daemon *daemon;
 	int port;
 	_Atomic int draining;		/* SIGTERM seen: not ready */
+	/* reloadable values the HTTP threads read without a state */
+	_Atomic int64_t max_body;
+	_Atomic int retry_after;
 	_Atomic long inflight;		/* infer requests accepted, not done */
 	_Atomic uint64_t next_rid;
 	uint64_t seed_key;		/* for requests without a seed */
@@ -192,7 +195,7 @@ struct server {
 	/* log */
 	pthread_mutex_t log_mu;
 	FILE *log;
-	int log_level;			/* enum pno_log_level */
+	_Atomic int log_level;		/* enum pno_log_level */
 	int self_pipe[2];
 };
 
@@ -207,6 +210,8 @@ void sv_log(struct server *srv, int level, const char *event,
 /* JSON string escape into out (truncates, always terminated). */
 void sv_json_escape(char *out, size_t size, const char *s);
 int sv_log_open(struct server *srv);	/* (re)open opts.log_file */
+/* apply the reloadable values of srv->opts.cfg the threads read */
+void sv_apply_runtime(struct server *srv);
 
 /* reload the config file + repository into a new state (serialized;
  * load / unload: a model name to serve again / to stop serving, or NULL);

@@ -91,6 +91,14 @@ static int parse_level(const char *s)
 	return !strcmp(s, "warn") ? PNO_LOG_LEVEL_WARN : PNO_LOG_LEVEL_INFO;
 }
 
+void sv_apply_runtime(struct server *srv)
+{
+	const struct serve_config *c = &srv->opts.cfg;
+	atomic_store(&srv->max_body, c->max_body_bytes);
+	atomic_store(&srv->retry_after, c->retry_after_s);
+	srv->log_level = parse_level(c->log_level);
+}
+
 static void lib_log(void *ud, enum pno_log_level level, const char *msg)
 {
 	char esc[2048];
@@ -205,7 +213,6 @@ static void reload_on_hup(struct server *srv)
 		sv_log(srv, PNO_LOG_LEVEL_ERROR, "log_reopen_failed",
 		       ",\"file\":\"%s\"", srv->opts.log_file);
 	sv_reload(srv, "SIGHUP", NULL, NULL, err, sizeof err);
-	srv->log_level = parse_level(srv->opts.cfg.log_level);
 }
 
 /* Wait for signals; returns the exit status. */
@@ -225,7 +232,8 @@ static int main_loop(struct server *srv)
 				reload_on_hup(srv);
 				continue;
 			}
-			if (c == 'I' && ++ints >= 2) {
+			/* a SIGINT while draining (after SIGINT or SIGTERM) */
+			if (c == 'I' && (++ints >= 2 || draining)) {
 				sv_log(srv, PNO_LOG_LEVEL_WARN, "exit_now",
 				       ",\"message\":\"second SIGINT: exiting "
 				       "without draining\",\"inflight\":%ld",
@@ -272,7 +280,7 @@ int serve_run(const struct serve_opts *o)
 	pthread_mutex_init(&srv->reload_mu, NULL);
 	pthread_mutex_init(&srv->pool_mu, NULL);
 	pthread_mutex_init(&srv->log_mu, NULL);
-	srv->log_level = parse_level(o->cfg.log_level);
+	sv_apply_runtime(srv);
 	if (sv_log_open(srv)) {
 		fprintf(stderr, "pno serve: cannot open the log file %s: %s\n",
 			o->log_file, strerror(errno));
