@@ -684,7 +684,10 @@ static void test_infer_2d_and_batch(void **state)
 		struct pno_prediction p = {0};
 		struct pno_model m;
 		reference("darcy", 1, x + b * P2, 2, 3, NULL, 0, &p, &m);
-		assert_true(bits_equal(f + b * P2, p.mean, P2));
+		if (!bits_equal(f + b * P2, p.mean, P2))
+			fail_msg("item %d differs from pno_model_predict (max "
+				 "|d| %g)", b, tu_max_abs_diff(f + b * P2,
+							      p.mean, P2));
 		pno_prediction_free(&p);
 		pno_model_free(&m);
 	}

@@ -115,6 +115,7 @@ struct mversion {
 	struct pno_model model;
 	int C, P;			/* output channels, grid points */
 	double load_s;
+	int threads;			/* compute_threads */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;

@@ -69,6 +69,9 @@ static void *worker_main(void *arg)
 	struct req *batch[1024];
 	const char *lv[2];
 	labels(mv, lv);
+	/* OpenMP's thread count is per thread: a new thread starts from
+	 * OMP_NUM_THREADS, not from what the main thread set */
+	pno_threads_set(mv->threads);
 	pthread_mutex_lock(&mv->mu);
 	for (;;) {
 		while (mv->count == 0 && !mv->stop)
@@ -183,6 +186,7 @@ enum pno_status sv_version_open(struct mversion **out, struct server *srv,
 		return s;
 	}
 	mv->load_s = sv_now() - t0;
+	mv->threads = cfg->compute_threads;
 	mv->C = mv->model.out_ch;
 	mv->P = mv->model.X * mv->model.Y;
 	mv->cap = queue_cap;
