@@ -445,7 +445,7 @@ static enum MHD_Result infer_start(struct req *r)
 		/* the worker never saw it: answer 503 after the resume */
 		r->status = 503;
 		snprintf(r->err, sizeof r->err, "the queue of %s:%s is full "
-			 "(%d requests)", r->mv->name, r->mv->vstr,
+			 "(max_queue_size %d inputs)", r->mv->name, r->mv->vstr,
 			 r->mv->cap);
 		atomic_store(&r->ready, 1);
 		MHD_resume_connection(r->conn);
@@ -480,6 +480,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 		r->t_start = sv_now();
 		r->rid = atomic_fetch_add(&srv->next_rid, 1) + 1;
 		r->route = route(r, url);
+		int to = atomic_load(&srv->conn_timeout);
+		if (to != srv->conn_timeout0)	/* changed by a reload */
+			MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT,
+						  (unsigned)to);
 		int post = !strcmp(method, "POST");
 		if (r->route == R_NONE)
 			return send_error(r, 404, "no such endpoint: %s %.200s",

@@ -121,6 +121,7 @@ struct mversion {
 	pthread_cond_t cv;
 	struct req **ring;
 	int cap, head, count;
+	long items;			/* inputs queued (max_queue_size) */
 	int stop;			/* drain then exit */
 	_Atomic int max_batch, delay_us;
 	pthread_t th;
@@ -185,6 +186,8 @@ struct server {
 	/* reloadable values the HTTP threads read without a state */
 	_Atomic int64_t max_body;
 	_Atomic int retry_after;
+	_Atomic int conn_timeout;	/* connection_timeout_s */
+	int conn_timeout0;		/* the daemon's, from the start */
 	_Atomic long inflight;		/* infer requests accepted, not done */
 	_Atomic uint64_t next_rid;
 	uint64_t seed_key;		/* for requests without a seed */

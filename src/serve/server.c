@@ -96,6 +96,7 @@ void sv_apply_runtime(struct server *srv)
 	const struct serve_config *c = &srv->opts.cfg;
 	atomic_store(&srv->max_body, c->max_body_bytes);
 	atomic_store(&srv->retry_after, c->retry_after_s);
+	atomic_store(&srv->conn_timeout, c->connection_timeout_s);
 	srv->log_level = parse_level(c->log_level);
 }
 
@@ -281,6 +282,7 @@ int serve_run(const struct serve_opts *o)
 	pthread_mutex_init(&srv->pool_mu, NULL);
 	pthread_mutex_init(&srv->log_mu, NULL);
 	sv_apply_runtime(srv);
+	srv->conn_timeout0 = o->cfg.connection_timeout_s;
 	if (sv_log_open(srv)) {
 		fprintf(stderr, "pno serve: cannot open the log file %s: %s\n",
 			o->log_file, strerror(errno));

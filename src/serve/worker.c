@@ -90,6 +90,7 @@ static void *worker_main(void *arg)
 					break;	/* it starts the next batch */
 				mv->head = (mv->head + 1) % mv->cap;
 				mv->count--;
+				mv->items -= r->B;
 				batch[n++] = r;
 				items += r->B;
 				if (items >= maxb || n == maxb)
@@ -118,13 +119,17 @@ int sv_version_enqueue(struct mversion *mv, struct req *r)
 	const char *lv[2];
 	labels(mv, lv);
 	pthread_mutex_lock(&mv->mu);
-	if (mv->count >= mv->cap || mv->stop) {
+	/* max_queue_size counts inputs; a batch larger than it may still
+	 * wait alone in an empty queue */
+	if (mv->count >= mv->cap || mv->stop ||
+	    (mv->count > 0 && mv->items + r->B > mv->cap)) {
 		pthread_mutex_unlock(&mv->mu);
 		return -1;
 	}
 	r->t_enq = sv_now();
 	mv->ring[(mv->head + mv->count) % mv->cap] = r;
 	mv->count++;
+	mv->items += r->B;
 	prom_set(mv->srv->met.queue_depth, lv, (double)mv->count);
 	pthread_cond_signal(&mv->cv);
 	pthread_mutex_unlock(&mv->mu);
