@@ -355,10 +355,9 @@ static enum MHD_Result repository(struct req *r, enum route rt)
 	if (rt != R_REPO_INDEX)
 		return send_json(r, 200, "{}");
 	struct serve_state *st = sv_state_get(srv);
-	size_t cap = 256, k;
+	size_t cap = 256 + 32 * (SV_NAME_MAX + 80), k;
 	for (int i = 0; i < st->nm; i++)
 		cap += (size_t)st->m[i].nv * (SV_NAME_MAX + 64);
-	cap += (size_t)srv->n_unloaded * (SV_NAME_MAX + 80);
 	char *b = pno_malloc(cap);
 	if (!b) {
 		sv_state_release(st);

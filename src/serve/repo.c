@@ -314,8 +314,15 @@ static int reload_locked(struct server *srv, const char *load,
 			sv_state_release(old);
 			return -1;
 		}
-		if (!is_unloaded(unl, nunl, unload) && nunl < 32)
+		if (!is_unloaded(unl, nunl, unload)) {
+			if (nunl == 32) {
+				snprintf(err, errsz, "at most 32 models can be "
+					 "unloaded at a time");
+				sv_state_release(old);
+				return -1;
+			}
 			snprintf(unl[nunl++], SV_NAME_MAX, "%s", unload);
+		}
 	}
 	if (load)
 		for (int i = 0; i < nunl; i++)
