@@ -379,6 +379,8 @@ int sv_infer_parse(struct req *r, const struct serve_config *cfg)
 		return fail(r, 400, "Inference-Header-Content-Length %zu exceeds "
 			    "the body (%zu bytes)", r->header_len, r->body_len);
 	root = json_loadb(r->body, jlen, 0, &e);
+	if (!root && json_error_code(&e) == json_error_out_of_memory)
+		return fail(r, 503, "out of memory parsing the request");
 	if (!root)
 		return fail(r, 400, "malformed JSON at line %d, column %d "
 			    "(byte %d): %s", e.line, e.column, e.position,
@@ -441,6 +443,10 @@ void sv_infer_run(struct mversion *mv, struct req *r)
 		enum pno_status s = pno_model_predict(&mv->model,
 						      r->x + b * nin, r->S,
 						      r->seed, r->q, r->nq, &p);
+		if (s == PNO_STATUS_NOMEM) {
+			fail(r, 503, "out of memory for the prediction");
+			return;
+		}
 		if (s != PNO_STATUS_OK) {
 			fail(r, 500, "prediction failed: %s", pno_last_error());
 			return;

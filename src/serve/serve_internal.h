@@ -154,6 +154,8 @@ struct serve_state {
 };
 
 void sv_state_release(struct serve_state *st);
+/* the first state, from srv->opts.cfg (0, or -1 with the reason in err) */
+int sv_repo_open(struct server *srv, char *err, size_t errsz);
 struct serve_state *sv_state_get(struct server *srv);	/* +1 ref */
 const struct smodel *sv_state_model(const struct serve_state *st,
 				    const char *name);
@@ -169,7 +171,8 @@ struct sv_metrics {
 		*load_s, *reloads, *reload_fail, *models;
 };
 
-#define SV_MAX_FLAGS 64
+/* register every family (and the process metrics) in a new registry */
+enum pno_status sv_metrics_init(struct sv_metrics *m);
 struct server {
 	struct serve_opts opts;
 	struct sv_metrics met;

@@ -18,8 +18,6 @@
 #include <time.h>
 #include <unistd.h>
 
-int sv_repo_open(struct server *srv, char *err, size_t errsz);
-
 /* ---- logging: one JSON object per line ---- */
 
 void sv_json_escape(char *out, size_t size, const char *s)
@@ -109,7 +107,7 @@ static void lib_log(void *ud, enum pno_log_level level, const char *msg)
 
 /* ---- metrics ---- */
 
-static enum pno_status metrics_init(struct sv_metrics *m)
+enum pno_status sv_metrics_init(struct sv_metrics *m)
 {
 	static const char *mv[] = {"model", "version", NULL};
 	static const char *mvc[] = {"model", "version", "code", NULL};
@@ -297,7 +295,7 @@ int serve_run(const struct serve_opts *o)
 	}
 	srv->seed_key = (uint64_t)randombytes_random() << 32 |
 			randombytes_random();
-	if (metrics_init(&srv->met)) {
+	if (sv_metrics_init(&srv->met)) {
 		sv_log(srv, PNO_LOG_LEVEL_ERROR, "start_failed",
 		       ",\"reason\":\"metrics: out of memory\"");
 		goto out;

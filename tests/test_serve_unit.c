@@ -1,0 +1,203 @@
+/* pno serve, in process: allocation-failure loops over what the server
+ * allocates (the repository scan into a state with its model versions and
+ * workers; a request's parse, run and response). The end-to-end
+ * behaviour is test_serve.c. */
+#include "testutil.h"
+#include "pno/fno.h"
+#include "serve_internal.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define X1 16
+
+static char repo[400];
+
+static void write_model(const char *name, int v, int heads, uint64_t seed)
+{
+	struct pno_fno m;
+	struct pno_fno_arch a = {.dims = 1, .in_ch = 1, .out_ch = 1,
+				 .width = 6, .modes1 = 4, .layers = 2,
+				 .proj_hidden = 8, .heads = heads};
+	char dir[1100], path[1200];
+	snprintf(dir, sizeof dir, "%s/%s", repo, name);
+	mkdir(dir, 0755);
+	snprintf(dir, sizeof dir, "%s/%s/%d", repo, name, v);
+	mkdir(dir, 0755);
+	snprintf(path, sizeof path, "%s/model.safetensors", dir);
+	assert_status(pno_fno_init(&m, &a, X1, 1, 2, seed), PNO_STATUS_OK);
+	if (heads == 2)
+		snprintf(m.method, sizeof m.method, "pno-r");
+	assert_status(pno_fno_save(&m, path, NULL), PNO_STATUS_OK);
+	pno_fno_free(&m);
+}
+
+/* a server context with what the state and requests need, no HTTP */
+static struct server *server_new(void)
+{
+	struct server *srv = calloc(1, sizeof *srv);
+	assert_non_null(srv);
+	serve_config_defaults(&srv->opts.cfg);
+	snprintf(srv->opts.cfg.repository, sizeof srv->opts.cfg.repository,
+		 "%s", repo);
+	srv->opts.cfg.max_samples = 8;
+	srv->opts.cfg.default_samples = 4;
+	srv->opts.cfg.max_queue_size = 4;
+	srv->opts.cfg.compute_threads = 1;
+	pthread_mutex_init(&srv->state_mu, NULL);
+	pthread_mutex_init(&srv->reload_mu, NULL);
+	pthread_mutex_init(&srv->pool_mu, NULL);
+	pthread_mutex_init(&srv->log_mu, NULL);
+	srv->log = fopen("/dev/null", "w");
+	srv->log_level = PNO_LOG_LEVEL_ERROR + 1;	/* silent */
+	assert_status(sv_metrics_init(&srv->met), PNO_STATUS_OK);
+	return srv;
+}
+
+static void server_free(struct server *srv)
+{
+	sv_state_release(srv->state);
+	prom_registry_free(srv->met.reg);
+	fclose(srv->log);
+	free(srv);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	pno_threads_set(1);
+	snprintf(repo, sizeof repo, "%s", tu_tmp_path("serve_unit_repo"));
+	mkdir(repo, 0755);
+	write_model("a", 1, 0, 1);
+	write_model("a", 2, 0, 2);
+	write_model("b", 1, 2, 3);
+	tu_alloc_install();
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	tu_alloc_uninstall();
+	return 0;
+}
+
+/* Every allocation of the scan (state, model table, model loads, version
+ * queues) failed in turn: the start fails with a reason and leaves
+ * nothing behind, or succeeds and releases to nothing. */
+static void test_repo_alloc_failures(void **state)
+{
+	(void)state;
+	struct server *srv = server_new();
+	char err[SV_ERR_MAX];
+	/* one clean run first: metric series created on first use stay */
+	assert_int_equal(sv_repo_open(srv, err, sizeof err), 0);
+	assert_int_equal(srv->state->nm, 2);
+	assert_int_equal(srv->state->m[0].nv, 2);
+	assert_string_equal(sv_state_version(srv->state, "a", "")->vstr, "2");
+	assert_null(sv_state_version(srv->state, "a", "3"));
+	sv_state_release(srv->state);
+	srv->state = NULL;
+	long live0 = tu_alloc_live(), k;
+	for (k = 1;; k++) {
+		tu_alloc_reset(k);
+		err[0] = 0;
+		int rc = sv_repo_open(srv, err, sizeof err);
+		int failed = tu_alloc_failed();
+		tu_alloc_reset(0);
+		if (rc == 0) {
+			sv_state_release(srv->state);
+			srv->state = NULL;
+		} else {
+			assert_true(failed);
+			assert_true(err[0] != 0);
+		}
+		if (tu_alloc_live() != live0)
+			fail_msg("allocation %ld failed: %ld blocks left (%s)", k,
+				 tu_alloc_live() - live0, err);
+		if (!failed)
+			break;
+	}
+	print_message("repository scan: %ld allocation points, each failure "
+		      "clean\n", k - 1);
+	server_free(srv);
+}
+
+static void req_release(struct req *r)
+{
+	pno_free(r->body);
+	pno_free(r->x);
+	pno_free(r->y);
+	pno_free(r->resp);
+	memset(r, 0, sizeof *r);
+}
+
+/* Parse, run and respond with every allocation failing in turn: 503 (out
+ * of memory) or the full answer, and nothing left over. */
+static void test_request_alloc_failures(void **state)
+{
+	(void)state;
+	struct server *srv = server_new();
+	char err[SV_ERR_MAX], text[4096], *p = text;
+	assert_int_equal(sv_repo_open(srv, err, sizeof err), 0);
+	struct mversion *mv = sv_state_version(srv->state, "b", "1");
+	assert_non_null(mv);
+	p += sprintf(p, "{\"id\":\"q\",\"parameters\":{\"num_samples\":3,"
+		     "\"seed\":4,\"return_samples\":true,\"quantiles\":[0.5]},"
+		     "\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\","
+		     "\"shape\":[2,1,%d],\"data\":[", X1);
+	for (int i = 0; i < 2 * X1; i++)
+		p += sprintf(p, "%s%d", i ? "," : "", i % 5);
+	sprintf(p, "]}]}");
+	struct req r;
+	long live0 = tu_alloc_live(), k;
+	size_t want_len = 0;
+	for (k = 1;; k++) {
+		memset(&r, 0, sizeof r);
+		r.srv = srv;
+		r.mv = mv;
+		r.body = pno_strdup(text);
+		assert_non_null(r.body);
+		r.body_len = strlen(text);
+		tu_alloc_reset(k);
+		int st = sv_infer_parse(&r, &srv->opts.cfg);
+		if (!st) {
+			sv_infer_run(mv, &r);
+			st = r.status == 200 ? sv_infer_respond(&r) : r.status;
+		}
+		int failed = tu_alloc_failed();
+		tu_alloc_reset(0);
+		if (st) {
+			assert_true(failed);
+			assert_int_equal(st, 503);
+			assert_non_null(strstr(r.err, "memory"));
+		} else {
+			/* mean, std, 1 quantile, 2 variances, 3 samples */
+			assert_non_null(strstr(r.resp, "\"id\":\"q\""));
+			if (!want_len)
+				want_len = r.resp_len;
+			assert_int_equal(r.resp_len, want_len);
+		}
+		req_release(&r);
+		if (tu_alloc_live() != live0)
+			fail_msg("allocation %ld failed: %ld blocks left", k,
+				 tu_alloc_live() - live0);
+		if (!failed)
+			break;
+	}
+	print_message("request parse/run/respond: %ld allocation points, each "
+		      "failure 503 and clean\n", k - 1);
+	server_free(srv);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_repo_alloc_failures),
+		cmocka_unit_test(test_request_alloc_failures),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
