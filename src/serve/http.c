@@ -603,6 +603,18 @@ static int parse_addr(const char *host, int port, struct sockaddr_storage *ss,
 	return -1;
 }
 
+/* libmicrohttpd's own messages, as log lines */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[1024], esc[2100];
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	size_t n = strlen(msg);
+	while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+		msg[--n] = 0;
+	sv_json_escape(esc, sizeof esc, msg);
+	sv_log(cls, PNO_LOG_LEVEL_WARN, "http", ",\"message\":\"%s\"", esc);
+}
+
 enum pno_status sv_http_start(struct server *srv)
 {
 	const struct serve_config *c = &srv->opts.cfg;
@@ -616,6 +628,7 @@ enum pno_status sv_http_start(struct server *srv)
 		flags |= MHD_USE_IPv6;
 	srv->daemon = MHD_start_daemon(
 		flags, (uint16_t)c->port, NULL, NULL, on_request, srv,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->threads,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_connections,

@@ -307,15 +307,17 @@ int serve_run(const struct serve_opts *o)
 		sv_json_escape(esc, sizeof esc, err);
 		sv_log(srv, PNO_LOG_LEVEL_ERROR, "start_failed",
 		       ",\"reason\":\"%s\"", esc);
-		fprintf(stderr, "pno serve: %s\n", err);
+		if (o->log_file)
+			fprintf(stderr, "pno serve: %s\n", err);
 		goto out;
 	}
 	if (sv_http_start(srv)) {
 		sv_log(srv, PNO_LOG_LEVEL_ERROR, "start_failed",
 		       ",\"reason\":\"cannot listen on %s port %d\"",
 		       o->cfg.host, o->cfg.port);
-		fprintf(stderr, "pno serve: cannot listen on %s port %d\n",
-			o->cfg.host, o->cfg.port);
+		if (o->log_file)
+			fprintf(stderr, "pno serve: cannot listen on %s port "
+				"%d\n", o->cfg.host, o->cfg.port);
 		goto out;
 	}
 	if (o->cfg.port_file[0] &&
