@@ -51,6 +51,8 @@ static struct server *server_new(void)
 	pthread_mutex_init(&srv->reload_mu, NULL);
 	pthread_mutex_init(&srv->pool_mu, NULL);
 	pthread_mutex_init(&srv->log_mu, NULL);
+	pthread_mutex_init(&srv->workers_mu, NULL);
+	pthread_cond_init(&srv->workers_cv, NULL);
 	srv->log = fopen("/dev/null", "w");
 	srv->log_level = PNO_LOG_LEVEL_ERROR + 1;	/* silent */
 	assert_status(sv_metrics_init(&srv->met), PNO_STATUS_OK);
@@ -60,6 +62,7 @@ static struct server *server_new(void)
 static void server_free(struct server *srv)
 {
 	sv_state_release(srv->state);
+	sv_workers_wait(srv);
 	prom_registry_free(srv->met.reg);
 	fclose(srv->log);
 	free(srv);
@@ -101,6 +104,7 @@ static void test_repo_alloc_failures(void **state)
 	assert_null(sv_state_version(srv->state, "a", "3"));
 	sv_state_release(srv->state);
 	srv->state = NULL;
+	sv_workers_wait(srv);
 	long live0 = tu_alloc_live(), k;
 	for (k = 1;; k++) {
 		tu_alloc_reset(k);
@@ -111,7 +115,9 @@ static void test_repo_alloc_failures(void **state)
 		if (rc == 0) {
 			sv_state_release(srv->state);
 			srv->state = NULL;
-		} else {
+		}
+		sv_workers_wait(srv);	/* workers free their versions */
+		if (rc != 0) {
 			assert_true(failed);
 			assert_true(err[0] != 0);
 		}

@@ -134,8 +134,11 @@ enum pno_status sv_version_open(struct mversion **out, struct server *srv,
 				const char *name, long version,
 				const char *path);
 void sv_version_ref(struct mversion *mv);
-/* The last release drains the queue, stops the worker and frees it. */
+/* The last release stops the worker once its queue is empty; the worker
+ * frees the version (see sv_workers_wait). */
 void sv_version_release(struct mversion *mv);
+/* Wait until every worker has exited (after the last state is released). */
+void sv_workers_wait(struct server *srv);
 /* 0 queued (the worker will resume the connection), -1 queue full. */
 int sv_version_enqueue(struct mversion *mv, struct req *r);
 
@@ -194,6 +197,10 @@ struct server {
 	_Atomic long inflight;		/* infer requests accepted, not done */
 	_Atomic uint64_t next_rid;
 	uint64_t seed_key;		/* for requests without a seed */
+
+	pthread_mutex_t workers_mu;	/* live worker threads */
+	pthread_cond_t workers_cv;
+	int workers;
 
 	pthread_mutex_t pool_mu;
 	struct req *pool;

@@ -279,6 +279,8 @@ int serve_run(const struct serve_opts *o)
 	pthread_mutex_init(&srv->reload_mu, NULL);
 	pthread_mutex_init(&srv->pool_mu, NULL);
 	pthread_mutex_init(&srv->log_mu, NULL);
+	pthread_mutex_init(&srv->workers_mu, NULL);
+	pthread_cond_init(&srv->workers_cv, NULL);
 	sv_apply_runtime(srv);
 	srv->conn_timeout0 = o->cfg.connection_timeout_s;
 	if (sv_log_open(srv)) {
@@ -338,6 +340,7 @@ int serve_run(const struct serve_opts *o)
 out:
 	sv_http_stop(srv);
 	sv_state_release(srv->state);
+	sv_workers_wait(srv);
 	prom_registry_free(srv->met.reg);
 	if (o->cfg.port_file[0])
 		unlink(o->cfg.port_file);

@@ -63,6 +63,8 @@ static void run_batch(struct mversion *mv, struct req **b, int n, int items)
 	}
 }
 
+static void version_free(struct mversion *mv);
+
 static void *worker_main(void *arg)
 {
 	struct mversion *mv = arg;
@@ -111,6 +113,12 @@ static void *worker_main(void *arg)
 		pthread_mutex_lock(&mv->mu);
 	}
 	pthread_mutex_unlock(&mv->mu);
+	struct server *srv = mv->srv;
+	version_free(mv);
+	pthread_mutex_lock(&srv->workers_mu);
+	srv->workers--;
+	pthread_cond_broadcast(&srv->workers_cv);
+	pthread_mutex_unlock(&srv->workers_mu);
 	return NULL;
 }
 
@@ -209,12 +217,22 @@ enum pno_status sv_version_open(struct mversion **out, struct server *srv,
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&mv->cv, &ca);
 	pthread_condattr_destroy(&ca);
-	if (pthread_create(&mv->th, NULL, worker_main, mv) != 0) {
-		mv->th_started = 0;
-		sv_version_release(mv);
+	pthread_attr_t ta;
+	pthread_attr_init(&ta);
+	pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
+	pthread_mutex_lock(&srv->workers_mu);
+	srv->workers++;
+	pthread_mutex_unlock(&srv->workers_mu);
+	mv->th_started = 1;
+	if (pthread_create(&mv->th, &ta, worker_main, mv) != 0) {
+		pthread_attr_destroy(&ta);
+		pthread_mutex_lock(&srv->workers_mu);
+		srv->workers--;
+		pthread_mutex_unlock(&srv->workers_mu);
+		version_free(mv);
 		return PNO_STATUS_NOMEM;
 	}
-	mv->th_started = 1;
+	pthread_attr_destroy(&ta);
 	*out = mv;
 	return PNO_STATUS_OK;
 }
@@ -224,22 +242,37 @@ void sv_version_ref(struct mversion *mv)
 	atomic_fetch_add(&mv->refs, 1);
 }
 
-void sv_version_release(struct mversion *mv)
+static void version_free(struct mversion *mv)
 {
-	if (!mv || atomic_fetch_sub(&mv->refs, 1) != 1)
-		return;
-	/* no state holds it and every queued request held a state: the queue
-	 * is empty, the worker idle */
-	if (mv->th_started) {
-		pthread_mutex_lock(&mv->mu);
-		mv->stop = 1;
-		pthread_cond_broadcast(&mv->cv);
-		pthread_mutex_unlock(&mv->mu);
-		pthread_join(mv->th, NULL);
-	}
 	pthread_mutex_destroy(&mv->mu);
 	pthread_cond_destroy(&mv->cv);
 	pno_model_free(&mv->model);
 	pno_free(mv->ring);
 	pno_free(mv);
+}
+
+/* The last release may come from an HTTP thread inside libmicrohttpd's
+ * completion callback: it must not wait for the worker (which may still be
+ * returning from MHD_resume_connection). So it only tells the worker to
+ * stop; the worker (detached) frees the version and counts itself out. */
+void sv_version_release(struct mversion *mv)
+{
+	if (!mv || atomic_fetch_sub(&mv->refs, 1) != 1)
+		return;
+	if (!mv->th_started) {
+		version_free(mv);
+		return;
+	}
+	pthread_mutex_lock(&mv->mu);
+	mv->stop = 1;
+	pthread_cond_broadcast(&mv->cv);
+	pthread_mutex_unlock(&mv->mu);
+}
+
+void sv_workers_wait(struct server *srv)
+{
+	pthread_mutex_lock(&srv->workers_mu);
+	while (srv->workers > 0)
+		pthread_cond_wait(&srv->workers_cv, &srv->workers_mu);
+	pthread_mutex_unlock(&srv->workers_mu);
 }
