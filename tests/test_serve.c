@@ -800,6 +800,36 @@ static void test_binary(void **state)
 		pno_model_free(&m);
 	}
 	json_decref(j);
+
+	/* FP64 binary input: the same values give the same answer */
+	{
+		double xd[2 * X1];
+		char h2[512], hdr2[96];
+		for (int i = 0; i < 2 * X1; i++)
+			xd[i] = x[i];
+		int l2 = snprintf(h2, sizeof h2, "{\"parameters\":{\"seed\":5,"
+				  "\"num_samples\":3,\"binary_data_output\":"
+				  "true},\"inputs\":[{\"name\":\"input\","
+				  "\"datatype\":\"FP64\",\"shape\":[2,1,%d],"
+				  "\"parameters\":{\"binary_data_size\":%zu}}],"
+				  "\"outputs\":[{\"name\":\"mean\"}]}", X1,
+				  sizeof xd);
+		char *b2 = malloc(l2 + sizeof xd);
+		memcpy(b2, h2, l2);
+		memcpy(b2 + l2, xd, sizeof xd);
+		snprintf(hdr2, sizeof hdr2, "Inference-Header-Content-Length: "
+			 "%d", l2);
+		struct resp r2;
+		http_ex(S.port, "POST", "/v2/models/heatr/infer", b2,
+			l2 + sizeof xd, hdr2, 0, &r2);
+		assert_int_equal(r2.code, 200);
+		size_t j2 = strtoul(header(&r2, "Inference-Header-Content-"
+					   "Length"), NULL, 10);
+		assert_int_equal(r2.len - j2, 2 * X1 * 4);
+		assert_memory_equal(r2.body + j2, r.body + jl, 2 * X1 * 4);
+		free(r2.body);
+		free(b2);
+	}
 	free(r.body);
 
 	/* a NaN in binary data, and a size that does not match the shape */
