@@ -7,6 +7,7 @@
 #include "serve_internal.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,41 @@
 #define X1 16
 
 static char repo[400];
+
+/* A counting, failing allocator of its own: the server frees from worker
+ * threads while the main thread frees too, so the counters are atomic
+ * (testutil's are not thread-safe). */
+static _Atomic long n_alloc, n_live, fail_at;
+static _Atomic int g_failed;
+
+static void *t_alloc(void *ud, size_t size, size_t align)
+{
+	void *p = NULL;
+	(void)ud;
+	long n = atomic_fetch_add(&n_alloc, 1) + 1;
+	if (atomic_load(&fail_at) == n) {
+		atomic_store(&g_failed, 1);
+		return NULL;
+	}
+	if (posix_memalign(&p, align, size) != 0)
+		return NULL;
+	atomic_fetch_add(&n_live, 1);
+	return p;
+}
+
+static void t_free(void *ud, void *p)
+{
+	(void)ud;
+	atomic_fetch_sub(&n_live, 1);
+	free(p);
+}
+
+static void t_reset(long k)
+{
+	atomic_store(&n_alloc, 0);
+	atomic_store(&g_failed, 0);
+	atomic_store(&fail_at, k);
+}
 
 static void write_model(const char *name, int v, int heads, uint64_t seed)
 {
@@ -77,14 +113,15 @@ static int setup(void **state)
 	write_model("a", 1, 0, 1);
 	write_model("a", 2, 0, 2);
 	write_model("b", 1, 2, 3);
-	tu_alloc_install();
+	static const struct pno_allocator a = {t_alloc, t_free, NULL};
+	pno_allocator_set(&a);
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	tu_alloc_uninstall();
+	pno_allocator_set(NULL);
 	return 0;
 }
 
@@ -105,13 +142,13 @@ static void test_repo_alloc_failures(void **state)
 	sv_state_release(srv->state);
 	srv->state = NULL;
 	sv_workers_wait(srv);
-	long live0 = tu_alloc_live(), k;
+	long live0 = atomic_load(&n_live), k;
 	for (k = 1;; k++) {
-		tu_alloc_reset(k);
+		t_reset(k);
 		err[0] = 0;
 		int rc = sv_repo_open(srv, err, sizeof err);
-		int failed = tu_alloc_failed();
-		tu_alloc_reset(0);
+		int failed = atomic_load(&g_failed);
+		t_reset(0);
 		if (rc == 0) {
 			sv_state_release(srv->state);
 			srv->state = NULL;
@@ -121,9 +158,9 @@ static void test_repo_alloc_failures(void **state)
 			assert_true(failed);
 			assert_true(err[0] != 0);
 		}
-		if (tu_alloc_live() != live0)
+		if (atomic_load(&n_live) != live0)
 			fail_msg("allocation %ld failed: %ld blocks left (%s)", k,
-				 tu_alloc_live() - live0, err);
+				 atomic_load(&n_live) - live0, err);
 		if (!failed)
 			break;
 	}
@@ -159,7 +196,7 @@ static void test_request_alloc_failures(void **state)
 		p += sprintf(p, "%s%d", i ? "," : "", i % 5);
 	sprintf(p, "]}]}");
 	struct req r;
-	long live0 = tu_alloc_live(), k;
+	long live0 = atomic_load(&n_live), k;
 	size_t want_len = 0;
 	for (k = 1;; k++) {
 		memset(&r, 0, sizeof r);
@@ -168,14 +205,14 @@ static void test_request_alloc_failures(void **state)
 		r.body = pno_strdup(text);
 		assert_non_null(r.body);
 		r.body_len = strlen(text);
-		tu_alloc_reset(k);
+		t_reset(k);
 		int st = sv_infer_parse(&r, &srv->opts.cfg);
 		if (!st) {
 			sv_infer_run(mv, &r);
 			st = r.status == 200 ? sv_infer_respond(&r) : r.status;
 		}
-		int failed = tu_alloc_failed();
-		tu_alloc_reset(0);
+		int failed = atomic_load(&g_failed);
+		t_reset(0);
 		if (st) {
 			assert_true(failed);
 			assert_int_equal(st, 503);
@@ -188,9 +225,9 @@ static void test_request_alloc_failures(void **state)
 			assert_int_equal(r.resp_len, want_len);
 		}
 		req_release(&r);
-		if (tu_alloc_live() != live0)
+		if (atomic_load(&n_live) != live0)
 			fail_msg("allocation %ld failed: %ld blocks left", k,
-				 tu_alloc_live() - live0);
+				 atomic_load(&n_live) - live0);
 		if (!failed)
 			break;
 	}
