@@ -1324,6 +1324,16 @@ static void test_reload_under_load(void **state)
 	write_config("{\"max_samples\": 64, \"no_such_key\": 1}\n");
 	kill(S.pid, SIGHUP);
 	wait_reloads("pno_config_reload_failures_total", bad0 + 1);
+	/* the log says why */
+	FILE *lf = fopen(S.log, "r");
+	char line[2048];
+	int why = 0;
+	assert_non_null(lf);
+	while (fgets(line, sizeof line, lf))
+		why |= strstr(line, "reload_failed") &&
+		       strstr(line, "no_such_key");
+	fclose(lf);
+	assert_true(why);
 	/* a model that fails to load: the same */
 	write_config("{\"max_samples\": 64, \"default_samples\": 6, "
 		     "\"max_batch\": 16, \"max_queue_delay_us\": 20000, "

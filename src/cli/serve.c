@@ -37,8 +37,7 @@ static void help(void)
 	       "  --config FILE       JSON object of the keys below "
 	       "(re-read on SIGHUP)\n"
 	       "  --log-file FILE     JSON log lines here instead of stderr "
-	       "(reopened on SIGHUP)\n"
-	       "\nconfig keys (each also a flag, '-' or '_'):\n", serve_usage);
+	       "(reopened on SIGHUP)\n\n", serve_usage);
 	serve_config_help(stdout);
 }
 

@@ -281,19 +281,21 @@ static int reload_locked(struct server *srv, const char *load,
 	char unl[32][SV_NAME_MAX];
 	int nunl = srv->n_unloaded;
 	serve_config_defaults(&nc);
+	/* the config module's messages name the file or flag already */
 	if (srv->opts.config_path &&
 	    serve_config_load_file(&nc, srv->opts.config_path)) {
-		snprintf(err, errsz, "config %s: %s", srv->opts.config_path,
-			 pno_last_error());
+		snprintf(err, errsz, "%s", pno_last_error());
 		return -1;
 	}
-	for (int i = 0; i < srv->opts.nflags; i++)
+	for (int i = 0; i < srv->opts.nflags; i++) {
+		char src[160];
+		snprintf(src, sizeof src, "--%s", srv->opts.flag_name[i]);
 		if (serve_config_set(&nc, srv->opts.flag_name[i],
-				     srv->opts.flag_value[i], "flag")) {
-			snprintf(err, errsz, "--%s: %s", srv->opts.flag_name[i],
-				 pno_last_error());
+				     srv->opts.flag_value[i], src)) {
+			snprintf(err, errsz, "%s", pno_last_error());
 			return -1;
 		}
+	}
 	if (serve_config_check(&nc)) {
 		snprintf(err, errsz, "config: %s", pno_last_error());
 		return -1;
