@@ -233,6 +233,56 @@ static void test_request_alloc_failures(void **state)
 	}
 	print_message("request parse/run/respond: %ld allocation points, each "
 		      "failure 503 and clean\n", k - 1);
+
+	/* steady state: a request object reused (as the pool does) keeps its
+	 * buffers; what still allocates is jansson's parse and the library's
+	 * prediction. Binary input leaves only the header to parse. */
+	long counts[3];
+	memset(&r, 0, sizeof r);
+	r.srv = srv;
+	r.mv = mv;
+	r.body = pno_strdup(text);
+	r.body_len = strlen(text);
+	r.body_cap = r.body_len + 1;
+	for (int run = 0; run < 3; run++) {
+		t_reset(0);
+		assert_int_equal(sv_infer_parse(&r, &srv->opts.cfg), 0);
+		sv_infer_run(mv, &r);
+		assert_int_equal(r.status, 200);
+		assert_int_equal(sv_infer_respond(&r), 0);
+		counts[run] = atomic_load(&n_alloc);
+	}
+	/* the same request with binary input */
+	char head[512];
+	float xb[2 * X1];
+	for (int i = 0; i < 2 * X1; i++)
+		xb[i] = (float)(i % 5);
+	int hl = snprintf(head, sizeof head, "{\"id\":\"q\",\"parameters\":"
+			  "{\"num_samples\":3,\"seed\":4,\"return_samples\":"
+			  "true,\"quantiles\":[0.5]},\"inputs\":[{\"name\":"
+			  "\"input\",\"datatype\":\"FP32\",\"shape\":[2,1,%d],"
+			  "\"parameters\":{\"binary_data_size\":%zu}}]}", X1,
+			  sizeof xb);
+	size_t want = r.resp_len;
+	pno_free(r.body);
+	r.body = pno_malloc(hl + sizeof xb);
+	memcpy(r.body, head, hl);
+	memcpy(r.body + hl, xb, sizeof xb);
+	r.body_len = hl + sizeof xb;
+	r.header_len = hl;
+	t_reset(0);
+	assert_int_equal(sv_infer_parse(&r, &srv->opts.cfg), 0);
+	sv_infer_run(mv, &r);
+	assert_int_equal(sv_infer_respond(&r), 0);
+	long bin = atomic_load(&n_alloc);
+	assert_int_equal(r.resp_len, want);	/* the same answer */
+	print_message("allocations per request (batch 2, 3 samples): first "
+		      "%ld, then %ld, %ld; binary input %ld\n", counts[0],
+		      counts[1], counts[2], bin);
+	/* the buffers are kept: later requests allocate less */
+	assert_true(counts[1] < counts[0] && counts[2] == counts[1]);
+	assert_true(bin < counts[1]);
+	req_release(&r);
 	server_free(srv);
 }
 

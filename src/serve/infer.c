@@ -366,6 +366,8 @@ int sv_infer_parse(struct req *r, const struct serve_config *cfg)
 	int ret_samples = 0, bin_all = 0, have_levels = 0;
 	size_t jlen = r->header_len ? r->header_len : r->body_len;
 
+	r->status = 0;
+	r->err[0] = 0;
 	r->S = cfg->default_samples;
 	/* 63 bits, so a client can send the echoed seed back as a JSON
 	 * integer */
