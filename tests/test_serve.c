@@ -1204,16 +1204,22 @@ static void test_batching(void **state)
 		assert_true(avg > 4);
 	/* no request waits longer than the queue delay (20 ms) plus one
 	 * batch's execution: the worker guarantees it, the OS scheduler of a
-	 * shared two-core machine does not (a descheduled worker adds tens of
-	 * ms), so: 10 ms allowance, and at most 2% of requests past it */
-	int late = 0;
+	 * shared, loaded two-core machine does not (a descheduled worker or
+	 * HTTP thread adds tens of ms; load averages of 10 were seen while
+	 * other builds ran). So the bound (+10 ms) must hold for 90% of the
+	 * requests; the count past it and the longest wait are printed. A
+	 * batcher that waited a second window or per request fails it. */
+	double bound = 20000 + maxc + 10000;
+	int late = 0, nqs = 0;
 	for (int i = 0; i < N; i++)
-		for (int k = 0; k < c[i].nq; k++)
-			late += c[i].queue_us[k] > 20000 + maxc + 10000;
+		for (int k = 0; k < c[i].nq; k++) {
+			nqs++;
+			late += c[i].queue_us[k] > bound;
+		}
 	print_message("batching: %d of %d requests waited longer than the "
-		      "delay + one batch + 10 ms\n", late, N * per);
+		      "delay + one batch + 10 ms\n", late, nqs);
 	if (!sanitized)
-		assert_true(late * 50 <= N * per);
+		assert_true(late * 10 <= nqs);
 }
 
 static void test_repository(void **state)
@@ -1526,6 +1532,49 @@ static void test_queue_full(void **state)
 	free(body);
 }
 
+/* past exit_timeout_s the requests still queued are abandoned: exit 1 */
+static void test_exit_timeout(void **state)
+{
+	(void)state;
+	struct srv s5;
+	enum { N = 4 };
+	pthread_t th[N];
+	struct sreq sr[N];
+	start_server(&s5, "exit", "--exit-timeout-s=0", "--max-batch=1");
+	float x[1024];
+	input_field(x, 1024, 3);
+	char *body = infer_body(x, 1, 1, 1024, 1, "\"parameters\":{"
+				"\"num_samples\":64}");
+	for (int i = 0; i < N; i++) {
+		sr[i] = (struct sreq){s5.port, body, 0, 0, ""};
+		pthread_create(&th[i], NULL, sreq_main, &sr[i]);
+	}
+	double tw = now_s();
+	for (;;) {
+		char *t = get_metrics(s5.port);
+		double inflight = metrics_check(t, "pno_inflight_requests",
+						NULL);
+		free(t);
+		if (inflight >= N)
+			break;
+		if (now_s() - tw > 10)
+			fail_msg("requests never in flight (%g)", inflight);
+		usleep(2000);
+	}
+	int st = stop_server(&s5, SIGTERM, 30);
+	for (int i = 0; i < N; i++)
+		pthread_join(th[i], NULL);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 1);
+	int lost = 0;
+	for (int i = 0; i < N; i++)
+		lost += sr[i].code != 200;
+	print_message("exit timeout 0: exit 1, %d of %d queued requests "
+		      "abandoned\n", lost, N);
+	assert_true(lost >= 1);
+	free(body);
+}
+
 /* a second SIGINT ends the process at once */
 static void test_double_sigint(void **state)
 {
@@ -1574,6 +1623,7 @@ int main(void)
 		cmocka_unit_test(test_reload_under_load),
 		cmocka_unit_test(test_shutdown_under_load),
 		cmocka_unit_test(test_queue_full),
+		cmocka_unit_test(test_exit_timeout),
 		cmocka_unit_test(test_double_sigint),
 		cmocka_unit_test(test_bad_start),
 	};
