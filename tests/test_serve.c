@@ -1571,7 +1571,10 @@ static void test_exit_timeout(void **state)
 		lost += sr[i].code != 200;
 	print_message("exit timeout 0: exit 1, %d of %d queued requests "
 		      "abandoned\n", lost, N);
-	assert_true(lost >= 1);
+	/* (ThreadSanitizer's _exit finalizes for a while, the workers
+	 * running meanwhile) */
+	if (!sanitized)
+		assert_true(lost >= 1);
 	free(body);
 }
 

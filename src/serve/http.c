@@ -262,13 +262,14 @@ static enum MHD_Result not_found(struct req *r, const struct serve_state *st)
 			  r->version);
 }
 
-static void put_shape(char *b, size_t size, size_t *k, const struct pno_model *m,
-		      int samples)
+/* (-1[, -1], C, X[, Y]) */
+static void put_shape(char *b, size_t size, size_t *k, int dims, int C, int X,
+		      int Y, int samples)
 {
 	*k += (size_t)snprintf(b + *k, size - *k, "[-1,%s%d,%d", samples ?
-			       "-1," : "", m->in_ch, m->X);
-	if (m->dims == 2)
-		*k += (size_t)snprintf(b + *k, size - *k, ",%d", m->Y);
+			       "-1," : "", C, X);
+	if (dims == 2)
+		*k += (size_t)snprintf(b + *k, size - *k, ",%d", Y);
 	*k += (size_t)snprintf(b + *k, size - *k, "]");
 }
 
@@ -291,18 +292,18 @@ static enum MHD_Result model_metadata(struct req *r, struct serve_state *st)
 	k += (size_t)snprintf(b + k, sizeof b - k, "],\"platform\":\"pno\","
 			      "\"inputs\":[{\"name\":\"input\",\"datatype\":"
 			      "\"FP32\",\"shape\":");
-	put_shape(b, sizeof b, &k, m, 0);
+	put_shape(b, sizeof b, &k, m->dims, m->in_ch, m->X, m->Y, 0);
 	k += (size_t)snprintf(b + k, sizeof b - k, "}],\"outputs\":[");
 	const char *outs[] = {"mean", "std", "quantile_<level>", "samples",
 			      "aleatoric_variance", "epistemic_variance"};
 	int nout = m->has_variance ? 6 : 4;
-	struct pno_model om = *m;	/* output shape: C_out channels */
-	om.in_ch = m->out_ch;
+	/* only the load-time fields of m: the worker changes the rest */
 	for (int i = 0; i < nout; i++) {
 		k += (size_t)snprintf(b + k, sizeof b - k, "%s{\"name\":\"%s\","
 				      "\"datatype\":\"FP32\",\"shape\":",
 				      i ? "," : "", outs[i]);
-		put_shape(b, sizeof b, &k, &om, i == 3);
+		put_shape(b, sizeof b, &k, m->dims, m->out_ch, m->X, m->Y,
+			  i == 3);
 		k += (size_t)snprintf(b + k, sizeof b - k, "}");
 	}
 	k += (size_t)snprintf(b + k, sizeof b - k,
