@@ -12,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* samples kept in req->y: only when the answer carries them */
+#define SK(r) ((r)->want & 1u << SV_OUT_SAMPLES ? (r)->S : 0)
+
 static const char *out_names[] = {
 #define SV_OUT_NAME(n, s) s,
 	SV_OUTPUTS(SV_OUT_NAME)
@@ -422,7 +425,9 @@ int sv_infer_parse(struct req *r, const struct serve_config *cfg)
 		if (bin_all)
 			r->binary = r->want;
 	}
-	size_t item = sv_item_floats(mv, r->S, r->nq), total;
+	if (!(r->want & 1u << SV_OUT_QUANTILES))
+		r->nq = 0;	/* not asked for: not computed */
+	size_t item = sv_item_floats(mv, SK(r), r->nq), total;
 	if (__builtin_mul_overflow(item, (size_t)r->B, &total) ||
 	    total > ((size_t)1 << 28)) {
 		fail(r, 400, "the answer would hold too many values (batch %d "
@@ -439,7 +444,7 @@ out:
 void sv_infer_run(struct mversion *mv, struct req *r)
 {
 	size_t nin = (size_t)mv->model.in_ch * mv->P, f = (size_t)mv->C * mv->P;
-	size_t item = sv_item_floats(mv, r->S, r->nq);
+	size_t item = sv_item_floats(mv, SK(r), r->nq);
 	for (int b = 0; b < r->B; b++) {
 		struct pno_prediction p = {0};
 		enum pno_status s = pno_model_predict(&mv->model,
@@ -454,18 +459,18 @@ void sv_infer_run(struct mversion *mv, struct req *r)
 			return;
 		}
 		float *y = r->y + b * item;
-		memcpy(y + sv_item_offset(mv, r->S, r->nq, SV_OUT_MEAN, 0),
+		memcpy(y + sv_item_offset(mv, SK(r), r->nq, SV_OUT_MEAN, 0),
 		       p.mean, f * sizeof *y);
-		memcpy(y + sv_item_offset(mv, r->S, r->nq, SV_OUT_STD, 0),
+		memcpy(y + sv_item_offset(mv, SK(r), r->nq, SV_OUT_STD, 0),
 		       p.std, f * sizeof *y);
 		if (r->nq)
-			memcpy(y + sv_item_offset(mv, r->S, r->nq,
+			memcpy(y + sv_item_offset(mv, SK(r), r->nq,
 						  SV_OUT_QUANTILES, 0),
 			       p.quantiles, f * r->nq * sizeof *y);
 		if (mv->model.has_variance) {
-			float *a = y + sv_item_offset(mv, r->S, r->nq,
+			float *a = y + sv_item_offset(mv, SK(r), r->nq,
 						      SV_OUT_ALEATORIC, 0);
-			float *ep = y + sv_item_offset(mv, r->S, r->nq,
+			float *ep = y + sv_item_offset(mv, SK(r), r->nq,
 						       SV_OUT_EPISTEMIC, 0);
 			if (p.aleatoric && p.epistemic) {
 				memcpy(a, p.aleatoric, f * sizeof *y);
@@ -475,8 +480,10 @@ void sv_infer_run(struct mversion *mv, struct req *r)
 				memset(ep, 0, f * sizeof *y);
 			}
 		}
-		memcpy(y + sv_item_offset(mv, r->S, r->nq, SV_OUT_SAMPLES, 0),
-		       p.samples, f * r->S * sizeof *y);
+		if (SK(r))
+			memcpy(y + sv_item_offset(mv, SK(r), r->nq,
+						  SV_OUT_SAMPLES, 0),
+			       p.samples, f * r->S * sizeof *y);
 		pno_prediction_free(&p);
 	}
 	r->status = 200;
@@ -520,7 +527,7 @@ static void put_output(struct wbuf *w, const char *name, size_t off,
 	struct req *r = w->r;
 	const struct mversion *mv = r->mv;
 	const struct pno_model *m = &mv->model;
-	size_t item = sv_item_floats(mv, r->S, r->nq);
+	size_t item = sv_item_floats(mv, SK(r), r->nq);
 	putf(w, "%s{\"name\":\"%s\",\"datatype\":\"FP32\",\"shape\":[%d,",
 	     first ? "" : ",", name, r->B);
 	if (with_samples)
@@ -559,7 +566,7 @@ static void put_output(struct wbuf *w, const char *name, size_t off,
 static void put_binary(struct wbuf *w, size_t off, size_t len)
 {
 	struct req *r = w->r;
-	size_t item = sv_item_floats(r->mv, r->S, r->nq);
+	size_t item = sv_item_floats(r->mv, SK(r), r->nq);
 	for (int b = 0; b < r->B; b++)
 		put(w, (const char *)(r->y + b * item + off),
 		    len * sizeof(float));
@@ -578,7 +585,7 @@ static void walk(struct wbuf *w, int emit_binary)
 		int bin = !!(r->binary & 1u << o);
 		int nk = o == SV_OUT_QUANTILES ? r->nq : 1;
 		for (int k = 0; k < nk; k++) {
-			size_t off = sv_item_offset(mv, r->S, r->nq, o, k);
+			size_t off = sv_item_offset(mv, SK(r), r->nq, o, k);
 			size_t len = o == SV_OUT_SAMPLES ? f * r->S : f;
 			char name[48];
 			if (o == SV_OUT_QUANTILES)
