@@ -190,13 +190,28 @@ enum pno_status sv_version_open(struct mversion **out, struct server *srv,
 			       sb.st_mtim.tv_nsec;
 		mv->size = (int64_t)sb.st_size;
 	}
-	/* samples per forward: the workspace holds this many copies */
-	int bmax = cfg->max_samples < 32 ? cfg->max_samples : 32;
+	/* Samples per forward: the workspace holds this many copies of the
+	 * activations, so aim at ~64k grid points per forward (GEMMs stay
+	 * large, a 64x64 model does not hold 32 copies), at most 32 and
+	 * max_samples. The grid is known after a load: load with 1 first.
+	 * The answers do not depend on it (predict.h). */
 	int queue_cap = cfg->max_queue_size;
 	double t0 = sv_now();
-	if ((s = pno_model_load(&mv->model, path, 0, 0, bmax))) {
+	if ((s = pno_model_load(&mv->model, path, 0, 0, 1))) {
 		pno_free(mv);
 		return s;
+	}
+	long pts = (long)mv->model.X * mv->model.Y;
+	int bmax = (int)(65536 / (pts > 0 ? pts : 1));
+	bmax = bmax < 1 ? 1 : bmax > 32 ? 32 : bmax;
+	if (bmax > cfg->max_samples)
+		bmax = cfg->max_samples;
+	if (bmax > 1) {
+		pno_model_free(&mv->model);
+		if ((s = pno_model_load(&mv->model, path, 0, 0, bmax))) {
+			pno_free(mv);
+			return s;
+		}
 	}
 	mv->load_s = sv_now() - t0;
 	mv->threads = cfg->compute_threads;
