@@ -6,6 +6,7 @@
 #include "pno/fno.h"
 #include "serve_internal.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -341,12 +342,52 @@ static void test_parse_garbage(void **state)
 	server_free(srv);
 }
 
+/* The float formatter of JSON answers: every one of 2^20 Philox-drawn
+ * finite bit patterns (all exponents, subnormals included) and the edge
+ * values read back (strtof, and strtod then a cast, as a JSON reader
+ * does) as the same bits, in at most 16 characters. */
+static void test_float_text(void **state)
+{
+	(void)state;
+	const float edge[] = {0.0f, -0.0f, 1.0f, -1.0f, 0.1f, 1e-5f, 1e-6f,
+			      123456789.0f, 999999999.0f, 1e9f, 3.4028235e38f,
+			      1.17549435e-38f, 1.4e-45f, 9.9999999e-6f,
+			      0.30000001f, 100.0f, 65504.0f};
+	char buf[32];
+	long n = 0, maxlen = 0;
+	for (long i = 0; i < (1L << 20) + 17; i++) {
+		float v;
+		if (i < 17) {
+			v = edge[i];
+		} else {
+			uint32_t u = (uint32_t)pno_rng_u64(5, 0, (uint64_t)i);
+			memcpy(&v, &u, 4);
+			if (!isfinite(v))
+				continue;
+		}
+		int len = sv_fmt_f32(buf, v);
+		buf[len] = 0;
+		if (len > maxlen)
+			maxlen = len;
+		float back = strtof(buf, NULL);
+		float back2 = (float)strtod(buf, NULL);
+		if (memcmp(&back, &v, 4) || memcmp(&back2, &v, 4))
+			fail_msg("%.9g printed as \"%s\" reads back as %.9g",
+				 (double)v, buf, (double)back);
+		n++;
+	}
+	print_message("float text: %ld values round-trip, longest %ld "
+		      "characters\n", n, maxlen);
+	assert_true(maxlen <= 16);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_repo_alloc_failures),
 		cmocka_unit_test(test_request_alloc_failures),
 		cmocka_unit_test(test_parse_garbage),
+		cmocka_unit_test(test_float_text),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -491,6 +491,93 @@ void sv_infer_run(struct mversion *mv, struct req *r)
 
 /* ---- response ---- */
 
+/* Powers of ten as doubles, 1e-64 .. 1e64 (products of exact ones: the
+ * relative error, ~1e-15, is far below the 9-digit rounding below). */
+static double pow10_tab(int k)
+{
+	static const double e[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7,
+				   1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14,
+				   1e15, 1e16};
+	double r = 1;
+	int a = k < 0 ? -k : k;
+	while (a > 16) {
+		r *= 1e16;
+		a -= 16;
+	}
+	r *= e[a];
+	return k < 0 ? 1 / r : r;
+}
+
+/* A finite float as JSON text that parses back to the same float: 9
+ * significant digits (enough for float32, as %.9g) without printf, which
+ * took ~0.7 us a number (11 ms for the 16k numbers of a 64x64 answer).
+ * The 9-digit rounding is within 5e-9 relative of v, far inside its
+ * half-ulp (>= 6e-8), so a reader recovers v exactly. Returns the length
+ * (at most 16). */
+int sv_fmt_f32(char *out, float v)
+{
+	char *p = out, dig[16];
+	double a = v;
+	if (signbit(v)) {
+		*p++ = '-';
+		a = -a;
+	}
+	if (a == 0) {
+		*p++ = '0';
+		return (int)(p - out);
+	}
+	int e = (int)floor(log10(a));
+	long long d = llround(a * pow10_tab(8 - e));
+	if (d >= 1000000000LL) {	/* log10 rounded down too far */
+		e++;
+		d = llround(a * pow10_tab(8 - e));
+	} else if (d < 100000000LL) {
+		e--;
+		d = llround(a * pow10_tab(8 - e));
+	}
+	if (d >= 1000000000LL) {	/* 9.999999995 -> 10.00000000 */
+		d /= 10;
+		e++;
+	}
+	int n = 9;
+	for (int i = 8; i >= 0; i--, d /= 10)
+		dig[i] = (char)('0' + d % 10);
+	while (n > 1 && dig[n - 1] == '0')
+		n--;
+	if (e >= 0 && e < 9) {			/* ddd.ddd */
+		for (int i = 0; i <= e; i++)
+			*p++ = i < n ? dig[i] : '0';
+		if (n > e + 1) {
+			*p++ = '.';
+			for (int i = e + 1; i < n; i++)
+				*p++ = dig[i];
+		}
+	} else if (e < 0 && e >= -5) {		/* 0.000ddd */
+		*p++ = '0';
+		*p++ = '.';
+		for (int i = -1; i > e; i--)
+			*p++ = '0';
+		for (int i = 0; i < n; i++)
+			*p++ = dig[i];
+	} else {				/* d.ddde-XX */
+		*p++ = dig[0];
+		if (n > 1) {
+			*p++ = '.';
+			for (int i = 1; i < n; i++)
+				*p++ = dig[i];
+		}
+		*p++ = 'e';
+		if (e < 0) {
+			*p++ = '-';
+			e = -e;
+		}
+		if (e >= 10)
+			*p++ = (char)('0' + e / 10);
+		*p++ = (char)('0' + e % 10);
+	}
+	return (int)(p - out);
+}
+
 struct wbuf {
 	struct req *r;
 	int oom;
@@ -553,10 +640,12 @@ static void put_output(struct wbuf *w, const char *name, size_t off,
 		for (size_t i = 0; i < len; i++) {
 			if (b || i)
 				*p++ = ',';
-			if (isfinite(y[i]))
-				p += snprintf(p, 17, "%.9g", (double)y[i]);
-			else
-				p += snprintf(p, 17, "null");
+			if (isfinite(y[i])) {
+				p += sv_fmt_f32(p, y[i]);
+			} else {
+				memcpy(p, "null", 4);
+				p += 4;
+			}
 		}
 	}
 	r->resp_len = (size_t)(p - r->resp);

@@ -241,6 +241,10 @@ int sv_infer_respond(struct req *r);
 /* run one request's items on the worker's model */
 void sv_infer_run(struct mversion *mv, struct req *r);
 
+/* a finite float as JSON text that reads back as the same float (at most
+ * 16 characters, not terminated); returns the length */
+int sv_fmt_f32(char *out, float v);
+
 /* growable byte buffer helpers on a req's response */
 int sv_buf_reserve(char **buf, size_t *cap, size_t need);
 
