@@ -35,7 +35,11 @@ static void labels(const struct mversion *mv, const char *lv[2])
 
 /* Run a batch: each request's items in turn (pno_model_predict draws one
  * input's samples per call; several inputs in one forward would need a
- * multi-input predict in the library), then resume the connections. */
+ * multi-input predict in the library). A request is resumed as soon as
+ * its own items are done, so its answer is written by an HTTP thread
+ * while the worker computes the next one; the batch's metrics are
+ * recorded before the last resume (a client that has its answer sees
+ * them). */
 static void run_batch(struct mversion *mv, struct req **b, int n, int items)
 {
 	struct server *srv = mv->srv;
@@ -46,18 +50,18 @@ static void run_batch(struct mversion *mv, struct req **b, int n, int items)
 		b[i]->t_exec = t0;
 		prom_observe(srv->met.queue_dur, lv, t0 - b[i]->t_enq);
 	}
-	for (int i = 0; i < n; i++)
-		sv_infer_run(mv, b[i]);
-	double t1 = sv_now();
-	prom_observe(srv->met.compute_dur, lv, t1 - t0);
 	prom_observe(srv->met.batch, lv, (double)items);
 	for (int i = 0; i < n; i++) {
 		struct req *r = b[i];
+		sv_infer_run(mv, r);
+		double t1 = sv_now();
 		r->batch_items = items;
-		r->compute_s = t1 - t0;
+		r->compute_s = t1 - t0;	/* the batch so far */
 		r->t_done = t1;
 		if (r->status == 200)
 			prom_inc(srv->met.samples, lv, (double)r->S * r->B);
+		if (i == n - 1)
+			prom_observe(srv->met.compute_dur, lv, t1 - t0);
 		atomic_store(&r->ready, 1);
 		MHD_resume_connection(r->conn);
 	}
