@@ -201,6 +201,9 @@ void pno_conformal_apply(const struct pno_conformal *c,
 	}
 	for (size_t k = 0; k < N; k++)
 		p->std[k] *= f;
+	if (p->gauss_sigma)	/* mu + c (x - mu): N(mu, (c sigma)^2) */
+		for (size_t k = 0; k < N; k++)
+			p->gauss_sigma[k] *= f;
 	if (p->aleatoric)
 		for (size_t k = 0; k < N; k++)
 			p->aleatoric[k] *= f2, p->epistemic[k] *= f2;
