@@ -417,7 +417,7 @@ void prom_inc(struct prom_family *f, const char *const *label_values, double v)
 
 void prom_set(struct prom_family *f, const char *const *label_values, double v)
 {
-	if (!f || f->type != PROM_GAUGE)
+	if (!f || f->type != PROM_GAUGE || isnan(v))
 		return;
 	struct prom_series *s = series_get(f, label_values);
 	if (s)
