@@ -255,10 +255,12 @@ static const char *parse(const char *text, struct parsed *p)
 		if (hist && (s.le[0] != 0) != ends(s.name, "_bucket"))
 			PFAIL("le missing or misplaced on %s", s.name);
 		if (!hist && s.le[0]) {	/* an ordinary label elsewhere */
-			char t[sizeof s.labels];
+			char t[sizeof s.labels + sizeof s.le + 8];
 			snprintf(t, sizeof t, "%s%sle=\"%s\"", s.labels,
 				 s.labels[0] ? "," : "", s.le);
-			memcpy(s.labels, t, sizeof t);
+			if (strlen(t) >= sizeof s.labels)
+				PFAIL("labels too long for this parser");
+			memcpy(s.labels, t, strlen(t) + 1);
 			s.le[0] = 0;
 		}
 		f->nsamples++;
