@@ -557,8 +557,9 @@ int cfg_table_diff(const struct cfg_key *keys, int nkeys, const void *old,
 			continue;
 		char a[CFG_STR + 8], b[CFG_STR + 8], line[2 * CFG_STR + 200];
 		if (k->secret) {
-			snprintf(line, sizeof line, "%s: (redacted) -> (redacted)",
-				 k->name);
+			snprintf(line, sizeof line, "%s: (redacted) -> "
+				 "(redacted)%s", k->name,
+				 k->reloadable ? "" : " (needs a restart)");
 		} else {
 			serve_config_format(k, old, a, sizeof a);
 			serve_config_format(k, new_, b, sizeof b);
