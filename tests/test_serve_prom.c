@@ -802,7 +802,7 @@ static enum pno_status build_and_expose(void)
 		/* enough series that the text outgrows the first buffer; a
 		 * series that cannot be allocated is a counted drop */
 		for (int i = 0; i < 40; i++) {
-			char m[32];
+			char m[48];
 			snprintf(m, sizeof m, "model-with-a-long-name-%d", i);
 			const char *v[] = {m};
 			prom_inc(c, v, i);
