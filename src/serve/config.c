@@ -615,8 +615,8 @@ void serve_config_help(FILE *out)
 		wr = PNO__MAX(wr, (int)strlen(range));
 		wd = PNO__MAX(wd, (int)strlen(def));
 	}
-	fprintf(out, "configuration (--key value; or \"key\": value in the "
-		"--config JSON file):\n");
+	fprintf(out, "configuration (--key value, or \"key\": value in a JSON "
+		"config file):\n");
 	for (int i = 0; i < serve_config_nkeys; i++) {
 		const struct cfg_key *k = &serve_config_keys[i];
 		flag_name(k, flag, sizeof flag);

@@ -80,15 +80,19 @@ enum pno_status serve_config_set(struct serve_config *c, const char *name,
 enum pno_status serve_config_check(const struct serve_config *c);
 
 /* Reload: keys whose values differ. Writes one line per changed key
- * ("key: old -> new", secrets as "(redacted)") through log(ud, line);
- * returns the count of changed keys, and sets *non_reloadable to the
- * first changed key a reload may not change (NULL if none). */
+ * through log(ud, line) (log may be NULL): "max_batch: 8 -> 16", strings
+ * quoted ("log_level: \"info\" -> \"debug\""), secrets as
+ * "token: (redacted) -> (redacted)", and " (needs a restart)" appended for
+ * a key that is not reloadable. Returns the count of changed keys, and
+ * sets *non_reloadable (may be NULL) to the name of the first changed key,
+ * in table order, that a reload may not change (NULL if none). */
 int serve_config_diff(const struct serve_config *old,
 		      const struct serve_config *new_,
 		      void (*log)(void *ud, const char *line), void *ud,
 		      const char **non_reloadable);
 
-/* `pno serve --help`: every key with type, range, default. */
+/* `pno serve --help`: every key, one aligned line each: --flag-name, type,
+ * range, default, "(reloadable)" if so, description. */
 void serve_config_help(FILE *out);
 
 /* A key's current value as text (strings unquoted; secrets too: callers
