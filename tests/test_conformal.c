@@ -536,7 +536,7 @@ static const struct setup setups[] = {
 	{"indep, under-confident (std x 2)", 0, 1, 2, 0, 3},
 	{"correlated, over-confident", 0.8, 0.6, 0.5, 0, 3},
 	{"correlated, under-confident", 0.8, 0.6, 2, 0, 3},
-	{"correlated, over-confident, 100 samples", 0.8, 0.6, 0.5, SAMPLES, 3},
+	{"correlated, over-confident, 100 samples", 0.8, 0.6, 0.5, SAMPLES, 1},
 };
 #define NSETUPS (int)(sizeof setups / sizeof setups[0])
 
@@ -550,15 +550,19 @@ static const struct setup setups[] = {
  * other, so E[coverage] = k / (n P + 1) exactly (continuous scores,
  * k = ceil(101 * 0.9 * 64) = 5818): checked two-sided within 3.5 SE, which
  * an off-by-one k would not move but a wrong formula (k from n P, or per
- * function) would.
+ * function) would. For every setup the mean must also stay below the
+ * upper bound 1 - alpha + 1/(n + 1) + 1/((n + 1) P) = 0.91005 (+ 3 SE),
+ * which a too conservative k would break.
  *
  * The issue asked for more: coverage >= 0.9 in at least 95% of the
  * splits. That is a training-conditional statement which the marginal
- * guarantee does not make. Measured (Release, these seeds) fractions of
- * splits with coverage >= 0.9 are printed; they are asserted only where
- * they hold by a wide margin in theory (see docs/eval/conformal.md:
- * under correlated noise they do not, and that is a property of the
- * method, not of the code). */
+ * guarantee does not make, so it is printed, not asserted. Measured (these
+ * seeds): independent noise 0.980 (over-confident) and 0.965
+ * (under-confident) of the splits; correlated noise 0.655, 0.680, and
+ * 0.665 with 100 samples, while the mean coverage is 0.908, 0.909, 0.907.
+ * With a per-function offset the split-to-split spread (~0.02) dwarfs the
+ * 0.008 margin above 0.9: the requirement fails there, as a property of
+ * the method, not of the code (docs/eval/conformal.md). */
 static void test_coverage_marginal(void **state)
 {
 	(void)state;
@@ -586,6 +590,12 @@ static void test_coverage_marginal(void **state)
 		if (!(m >= 0.9 - 3 * se))
 			fail_msg("%s: mean coverage %.4f below 0.9 - 3 SE "
 				 "(SE %.4f)", setups[u].name, m, se);
+		/* the matching upper bound for distinct scores:
+		 * 1 - alpha + 1/(n + 1) + 1/((n + 1) P) */
+		double up = 0.9 + 1.0 / 101 + 1.0 / (101 * SP);
+		if (!(m <= up + 3 * se))
+			fail_msg("%s: mean coverage %.4f above the bound %.5f "
+				 "+ 3 SE (SE %.4f)", setups[u].name, m, up, se);
 		if (setups[u].sb == 0) {
 			double want = 5818.0 / 6401;
 			if (!(fabs(m - want) <= 3.5 * se))
