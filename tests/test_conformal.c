@@ -596,6 +596,13 @@ static void test_coverage_marginal(void **state)
 		if (!(m <= up + 3 * se))
 			fail_msg("%s: mean coverage %.4f above the bound %.5f "
 				 "+ 3 SE (SE %.4f)", setups[u].name, m, up, se);
+		/* the issue's per-split requirement, for predictors whose
+		 * points are exchangeable (asserted); with correlated noise
+		 * it is printed above and the function-wise mode below is
+		 * the one that meets it */
+		if (setups[u].sb == 0 && !(ok >= 0.95 * NSPLIT))
+			fail_msg("%s: coverage >= 0.9 in only %d of %d splits",
+				 setups[u].name, ok, NSPLIT);
 		if (setups[u].sb == 0) {
 			double want = 5818.0 / 6401;
 			if (!(fabs(m - want) <= 3.5 * se))
@@ -650,6 +657,20 @@ static void test_coverage_functionwise(void **state)
 			      sorted[NSPLIT / 2], sorted[3 * NSPLIT / 4],
 			      sorted[NSPLIT - 1], (double)ok / NSPLIT,
 			      mean_of(r->cov, NSPLIT));
+		/* per split, the point coverage: a function-wise fit covers
+		 * >= 90% of most functions' points, so the test set's points
+		 * are covered >= 90% in at least 95% of the splits even with
+		 * correlated noise (the issue's requirement, which the
+		 * marginal mode meets only for exchangeable points) */
+		int okp = 0;
+		for (int t = 0; t < NSPLIT; t++)
+			okp += r->cov[t] >= 0.9;
+		print_message("function-wise %-42s point coverage >= 0.9 in "
+			      "%.3f of the splits\n", setups[u].name,
+			      (double)okp / NSPLIT);
+		if (!(okp >= 0.95 * NSPLIT))
+			fail_msg("%s: point coverage >= 0.9 in only %d of %d "
+				 "splits", setups[u].name, okp, NSPLIT);
 		if (!(fabs(m - 91.0 / 101) <= 3.5 * se))
 			fail_msg("%s: mean fraction of functions covered %.5f, "
 				 "exact expectation %.5f, SE %.5f",
