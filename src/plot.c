@@ -107,12 +107,9 @@ static enum pno_status render(const char *path, int w, int h, draw_fn draw,
 			plend1();
 	}
 	plsError(NULL, NULL);
-	if (pl_fatal[0] && !pl_code)
+	if (pl_fatal[0] || pl_code)
 		s = pno__errorf(PNO_STATUS_INTERNAL, "%s: PLplot failed: %s", path,
-				pl_fatal);
-	else if (pl_code)
-		s = pno__errorf(PNO_STATUS_INTERNAL, "%s: PLplot failed: %s", path,
-				pl_errmsg[0] ? pl_errmsg : pl_fatal);
+				pl_fatal[0] ? pl_fatal : pl_errmsg);
 	pthread_mutex_unlock(&plot_lock);
 
 	if (s == PNO_STATUS_OK && (stat(af.tmp_path, &st) != 0 || st.st_size == 0))
@@ -129,6 +126,30 @@ static enum pno_status render(const char *path, int w, int h, draw_fn draw,
 		return s;
 	}
 	return pno_atomic_commit(&af);
+}
+
+/* ---- test hook: make PLplot fail inside a figure ---- */
+
+/* from PLplot's private header plplotP.h (exported by libplplot) */
+void plexit(const char *errormsg);
+enum pno_status pno__plot_fault(const char *path, int kind);
+
+static void draw_fault(void *ctx)
+{
+	int kind = *(const int *)ctx;
+	plvpor(0.1, 0.9, 0.1, 0.9);
+	plwind(0, 1, 0, 1);
+	if (kind == 1)
+		plimagefr(NULL, 0, 0, 0, 1, 0, 1, 0, 1, 0, 1, NULL, NULL);
+	else
+		plexit("pno test: fatal error");
+}
+
+/* Used by tests/test_plot.c only. kind 1: an aborted operation
+ * (plabort), kind 2: a fatal error (plexit, which would exit()). */
+enum pno_status pno__plot_fault(const char *path, int kind)
+{
+	return render(path, 300, 200, draw_fault, &kind);
 }
 
 /* ---- validation ---- */
@@ -267,17 +288,22 @@ static void panel_viewport(int k, int n, int square)
 		plvpor(x0 + 0.18 * pw, x0 + 0.94 * pw, 0.14, 0.80);
 }
 
+/* An image colour bar (PLplot's cairo gradient leaks its pattern): the
+ * bar is drawn as an image of N_BAR values spanning [lo, hi]. */
+#define N_BAR 128
 static void colour_bar(double lo, double hi)
 {
 	PLFLT cw, ch;
-	PLFLT vals[2] = {lo, hi};
+	PLFLT vals[N_BAR];
 	const PLFLT *values[1] = {vals};
-	PLINT n_values[1] = {2};
+	PLINT n_values[1] = {N_BAR};
 	const char *axis_opts[1] = {"bcvtm"};
 	PLFLT ticks[1] = {0};
 	PLINT sub_ticks[1] = {0};
+	for (int i = 0; i < N_BAR; i++)
+		vals[i] = lo + (hi - lo) * i / (N_BAR - 1);
 	plcol0(COL_FG);
-	plcolorbar(&cw, &ch, PL_COLORBAR_GRADIENT | PL_COLORBAR_ORIENT_TOP,
+	plcolorbar(&cw, &ch, PL_COLORBAR_IMAGE | PL_COLORBAR_ORIENT_TOP,
 		   PL_POSITION_RIGHT | PL_POSITION_OUTSIDE | PL_POSITION_VIEWPORT,
 		   0.02, 0.0, 0.035, 1.0, COL_BG, COL_FG, 1, 0, 0, COL_FG, 0, 0,
 		   NULL, NULL, 1, axis_opts, ticks, sub_ticks, n_values,

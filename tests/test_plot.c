@@ -485,8 +485,8 @@ static void test_bad_input(void **state)
 		assert_int_equal(s, PNO_STATUS_IO);
 		assert_err_has("cannot create temporary file");
 	}
-	print_message("read-only dir: %s (%s)\n", pno_status_name(s),
-		      pno_last_error());
+	print_message("read-only dir: %s%s%s\n", pno_status_name(s),
+		      s ? ", " : " (running as root)", s ? pno_last_error() : "");
 	unlink(target);
 	assert_int_equal(tu_temps_left(target), 0);
 	assert_int_equal(rmdir(dir), 0);
@@ -536,6 +536,39 @@ static void test_alloc_failures(void **state)
 	tu_alloc_uninstall();
 	assert_int_equal(tu_temps_left(path), 0);
 	done_with(path);
+}
+
+/* src/plot.c's hook: a figure in which PLplot fails (1: plabort,
+ * 2: plexit) */
+enum pno_status pno__plot_fault(const char *path, int kind);
+
+static void test_plplot_failures(void **state)
+{
+	(void)state;
+	const char *path = tu_tmp_path("fault.png");
+	float f[16] = {0, 1, 2, 3};
+	struct pno_plot_panel p[1] = {{"f", f}};
+	struct img im;
+	FILE *fp = fopen(path, "wb");
+	assert_non_null(fp);
+	fputs("old", fp);
+	fclose(fp);
+	assert_status(pno__plot_fault(path, 1), PNO_STATUS_INTERNAL);
+	assert_err_has("nx and ny must be positive");
+	assert_true(file_is(path, "old"));
+	assert_int_equal(tu_temps_left(path), 0);
+	/* plexit would print, tidy and exit(1): the process must survive */
+	assert_status(pno__plot_fault(path, 2), PNO_STATUS_INTERNAL);
+	assert_err_has("pno test: fatal error");
+	assert_true(file_is(path, "old"));
+	assert_int_equal(tu_temps_left(path), 0);
+	/* and PLplot still works afterwards */
+	assert_status(pno_plot_fields(path, "after", 2, 4, 4, 1, p, NULL),
+		      PNO_STATUS_OK);
+	img_load(&im, path, 600, 400);
+	assert_true(distinct_colours(&im) > 20);
+	free(im.rgb);
+	unlink(path);
 }
 
 struct job {
@@ -610,6 +643,7 @@ int main(void)
 		cmocka_unit_test(test_curves),
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_alloc_failures),
+		cmocka_unit_test(test_plplot_failures),
 		cmocka_unit_test(test_threads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
