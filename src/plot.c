@@ -66,7 +66,6 @@ static enum pno_status render(const char *path, int w, int h, draw_fn draw,
 			      void *ctx)
 {
 	struct pno_atomic_file af;
-	volatile int began = 0;
 	enum pno_status s;
 	struct stat st;
 
@@ -91,22 +90,19 @@ static enum pno_status render(const char *path, int w, int h, draw_fn draw,
 		plscolbg(255, 255, 255);
 		set_palette();
 		plinit();
-		began = 1;
 		if (pl_code == 0) {
 			pladv(0);
 			plschr(0, 0.85);
 			draw(ctx);
 		}
-		began = 0;
 		plend1();
-	} else if (began) {
-		/* fatal error mid-figure: tidy once more, unless that is
-		 * fatal too */
-		began = 0;
+	} else {
+		/* fatal error (in plinit or mid-figure): reset the stream
+		 * (plend1 is safe on a half-begun one), unless that is fatal
+		 * too */
 		if (setjmp(pl_jmp) == 0)
 			plend1();
 	}
-	plsError(NULL, NULL);
 	if (pl_fatal[0] || pl_code)
 		s = pno__errorf(PNO_STATUS_INTERNAL, "%s: PLplot failed: %s", path,
 				pl_fatal[0] ? pl_fatal : pl_errmsg);
