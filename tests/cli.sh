@@ -163,6 +163,12 @@ for mdl in pno-d pno-r deeponet ensemble vfno; do
 	expect 0 "relative L2" "$PNO" eval --model "$DIR/$mdl.safetensors" --data "$D" --samples 10 --json "$DIR/eval_$mdl.json"
 	grep -q '"schema": "pno-eval/1"' "$DIR/eval_$mdl.json" || { echo "FAIL: eval_$mdl.json"; fails=$((fails + 1)); }
 done
+mkdir -p "$DIR/plots"
+expect 0 "" "$PNO" eval --model "$DIR/pno-d.safetensors" --data "$D" --samples 10 --plots "$DIR/plots" --quiet
+for f in fields reliability coverage spectrum; do
+	[ -s "$DIR/plots/$f.png" ] || { echo "FAIL: $f.png not written"; fails=$((fails + 1)); }
+done
+expect 2 "not a writable directory" "$PNO" eval --model "$DIR/pno-d.safetensors" --data "$D" --plots "$DIR/no/such/dir"
 expect 0 "closed form" "$PNO" eval --model "$DIR/pno-r.safetensors" --data "$D" --samples 10
 expect 0 "test split, 6 inputs" "$PNO" eval --model "$DIR/pno-d.safetensors" --data "$D" --samples 4
 expect 2 "--split" "$PNO" eval --model "$DIR/pno-d.safetensors" --data "$D" --split weird

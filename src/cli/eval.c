@@ -8,6 +8,7 @@
 #include "pno/io.h"
 #include "pno/metrics.h"
 #include "pno/model.h"
+#include "pno/plot.h"
 
 #include <jansson.h>
 
@@ -275,9 +276,75 @@ static int write_text(const char *cmd, const char *path, const char *text,
 	return 0;
 }
 
+/* The figures of --plots DIR: the first input's fields, the reliability
+ * diagram, coverage against nominal, and the error / std spectra. */
+static int eval_plots(const char *dir, const struct evalset *es,
+		      const float *mean0, const float *std0,
+		      const struct pno_metrics *r, const struct pno_metrics *c)
+{
+	char path[4096], title[256];
+	enum pno_status s;
+	const char *names[2] = {es->m.method, "calibrated"};
+	int nm = c ? 2 : 1;
+	double obs[2 * PNO_METRICS_NCAL], cov[2 * PNO_METRICS_NCOV];
+	for (int j = 0; j < PNO_METRICS_NCAL; j++) {
+		obs[j] = r->calib_obs[j];
+		if (c)
+			obs[PNO_METRICS_NCAL + j] = c->calib_obs[j];
+	}
+	for (int k = 0; k < PNO_METRICS_NCOV; k++) {
+		cov[k] = r->coverage[k];
+		if (c)
+			cov[PNO_METRICS_NCOV + k] = c->coverage[k];
+	}
+	struct pno_plot_uq uq = {es_in(es, 0), es_out(es, 0), mean0, std0};
+	snprintf(path, sizeof path, "%s/fields.png", dir);
+	snprintf(title, sizeof title, "%s: %s input %d (channel 0)",
+		 es->m.method, es->d.pde, es->first);
+	s = pno_plot_uq(path, title, es->d.dims, es->d.X, es->d.Y, &uq, NULL);
+	if (s == PNO_STATUS_OK) {
+		snprintf(path, sizeof path, "%s/reliability.png", dir);
+		s = pno_plot_reliability(path, "reliability", nm, names,
+					 PNO_METRICS_CAL, obs, PNO_METRICS_NCAL,
+					 NULL);
+	}
+	if (s == PNO_STATUS_OK) {
+		snprintf(path, sizeof path, "%s/coverage.png", dir);
+		s = pno_plot_coverage(path, "central interval coverage", nm,
+				      names, PNO_METRICS_COVERAGE, cov,
+				      PNO_METRICS_NCOV, NULL);
+	}
+	if (s == PNO_STATUS_OK && r->n_shells > 1) {
+		int n = r->n_shells;
+		double *x = malloc((size_t)n * sizeof *x);
+		double *y = malloc(2 * (size_t)n * sizeof *y);
+		int pos = 1;
+		if (!x || !y) {
+			free(x), free(y);
+			fprintf(stderr, "pno eval: out of memory\n");
+			return 1;
+		}
+		for (int k = 0; k < n; k++) {
+			x[k] = k;
+			y[k] = r->err_spectrum[k];
+			y[n + k] = r->std_spectrum[k];
+			pos &= y[k] > 0 && y[n + k] > 0;
+		}
+		const char *sn[2] = {"error", "std"};
+		snprintf(path, sizeof path, "%s/spectrum.png", dir);
+		s = pno_plot_curves(path, "energy by wavenumber shell",
+				    "shell |k|", pos ? "energy (log)" : "energy",
+				    2, sn, x, y, n, pos, NULL);
+		free(x), free(y);
+	}
+	if (s != PNO_STATUS_OK)
+		return runtime_error("eval", s);
+	return 0;
+}
+
 int cmd_eval(int argc, char **argv)
 {
-	const char *model = NULL, *data = NULL, *json = NULL;
+	const char *model = NULL, *data = NULL, *json = NULL, *plots = NULL;
 	const char *split = "auto";
 	int samples = 100, threads = 0, max_n = 0, force = 0;
 	int t_in = -1, t_out = -2;
@@ -292,6 +359,7 @@ int cmd_eval(int argc, char **argv)
 		{"t-in", FLAG_INT, &t_in, 0, 1 << 20, "time series: input step (default: the model's)", 0, 0},
 		{"t-out", FLAG_INT, &t_out, -1, 1 << 20, "time series: output step (default: the model's)", 0, 0},
 		{"json", FLAG_STRING, &json, 0, 0, "write every metric to this JSON file", 0, 0},
+		{"plots", FLAG_STRING, &plots, 0, 0, "write PNG figures into this directory", 0, 0},
 		{"threads", FLAG_INT, &threads, 0, 1024, "threads (0: all cores)", 0, 0},
 		{"force", FLAG_BOOL, &force, 0, 0, "overwrite an existing --json", 0, 0},
 		{"quiet", FLAG_BOOL, &quiet, 0, 0, "print only the summary line", 0, 0},
@@ -305,6 +373,13 @@ int cmd_eval(int argc, char **argv)
 		return 2;
 	if (json && check_out_path("eval", json, force))
 		return 2;
+	struct stat sb;
+	if (plots && (stat(plots, &sb) != 0 || !S_ISDIR(sb.st_mode) ||
+		      access(plots, W_OK) != 0)) {
+		fprintf(stderr, "pno eval: --plots %s: not a writable "
+			"directory\n", plots);
+		return 2;
+	}
 	pno_threads_set(threads);
 
 	static struct evalset es;
@@ -312,6 +387,7 @@ int cmd_eval(int argc, char **argv)
 	struct pno_prediction p = {0};
 	static struct pno_metrics r, rc_;
 	char *mj = NULL, *cj = NULL, *conf = NULL, *doc = NULL;
+	float *mean0 = NULL, *std0 = NULL;
 	enum pno_status s;
 	int rc = evalset_open(&es, "eval", model, data, split, "test", max_n,
 			      t_in, t_out, samples < 64 ? samples : 64);
@@ -340,6 +416,14 @@ int cmd_eval(int argc, char **argv)
 			p.gauss_sigma, p.aleatoric, p.epistemic};
 		if (s == PNO_STATUS_OK)
 			s = pno_metrics_add(acc, es_out(&es, i), &mp);
+		if (s == PNO_STATUS_OK && i == 0 && plots) {
+			size_t n = (size_t)p.C * p.P * sizeof(float);
+			mean0 = malloc(n), std0 = malloc(n);
+			if (!mean0 || !std0)
+				s = PNO_STATUS_NOMEM;
+			else
+				memcpy(mean0, p.mean, n), memcpy(std0, p.std, n);
+		}
 		if (s == PNO_STATUS_OK && cal) {
 			pno_conformal_apply(&es.m.conformal, &p);
 			s = pno_metrics_add(acc_cal, es_out(&es, i), &mp);
@@ -408,8 +492,13 @@ int cmd_eval(int argc, char **argv)
 		if ((rc = write_text("eval", json, doc, force)))
 			goto done;
 	}
+	if (plots && (rc = eval_plots(plots, &es, mean0, std0, &r,
+				      cal ? &rc_ : NULL)))
+		goto done;
 	rc = 0;
 done:
+	free(mean0);
+	free(std0);
 	pno_prediction_free(&p);
 	pno_metrics_free(acc);
 	pno_metrics_free(acc_cal);
