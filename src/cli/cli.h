@@ -16,5 +16,6 @@ int check_out_path(const char *cmd, const char *path, int force);
 
 int cmd_generate(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
+int cmd_rollout(int argc, char **argv);
 
 #endif

@@ -581,6 +581,7 @@ static void usage(FILE *out)
 		"  generate   make a PDE dataset (HDF5, PDEBench layout)\n"
 		"  train      train a model on a dataset\n"
 		"  predict    sample a model's predictive distribution at an input\n"
+		"  rollout    autoregressive rollout with uncertainty over time series\n"
 		"  info       print a model's architecture and metadata\n"
 		"  version    print the version\n\n"
 		"'pno <command> --help' lists a command's options.\n",
@@ -605,6 +606,8 @@ int main(int argc, char **argv)
 		return cmd_train(argc, argv);
 	if (!strcmp(cmd, "predict"))
 		return cmd_predict(argc, argv);
+	if (!strcmp(cmd, "rollout"))
+		return cmd_rollout(argc, argv);
 	if (!strcmp(cmd, "info"))
 		return cmd_info(argc, argv);
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
