@@ -24,11 +24,11 @@ struct pno_rollout {
 	struct pno_model *m;
 	struct pno_rollout_opts o;
 	enum method kind;
-	int C, P, heads, dropout, Bmax, members;
+	int C, P, heads, dropout, members;
 	size_t N;			/* C * P */
 	float *hist;			/* (K + 1, S, C, P) the sample states */
-	float *stage;			/* (Bmax, C, P) gathered inputs */
-	float *raw;			/* (Bmax, heads, C, P) network outputs */
+	float *raw;			/* (2, C, P) network output (heads, C, P)
+					 * or vfno's (mu, var) */
 	float *z;			/* (C, P) noise of one draw */
 	float *mean, *std;		/* (C, P) */
 	float *err;			/* (S, C, P) |x_i - y| */
@@ -69,7 +69,6 @@ void pno_rollout_free(struct pno_rollout *r)
 			pno_metrics_free(r->acc[k]);
 	pno_free(r->acc);
 	pno_free(r->hist);
-	pno_free(r->stage);
 	pno_free(r->raw);
 	pno_free(r->z);
 	pno_free(r->mean);
@@ -106,7 +105,6 @@ static void set_kind(struct pno_rollout *r)
 {
 	struct pno_model *m = r->m;
 	r->heads = 1;
-	r->Bmax = m->Bmax;
 	if (!strcmp(m->method, "vfno")) {
 		r->kind = M_VFNO;
 	} else if (!strcmp(m->method, "deeponet")) {
@@ -139,7 +137,7 @@ enum pno_status pno_rollout_new(struct pno_rollout **out, struct pno_model *m,
 				   "rollout: bad state shape (%dD, %d x %d, %d "
 				   "channels)", dims, X, Y, C);
 	if ((s = pno_model_check_shape(m, dims, X, Y, C, C,
-				       "a one-step model of the data's state")))
+				       "the data's state (a one-step model maps it to itself)")))
 		return s;
 	const int K = o->steps, S = o->samples;
 	const size_t N = (size_t)C * X * Y;
@@ -159,11 +157,9 @@ enum pno_status pno_rollout_new(struct pno_rollout **out, struct pno_model *m,
 	r->P = X * Y;
 	r->N = N;
 	set_kind(r);
-	const size_t B = (size_t)r->Bmax;
 	r->hist = pno_malloc((size_t)(K + 1) * S * N * sizeof(float));
-	r->stage = pno_malloc(B * N * sizeof(float));
 	/* vfno keeps (mu, var) of one draw in raw */
-	r->raw = pno_malloc(PNO__MAX(B * r->heads, 2) * N * sizeof(float));
+	r->raw = pno_malloc(2 * N * sizeof(float));
 	r->z = pno_malloc(N * sizeof(float));
 	r->mean = pno_malloc(N * sizeof(float));
 	r->std = pno_malloc(N * sizeof(float));
@@ -173,7 +169,7 @@ enum pno_status pno_rollout_new(struct pno_rollout **out, struct pno_model *m,
 	r->acc = pno_calloc((size_t)K, sizeof *r->acc);
 	r->sum_q = pno_calloc((size_t)K * PNO_ROLLOUT_NQ, sizeof(double));
 	r->sum_unc = pno_calloc((size_t)K, sizeof(double));
-	if (!r->hist || !r->stage || !r->raw || !r->z || !r->mean || !r->std ||
+	if (!r->hist || !r->raw || !r->z || !r->mean || !r->std ||
 	    !r->err || !r->keys || !r->idx || !r->acc || !r->sum_q ||
 	    !r->sum_unc) {
 		pno_rollout_free(r);
@@ -207,50 +203,47 @@ static void add_noise(float *restrict y, const float *restrict mu,
 		y[j] = mu[j] + sg[j] * z[j];
 }
 
-/* Finish the draws of samples idx[0..n) from the network outputs in
- * r->raw ((n, heads, C, P)): copy, or add the noise. */
-static void finish_draws(struct pno_rollout *r, float *next, const int *idx,
-			 int n, uint64_t zstream, uint64_t zoff)
+/* Sample i's state y (C, P) from its network output o ((heads, C, P)):
+ * the output, or mu + sigma z with z the draw's noise. */
+static void finish_draw(struct pno_rollout *r, float *y, const float *o,
+			int i, uint64_t zstream, uint64_t zoff)
 {
-	const size_t N = r->N, R = (size_t)r->heads * N;
-	for (int b = 0; b < n; b++) {
-		const float *mu = r->raw + (size_t)b * R;
-		float *y = next + (size_t)idx[b] * N;
-		if (r->heads == 2) {
-			pno_rng_normal(r->z, N, r->keys[idx[b]], zstream, zoff);
-			add_noise(y, mu, mu + N, r->z, N);
-		} else {
-			memcpy(y, mu, N * sizeof(float));
-		}
+	const size_t N = r->N;
+	if (r->heads == 2) {
+		pno_rng_normal(r->z, N, r->keys[i], zstream, zoff);
+		add_noise(y, o, o + N, r->z, N);
+	} else {
+		memcpy(y, o, N * sizeof(float));
 	}
 }
 
-/* Deterministic networks: the states of samples idx[0..n) in batches of
- * up to Bmax through fwd. */
-static enum pno_status batched(struct pno_rollout *r, struct pno_fno *f,
-			       float *next, const float *cur, const int *idx,
-			       int n, uint64_t zstream, uint64_t zoff)
+/* Deterministic networks: the states of samples idx[0..n), one forward
+ * each. Not batched on purpose: a forward's bits depend on its batch size
+ * (FFT plans and GEMM kernels differ), so a batch would tie sample i to
+ * S and to the batch bound, and break the equality with
+ * pno_model_predict. */
+static enum pno_status forward_each(struct pno_rollout *r,
+				    struct pno_fno *f, float *next,
+				    const float *cur, const int *idx, int n,
+				    uint64_t zstream, uint64_t zoff)
 {
-	const size_t N = r->N, R = (size_t)r->heads * N;
-	for (int b0 = 0; b0 < n; b0 += r->Bmax) {
-		int nb = PNO__MIN(r->Bmax, n - b0);
-		for (int b = 0; b < nb; b++)
-			memcpy(r->stage + (size_t)b * N,
-			       cur + (size_t)idx[b0 + b] * N, N * sizeof(float));
+	const size_t N = r->N;
+	for (int b = 0; b < n; b++) {
+		const int i = idx[b];
 		const float *o;
 		if (f) {
 			int stochastic = f->stochastic;
 			f->stochastic = 0;
-			o = pno_fno_forward(f, r->stage, nb);
+			o = pno_fno_forward(f, cur + (size_t)i * N, 1);
 			f->stochastic = stochastic;
 		} else {
-			o = pno_deeponet_forward(&r->m->don, r->stage, nb);
+			o = pno_deeponet_forward(&r->m->don, cur + (size_t)i * N,
+						 1);
 		}
 		if (!o)
 			return pno__errorf(PNO_STATUS_INTERNAL,
 					   "rollout: the model's forward failed");
-		memcpy(r->raw, o, (size_t)nb * R * sizeof(float));
-		finish_draws(r, next, idx + b0, nb, zstream, zoff);
+		finish_draw(r, next + (size_t)i * N, o, i, zstream, zoff);
 	}
 	return PNO_STATUS_OK;
 }
@@ -270,17 +263,18 @@ static enum pno_status step(struct pno_rollout *r, float *next,
 	}
 	switch (r->kind) {
 	case M_DEEPONET:
-		return batched(r, NULL, next, cur, r->idx, S, 0, 0);
+		return forward_each(r, NULL, next, cur, r->idx, S, 0, 0);
 	case M_FNO:
 		if (!r->dropout)
-			return batched(r, &m->fno, next, cur, r->idx, S,
-				       STREAM_Z_FNO, 0);
+			return forward_each(r, &m->fno, next, cur, r->idx, S,
+					    STREAM_Z_FNO, 0);
 		/* masks keyed per draw: one forward each */
 		for (int i = 0; i < S && !s; i++) {
 			s = pno_fno_sample(&m->fno, r->raw, cur + (size_t)i * N,
 					   1, r->keys[i]);
 			if (!s)
-				finish_draws(r, next, &i, 1, STREAM_Z_FNO, 0);
+				finish_draw(r, next + (size_t)i * N, r->raw, i,
+					    STREAM_Z_FNO, 0);
 		}
 		return s;
 	case M_VFNO: {
@@ -305,14 +299,14 @@ static enum pno_status step(struct pno_rollout *r, float *next,
 		return s;
 	}
 	case M_ENSEMBLE:
-		/* member j serves the samples i = j mod M, batched; the noise
+		/* member j serves the samples i = j mod M; the noise
 		 * of sample j of an M-sample prediction */
 		for (int j = 0; j < r->members && !s; j++) {
 			int n = 0;
 			for (int i = j; i < S; i += r->members)
 				r->idx[n++] = i;
 			if (n)
-				s = batched(r, &m->ens.m[j], next, cur, r->idx, n,
+				s = forward_each(r, &m->ens.m[j], next, cur, r->idx, n,
 					    STREAM_Z_ENS, (uint64_t)j * N);
 		}
 		return s;

@@ -26,10 +26,12 @@
  * is not defined for one draw). Sample i thus depends on (seed, traj, i)
  * only, not on S. The draws are computed without pno_model_predict: work
  * buffers are sized once in pno_rollout_new and nothing is allocated per
- * step. Models without dropout or weight draws (fno, pno-r, deeponet,
- * ensemble members) run the S states as batches of up to m->Bmax per
- * forward; dropout models and vfno need one forward per sample (their
- * randomness is keyed per draw), S forwards of batch 1 per step.
+ * step. Every draw is one forward of batch 1 (S forwards per step): a
+ * forward's bits depend on its batch size (FFT plans, GEMM kernels), so
+ * batching the S states would make sample i depend on S and on the batch
+ * bound, and dropout / weight-draw randomness is keyed per draw anyway.
+ * The model's batch bound m->Bmax is therefore irrelevant here (1 is
+ * enough).
  *
  * Per step k = 1..K, for each trajectory (then the mean over trajectories;
  * channels pooled; P points; samples x_i, their mean m and std s (divisor

@@ -87,7 +87,7 @@ int cmd_rollout(int argc, char **argv)
 {
 	const char *model = NULL, *data = NULL, *json = NULL;
 	int steps = 0, samples = 32, start = 0, first = 0, ntraj = 0;
-	int threads = 0, force = 0, batch = 64;
+	int threads = 0, force = 0;
 	double threshold = 0.5;
 	uint64_t seed = 0;
 	struct flag f[] = {
@@ -101,7 +101,6 @@ int cmd_rollout(int argc, char **argv)
 		{"trajectories", FLAG_INT, &ntraj, 0, 1 << 30, "trajectories to roll out (0: all from --first)", 0, 0},
 		{"threshold", FLAG_POSITIVE, &threshold, 0, 1e30, "relative uncertainty ||std||/||mean|| whose first exceedance is reported", 0, 0},
 		{"json", FLAG_STRING, &json, 0, 0, "write every per-step metric as JSON", 0, 0},
-		{"batch", FLAG_INT, &batch, 1, 65536, "states per forward (the model's batch bound)", 0, 0},
 		{"threads", FLAG_INT, &threads, 0, 1024, "threads (0: all cores)", 0, 0},
 		{"force", FLAG_BOOL, &force, 0, 0, "overwrite an existing --json", 0, 0},
 		{"quiet", FLAG_BOOL, &quiet, 0, 0, "print only the summary line", 0, 0},
@@ -149,8 +148,9 @@ int cmd_rollout(int argc, char **argv)
 		rc = 2;
 		goto done;
 	}
-	s = pno_model_load(&am, model, tr.X, tr.Y,
-			   batch < samples ? batch : samples);
+	/* on the grid it was trained on: a one-step model must map the
+	 * data's state (grid and channels) to itself */
+	s = pno_model_load(&am, model, 0, 0, 1);
 	if (s != PNO_STATUS_OK) {
 		rc = runtime_error("rollout", s);
 		goto done;
