@@ -191,6 +191,31 @@ expect 0 "removed" "$PNO" calibrate --model "$DIR/cal.safetensors" --remove
 expect 0 "" "$PNO" eval --model "$DIR/cal.safetensors" --data "$D" --samples 10 --json "$DIR/eval_cal2.json" --quiet
 grep -q '"metrics_calibrated": null' "$DIR/eval_cal2.json" || { echo "FAIL: calibration not removed"; fails=$((fails + 1)); }
 
+# rollout: a one-step model trained on every pair (t, t + 1)
+R="$DIR/heat_series.h5"
+RM="$DIR/r1.safetensors"
+expect 0 "" "$PNO" generate heat --samples 12 --res 32 --t-final 0.2 --dt-out 0.02 --seed 3 --out "$R" --quiet
+expect 2 "exclude each other" "$PNO" train --data "$R" --out "$DIR/x.safetensors" --pairs-step 1 --t-out 3
+expect 2 "pairs step 11 needs more" "$PNO" train --data "$R" --out "$DIR/x.safetensors" --pairs-step 11
+expect 2 "--pairs-step" "$PNO" train --data "$R" --out "$DIR/x.safetensors" --pairs-step 0
+expect 2 "needs a time series" "$PNO" train --data "$DIR/d.h5" --out "$DIR/x.safetensors" --pairs-step 1
+expect 2 "does not fit the 12 trajectories" "$PNO" train --data "$R" --out "$DIR/x.safetensors" --pairs-step 1 --ntrain 12
+expect 0 "split in trajectories 10 / 1 / 1" "$PNO" train --data "$R" --out "$RM" --model pno-r --pairs-step 1 --width 8 --modes 6 --layers 2 --epochs 1 --batch 10 --threads 1
+expect 0 "rel_unc" "$PNO" rollout --model "$RM" --data "$R" --steps 5 --samples 8 --first 10 --json "$DIR/roll.json" --threads 1
+grep -q '"per_step"' "$DIR/roll.json" && grep -q '"err_q99"' "$DIR/roll.json" || { echo "FAIL: rollout JSON lacks the per-step metrics"; fails=$((fails + 1)); }
+expect 0 "" "$PNO" rollout --model "$RM" --data "$R" --steps 2 --samples 2 --trajectories 1 --quiet
+expect 2 "required" "$PNO" rollout --model "$RM" --data "$R"
+expect 2 "exists" "$PNO" rollout --model "$RM" --data "$R" --steps 2 --json "$DIR/roll.json"
+expect 2 "goes past the last step 10" "$PNO" rollout --model "$RM" --data "$R" --steps 4 --start 7
+expect 2 "--steps" "$PNO" rollout --model "$RM" --data "$R" --steps 0
+expect 2 "--samples" "$PNO" rollout --model "$RM" --data "$R" --steps 2 --samples 0
+expect 2 "--threshold" "$PNO" rollout --model "$RM" --data "$R" --steps 2 --threshold -1
+expect 2 "trajectory 12 does not exist" "$PNO" rollout --model "$RM" --data "$R" --steps 2 --first 12
+expect 2 "not a time series" "$PNO" rollout --model "$RM" --data "$DIR/d.h5" --steps 1
+expect 2 "is 2D" "$PNO" rollout --model "$DIR/dm.safetensors" --data "$R" --steps 1
+expect 2 "no such file" "$PNO" rollout --model "$DIR/none.safetensors" --data "$R" --steps 1
+expect 0 "--threshold" "$PNO" rollout --help
+
 # runtime errors: corrupt inputs
 head -c 100 "$M" >"$DIR/trunc.safetensors"
 expect 1 "trunc.safetensors" "$PNO" info "$DIR/trunc.safetensors"
