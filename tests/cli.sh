@@ -201,6 +201,10 @@ expect 2 "--pairs-step" "$PNO" train --data "$R" --out "$DIR/x.safetensors" --pa
 expect 2 "needs a time series" "$PNO" train --data "$DIR/d.h5" --out "$DIR/x.safetensors" --pairs-step 1
 expect 2 "does not fit the 12 trajectories" "$PNO" train --data "$R" --out "$DIR/x.safetensors" --pairs-step 1 --ntrain 12
 expect 0 "split in trajectories 10 / 1 / 1" "$PNO" train --data "$R" --out "$RM" --model pno-r --pairs-step 1 --width 8 --modes 6 --layers 2 --epochs 1 --batch 10 --threads 1
+expect 0 "test split, 10 inputs" "$PNO" eval --model "$RM" --data "$R" --samples 4
+expect 0 "conformal scale" "$PNO" calibrate --model "$RM" --data "$R" --alpha 0.5 --samples 4
+expect 0 "calibrated" "$PNO" eval --model "$RM" --data "$R" --samples 4
+expect 0 "removed" "$PNO" calibrate --model "$RM" --remove
 expect 0 "rel_unc" "$PNO" rollout --model "$RM" --data "$R" --steps 5 --samples 8 --first 10 --json "$DIR/roll.json" --threads 1
 grep -q '"per_step"' "$DIR/roll.json" && grep -q '"err_q99"' "$DIR/roll.json" || { echo "FAIL: rollout JSON lacks the per-step metrics"; fails=$((fails + 1)); }
 expect 0 "" "$PNO" rollout --model "$RM" --data "$R" --steps 2 --samples 2 --trajectories 1 --quiet

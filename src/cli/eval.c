@@ -33,7 +33,7 @@ struct evalset {
 /* The model's training provenance (a JSON object stored as a string). */
 struct provenance {
 	int known;
-	int ntrain, nval, ntest, t_in, t_out;
+	int ntrain, nval, ntest, t_in, t_out, pairs_step;
 	char hash[65], pde[64];
 };
 
@@ -55,10 +55,12 @@ static void read_provenance(const char *path, struct provenance *pv)
 		json_decref(o);
 		return;
 	}
-	const char *ints[] = {"ntrain", "nval", "ntest", "t_in", "t_out"};
-	int *iv[] = {&pv->ntrain, &pv->nval, &pv->ntest, &pv->t_in, &pv->t_out};
+	const char *ints[] = {"ntrain", "nval", "ntest", "t_in", "t_out",
+			      "pairs_step"};
+	int *iv[] = {&pv->ntrain, &pv->nval, &pv->ntest, &pv->t_in, &pv->t_out,
+		     &pv->pairs_step};
 	pv->known = 1;
-	for (int i = 0; i < 5; i++) {
+	for (int i = 0; i < 6; i++) {
 		json_t *v = json_object_get(o, ints[i]);
 		if (json_is_integer(v))
 			*iv[i] = (int)json_integer_value(v);
@@ -100,6 +102,11 @@ static int evalset_open(struct evalset *es, const char *cmd, const char *model,
 	struct pno_dataset_opts dopt = PNO_DATASET_OPTS_DEFAULT;
 	dopt.t_in = t_in >= 0 ? t_in : pv.t_in;
 	dopt.t_out = t_out >= -1 ? t_out : pv.t_out;
+	/* a one-step model (pno train --pairs-step) is scored on every pair
+	 * (t, t + k) of the trajectories, as it was trained; its recorded
+	 * split sizes count those pairs */
+	if (pv.pairs_step > 0 && t_in < 0 && t_out < -1)
+		dopt.pairs_step = pv.pairs_step;
 	if ((s = pno_dataset_read(&es->d, data, &dopt)) != PNO_STATUS_OK)
 		return runtime_error(cmd, s);
 	snprintf(es->pde, sizeof es->pde, "%s", pv.pde);
