@@ -375,22 +375,33 @@ enum pno_status auth_table_load(struct auth_table **out, const char *path)
 		return pno__errorf(errno == ENOENT ? PNO_STATUS_NOTFOUND
 						   : PNO_STATUS_IO,
 				   "keys file %s: %s", path, strerror(errno));
-	/* a keys file of AUTH_MAX_KEYS entries is well under 4 MiB */
-	size_t cap = 4u << 20, n;
-	buf = pno_malloc(cap + 1);
+	/* a keys file of AUTH_MAX_KEYS entries is well under 1 MiB */
+	size_t cap = 1u << 20, n;
+	long size = fseek(fp, 0, SEEK_END) == 0 ? ftell(fp) : -1;
+	if (size < 0 || fseek(fp, 0, SEEK_SET) != 0) {
+		s = pno__errorf(PNO_STATUS_IO, "keys file %s: cannot seek: %s",
+				path, strerror(errno));
+		goto cleanup;
+	}
+	if ((size_t)size > cap) {
+		s = pno__errorf(PNO_STATUS_INVALID, "keys file %s: %ld bytes, "
+				"at most %zu", path, size, cap);
+		goto cleanup;
+	}
+	buf = pno_malloc((size_t)size + 1);
 	if (!buf) {
 		s = pno__errorf(PNO_STATUS_NOMEM, "keys file %s: out of memory",
 				path);
 		goto cleanup;
 	}
-	n = fread(buf, 1, cap + 1, fp);
+	n = fread(buf, 1, (size_t)size + 1, fp);
 	if (ferror(fp)) {
 		s = pno__errorf(PNO_STATUS_IO, "keys file %s: read error", path);
 		goto cleanup;
 	}
-	if (n > cap) {
-		s = pno__errorf(PNO_STATUS_INVALID, "keys file %s: larger than "
-				"%zu bytes", path, cap);
+	if (n > (size_t)size) {
+		s = pno__errorf(PNO_STATUS_IO, "keys file %s: changed while "
+				"being read", path);
 		goto cleanup;
 	}
 	s = auth_table_parse(out, buf, n, path);

@@ -41,7 +41,7 @@
 
 #define AUTH_NAME_MAX 64	/* key names: [A-Za-z0-9_.@-]{1,64} */
 #define AUTH_HASH_BYTES 32
-#define AUTH_MAX_KEYS 4096	/* entries in one keys file */
+#define AUTH_MAX_KEYS 1024	/* entries in one keys file */
 #define AUTH_TOKEN_MAX 256	/* longer bearer tokens are malformed */
 #define AUTH_KEY_PREFIX "pno_"
 /* "pno_" + unpadded base64url of 32 bytes */
