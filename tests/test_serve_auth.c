@@ -3,8 +3,8 @@
  * roles, keys-file errors and reload, the timing of the key lookup
  * against a prefix-leaking comparison, session lifetimes on a fake clock
  * (absolute, idle, revocation, key revocation, full table), threads
- * hammering checks during reloads and session creation, allocation
- * failures. */
+ * hammering checks during reloads and session creation, the pno keys
+ * command, allocation failures. */
 #include "testutil.h"
 #include "auth.h"
 #include "session.h"
@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #define NS 1000000000LL
@@ -869,6 +870,93 @@ static void test_concurrency(void **state)
 	auth_ctx_free(c);
 }
 
+/* ---- pno keys ---- */
+
+/* Run a shell command; its stdout (first line) into out, exit status
+ * returned. */
+static int run(char *out, size_t size, const char *fmt, ...)
+{
+	char cmd[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof cmd, fmt, ap);
+	va_end(ap);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	size_t n = fread(out, 1, size - 1, p);
+	out[n] = '\0';
+	int st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The CLI's keys authenticate with the server's check; list never shows
+ * them; revoke takes effect at the next reload; bad input exits 2. */
+static void test_cli_keys(void **state)
+{
+	(void)state;
+	const char *path = tu_tmp_path("cli_keys.json");
+	char ka[512], kb[512], out[8192];
+	remove(path);
+	assert_int_equal(run(ka, sizeof ka, "%s keys add --file %s --name alice "
+			     "--roles infer,admin 2>/dev/null", PNO_BIN, path), 0);
+	assert_int_equal(run(kb, sizeof kb, "%s keys add --file %s --name bob "
+			     "2>/dev/null", PNO_BIN, path), 0);
+	ka[strcspn(ka, "\n")] = '\0';
+	kb[strcspn(kb, "\n")] = '\0';
+	assert_int_equal(strlen(ka), AUTH_KEY_LEN);
+	assert_int_equal(strlen(kb), AUTH_KEY_LEN);
+	struct auth_ctx *c = NULL;
+	struct auth_principal p;
+	assert_status(auth_ctx_new(&c, path, NULL, NULL), PNO_STATUS_OK);
+	assert_int_equal(check(c, ka, AUTH_ROLE_ADMIN | AUTH_ROLE_INFER, &p),
+			 AUTH_OK);
+	assert_string_equal(p.name, "alice");
+	assert_int_equal(check(c, kb, AUTH_ROLE_INFER, &p), AUTH_OK);
+	assert_int_equal(check(c, kb, AUTH_ROLE_ADMIN, &p), AUTH_FORBIDDEN);
+
+	/* the file holds no key; list shows none */
+	FILE *fp = fopen(path, "rb");
+	size_t n = fread(out, 1, sizeof out - 1, fp);
+	out[n] = '\0';
+	fclose(fp);
+	assert_null(strstr(out, ka + 4));
+	assert_null(strstr(out, kb + 4));
+	assert_int_equal(run(out, sizeof out, "%s keys list --file %s", PNO_BIN,
+			     path), 0);
+	assert_non_null(strstr(out, "alice"));
+	assert_non_null(strstr(out, "infer,admin"));
+	assert_null(strstr(out, ka + 4));
+
+	assert_int_equal(run(out, sizeof out, "%s keys revoke --file %s --name "
+			     "alice 2>/dev/null", PNO_BIN, path), 0);
+	assert_int_equal(check(c, ka, 0, &p), AUTH_OK);	/* until reload */
+	assert_status(auth_ctx_reload(c), PNO_STATUS_OK);
+	assert_int_equal(check(c, ka, 0, &p), AUTH_UNAUTHENTICATED);
+	assert_string_equal(p.reason, "revoked key");
+	assert_int_equal(check(c, kb, 0, &p), AUTH_OK);
+	auth_ctx_free(c);
+
+	/* usage errors 2, runtime errors 1, the file untouched */
+	assert_int_equal(run(out, sizeof out, "%s keys add --file %s --name bob "
+			     "2>/dev/null", PNO_BIN, path), 1);
+	assert_int_equal(run(out, sizeof out, "%s keys add --file %s --name "
+			     "'a b' 2>/dev/null", PNO_BIN, path), 2);
+	assert_int_equal(run(out, sizeof out, "%s keys add --file %s --name c "
+			     "--roles root 2>/dev/null", PNO_BIN, path), 2);
+	assert_int_equal(run(out, sizeof out, "%s keys add --file %s --name c "
+			     "--expires soon 2>/dev/null", PNO_BIN, path), 2);
+	assert_int_equal(run(out, sizeof out, "%s keys revoke --file %s --name "
+			     "zed 2>/dev/null", PNO_BIN, path), 1);
+	assert_int_equal(run(out, sizeof out, "%s keys frob 2>/dev/null",
+			     PNO_BIN), 2);
+	assert_int_equal(run(out, sizeof out, "%s keys list --file %s.missing "
+			     "2>/dev/null", PNO_BIN, path), 1);
+	struct auth_table *t = NULL;
+	assert_status(auth_table_load(&t, path), PNO_STATUS_OK);
+	assert_int_equal(auth_table_count(t), 2);
+	auth_table_free(t);
+}
+
 /* ---- allocation failures ---- */
 
 static enum pno_status sessions_start(struct session_table **st,
@@ -956,6 +1044,7 @@ int main(void)
 		cmocka_unit_test(test_timing),
 		cmocka_unit_test(test_sessions),
 		cmocka_unit_test(test_concurrency),
+		cmocka_unit_test(test_cli_keys),
 		cmocka_unit_test(test_alloc_failure_loop),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
