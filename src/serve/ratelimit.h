@@ -9,7 +9,7 @@
  * TAT - t <= tau, and then TAT = max(TAT, t) + T; a denied request leaves
  * TAT alone. So b requests at the same instant are admitted and the
  * (b+1)-th is not; in the long run r per second; a client idle for
- * (b - 1) T has its whole burst back. A denied client may retry after
+ * b T has its whole burst back. A denied client may retry after
  * TAT - tau - t seconds: Retry-After is that rounded up to whole seconds,
  * at least 1. All times are integer nanoseconds of an injected monotonic
  * clock (T rounded to the nearest ns).
@@ -21,7 +21,7 @@
  * at one shard or bucket). When a shard is full its least recently seen
  * client is evicted; an evicted client that returns starts with a full
  * burst (so max_keys must exceed the number of clients active within the
- * burst-refill time (b - 1) T, or an attacker cycling through more
+ * burst-refill time b T, or an attacker cycling through more
  * identities than that gets up to b requests each, which is exactly what
  * distinct identities get anyway).
  *
