@@ -723,11 +723,34 @@ static void test_sessions(void **state)
 	entry(b, sizeof b, "bob", newbob, "\"infer\", \"admin\"", NULL);
 	strcat(b, "]");
 	write_file("keys_sessions.json", b);
+	/* after the reload alice's session ends at its next use (revoked
+	 * key); bob's (secret replaced under the same name) and carol's
+	 * (removed from the file) are pruned at once */
+	struct auth_principal pc;
+	char c1[SESSION_TOKEN_LEN + 1];
+	assert_int_equal(check(c, k.carol, 0, &pc), AUTH_OK);
+	assert_status(session_create(st, &pc, c1, NULL), PNO_STATUS_OK);
+	assert_int_equal(session_count(st), 3);
+	assert_int_equal(session_prune(st, c), 0);	/* all still valid */
 	assert_status(auth_ctx_reload(c), PNO_STATUS_OK);
 	assert_int_equal(use(c, st, a1, 0, &p), AUTH_UNAUTHENTICATED);
 	assert_string_equal(p.reason, "session's key revoked, expired or removed");
-	assert_int_equal(use(c, st, b1, 0, &p), AUTH_UNAUTHENTICATED);
+	assert_int_equal(session_count(st), 2);
+	assert_int_equal(session_prune(st, c), 2);
 	assert_int_equal(session_count(st), 0);
+	assert_int_equal(use(c, st, b1, 0, &p), AUTH_UNAUTHENTICATED);
+	assert_string_equal(p.reason, "unknown session");
+	assert_int_equal(use(c, st, c1, 0, &p), AUTH_UNAUTHENTICATED);
+	/* pruning by time alone */
+	assert_int_equal(check(c, newbob, 0, &pb), AUTH_OK);
+	assert_status(session_create(st, &pb, b1, NULL), PNO_STATUS_OK);
+	assert_status(session_create(st, &pb, c1, NULL), PNO_STATUS_OK);
+	atomic_store(&fake_ns, atomic_load(&fake_ns) + 20 * NS);
+	assert_int_equal(use(c, st, c1, 0, &p), AUTH_OK);
+	atomic_store(&fake_ns, atomic_load(&fake_ns) + 10 * NS);
+	assert_int_equal(session_prune(st, NULL), 1);	/* b1: idle 30 s */
+	assert_int_equal(use(c, st, c1, 0, &p), AUTH_OK);
+	assert_int_equal(session_count(st), 1);
 	session_table_free(st);
 
 	/* a full table: expired sessions go first, then new ones are

@@ -300,6 +300,26 @@ int session_revoke_key(struct session_table *t, const char *name)
 	return n;
 }
 
+int session_prune(struct session_table *t, struct auth_ctx *a)
+{
+	int n = 0;
+	if (!t)
+		return 0;
+	pthread_mutex_lock(&t->mu);
+	int64_t now = t->o.clock(t->o.clock_ud);
+	for (int i = 0; i < t->o.max_sessions; i++) {
+		struct slot *s = &t->s[i];
+		if (s->used && (slot_ended(t, s, now) ||
+				(a && !auth_key_valid(a, s->name, s->key_hash,
+						      NULL)))) {
+			slot_remove(t, i);
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&t->mu);
+	return n;
+}
+
 int session_count(struct session_table *t)
 {
 	if (!t)

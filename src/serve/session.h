@@ -66,6 +66,10 @@ enum auth_result session_check(struct session_table *t, struct auth_ctx *a,
 int session_revoke(struct session_table *t, const char *token, size_t len);
 /* End every session of key `name`; returns how many. */
 int session_revoke_key(struct session_table *t, const char *name);
+/* Remove every ended session: timed out, or (a not NULL) whose key is no
+ * longer valid in a's current table. Returns how many. Call after a keys
+ * reload so a revoked key's sessions free their slots at once. */
+int session_prune(struct session_table *t, struct auth_ctx *a);
 /* Sessions in the table (live or ended but not yet evicted). */
 int session_count(struct session_table *t);
 
