@@ -55,8 +55,9 @@ enum pno_status session_create(struct session_table *t,
 			       char token[SESSION_TOKEN_LEN + 1],
 			       int64_t *expires_in_s);
 
-/* Check a session token for required_role; a refreshes the key's state
- * (NULL: not checked). Fills *p with session = 1. */
+/* Check a session token for required_role. The session's key is looked
+ * up in a's current table (a NULL: not checked). Fills *p with
+ * session = 1. A successful use resets the idle timer. */
 enum auth_result session_check(struct session_table *t, struct auth_ctx *a,
 			       const char *token, size_t len,
 			       unsigned required_role,
