@@ -596,6 +596,7 @@ static void usage(FILE *out)
 		"  eval       score a model's predictive distribution on data\n"
 		"  calibrate  fit a conformal scale for a model's intervals\n"
 		"  info       print a model's architecture and metadata\n"
+		"  keys       manage the API keys of pno serve (add, list, revoke)\n"
 		"  version    print the version\n\n"
 		"'pno <command> --help' lists a command's options.\n",
 		PNO_VERSION_STRING);
@@ -627,6 +628,8 @@ int main(int argc, char **argv)
 		return cmd_eval(argc, argv);
 	if (!strcmp(cmd, "calibrate"))
 		return cmd_calibrate(argc, argv);
+	if (!strcmp(cmd, "keys"))
+		return cmd_keys(argc, argv);
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
 		printf("pno %s\n", PNO_VERSION_STRING);
 		return 0;
