@@ -16,6 +16,8 @@ void pno_prediction_free(struct pno_prediction *p)
 	pno_free(p->std);
 	pno_free(p->aleatoric);
 	pno_free(p->epistemic);
+	pno_free(p->gauss_mu);
+	pno_free(p->gauss_sigma);
 	pno_free(p->levels);
 	pno_free(p->quantiles);
 	memset(p, 0, sizeof *p);
@@ -175,6 +177,17 @@ enum pno_status pno_fno_predict(struct pno_fno *m, const float *x, int S,
 			}
 			p->aleatoric[k] = (float)(sv / S);
 			p->epistemic[k] = (float)(S > 1 ? sm2 / (S - 1) : 0.0);
+		}
+		if (!pno_fno_has_dropout(&m->arch)) {
+			p->gauss_mu = pno_malloc(N * sizeof(float));
+			p->gauss_sigma = pno_malloc(N * sizeof(float));
+			if (!p->gauss_mu || !p->gauss_sigma) {
+				st = pno__errorf(PNO_STATUS_NOMEM,
+						 "predict: out of memory");
+				goto fail;
+			}
+			memcpy(p->gauss_mu, raw, N * sizeof(float));
+			memcpy(p->gauss_sigma, raw + N, N * sizeof(float));
 		}
 	} else {
 		memcpy(p->samples, raw, (size_t)S * N * sizeof(float));

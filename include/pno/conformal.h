@@ -16,7 +16,9 @@
  * its mean: every sample x_i -> m + c (x_i - m), so the quantiles map the
  * same way (order statistics and their linear interpolation are
  * equivariant under an increasing affine map), std -> c std and the
- * variance parts -> c^2 times themselves. The calibrated central
+ * variance parts -> c^2 times themselves (a Gaussian prediction's sigma
+ * -> c sigma, about its own mu, which the sample mean estimates). The
+ * calibrated central
  * (1 - alpha) interval is [m - c (m - lo), m + c (hi - m)].
  *
  * Modes:

@@ -33,6 +33,9 @@ struct pno_prediction {
 	float *mean, *std;	/* (C, P); std with divisor S - 1 (0 if S = 1) */
 	float *aleatoric;	/* (C, P) variances, NULL without a variance head */
 	float *epistemic;	/* (C, P) */
+	float *gauss_mu;	/* (C, P): the predictive distribution is exactly */
+	float *gauss_sigma;	/* N(mu, sigma^2) per point (a mean-scale model
+				 * without dropout); NULL otherwise */
 	int nq;
 	float *levels;		/* (nq) quantile levels in (0, 1) */
 	float *quantiles;	/* (nq, C, P), linear interpolation between

@@ -24,6 +24,15 @@
 
 int quiet;
 
+/* Under LeakSanitizer: fontconfig (loaded by PLplot's cairo driver for
+ * the figures of eval and bench) keeps its caches until exit by design;
+ * not a leak of ours. Ignored by non-sanitized builds. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void)
+{
+	return "leak:libfontconfig.so\n";
+}
+
 static void log_stderr(void *ud, enum pno_log_level level, const char *msg)
 {
 	static const char *names[] = {"debug", "info", "warning", "error"};
@@ -47,7 +56,7 @@ static int exists(const char *path)
 }
 
 /* Escape `s` as the inside of a JSON string (truncating at `size`). */
-static void json_escape(char *out, size_t size, const char *s)
+void json_escape(char *out, size_t size, const char *s)
 {
 	size_t o = 0;
 	for (; *s && o + 7 < size; s++) {
@@ -97,7 +106,13 @@ static const char *train_usage =
 	"'tensor', or a time series 'tensor' from step --t-in to --t-out). The\n"
 	"samples are split in order: the first --ntrain for training, the next\n"
 	"--nval for validation, the last --ntest for the test error. Prints the\n"
-	"train/validation loss per epoch and the test relative L2 error.\n";
+	"train/validation loss per epoch and the test relative L2 error.\n"
+	"\n"
+	"--pairs-step K trains a one-step model for rollouts: every pair of steps\n"
+	"(t, t + K) of every trajectory is a sample, and --ntrain/--nval/--ntest\n"
+	"then count TRAJECTORIES (default 80/10/10%), so no trajectory is split\n"
+	"between training and test. It replaces --t-in/--t-out (giving both is\n"
+	"an error).\n";
 
 struct progress {
 	int tty;
@@ -132,7 +147,7 @@ static void on_epoch(void *ud, const struct pno_epoch_stats *s)
 }
 
 /* BLAKE2b-256 of a file as hex (libsodium), for provenance. */
-static int file_hash(const char *path, char hex[65])
+int file_hash(const char *path, char hex[65])
 {
 	unsigned char buf[1 << 16], h[32];
 	crypto_generichash_state st;
@@ -160,7 +175,7 @@ static int cmd_train(int argc, char **argv)
 	int batch = 20, threads = 0, ntrain = 0, nval = -1, ntest = -1;
 	int step_size = 0, t_in = 0, t_out = -1, force = 0, adam = 0;
 	int patience = 0, plateau = 0, last = 0, rollback_after = 3;
-	int proj = 128, ens_samples = 3;
+	int proj = 128, ens_samples = 3, pairs_step = 0;
 	double lr = 1e-3, wd = 1e-4, gamma = 0.5, clip = 0;
 	double dropout = 0.1, fourier_dropout = 0.1;
 	const char *loss = NULL;
@@ -203,6 +218,7 @@ static int cmd_train(int argc, char **argv)
 		{"ntest", FLAG_INT, &ntest, -1, 1 << 30, "test samples (-1: 10%)", 0, 0},
 		{"t-in", FLAG_INT, &t_in, 0, 1 << 20, "time series: input step", 0, 0},
 		{"t-out", FLAG_INT, &t_out, -1, 1 << 20, "time series: output step (-1: last)", 0, 0},
+		{"pairs-step", FLAG_INT, &pairs_step, 1, 1 << 20, "time series: every pair (t, t + K) of every trajectory is a sample (one-step model); splits count trajectories", 0, 0},
 		{"checkpoint", FLAG_STRING, &checkpoint, 0, 0, "checkpoint written after every epoch", 0, 0},
 		{"resume", FLAG_STRING, &resume, 0, 0, "continue from a checkpoint", 0, 0},
 		{"threads", FLAG_INT, &threads, 0, 1024, "threads (0: all cores)", 0, 0},
@@ -253,11 +269,6 @@ static int cmd_train(int argc, char **argv)
 			"vfno, deeponet, ensemble)\n", model, PNO_FNO_METHODS);
 		return 2;
 	}
-	if (is_ens && (checkpoint || resume)) {
-		fprintf(stderr, "pno train: --checkpoint/--resume are not "
-			"implemented for --model %s yet\n", model);
-		return 2;
-	}
 	if (!strcmp(model, "pno-d"))
 		lk = PNO_LOSS_ENERGY;
 	if (!strcmp(model, "pno-r"))
@@ -268,14 +279,26 @@ static int cmd_train(int argc, char **argv)
 			"(energy or crps)\n", loss);
 		return 2;
 	}
+	for (int k = 0; pairs_step && k < NF(f); k++)
+		if ((!strcmp(f[k].name, "t-in") || !strcmp(f[k].name, "t-out")) &&
+		    f[k].seen) {
+			fprintf(stderr, "pno train: --%s and --pairs-step exclude "
+				"each other (--pairs-step uses every pair (t, t "
+				"+ K))\n", f[k].name);
+			return 2;
+		}
 	if (check_out_path("train", out, force))
 		return 2;
 	if (!exists(data)) {
 		fprintf(stderr, "pno train: --data %s: no such file\n", data);
 		return 2;
 	}
-	if (resume && !exists(resume)) {
-		fprintf(stderr, "pno train: --resume %s: no such file\n", resume);
+	char member0[4096];
+	snprintf(member0, sizeof member0, "%s.member0", resume ? resume : "");
+	if (resume && !exists(is_ens ? member0 : resume)) {
+		fprintf(stderr, "pno train: --resume %s: no such file%s\n",
+			resume, is_ens ? " (an ensemble's checkpoint is one "
+			"file per member: PATH.member0 ...)" : "");
 		return 2;
 	}
 	pno_threads_set(threads);
@@ -284,7 +307,12 @@ static int cmd_train(int argc, char **argv)
 	struct pno_dataset_opts dopt = PNO_DATASET_OPTS_DEFAULT;
 	dopt.t_in = t_in;
 	dopt.t_out = t_out;
+	dopt.pairs_step = pairs_step;
 	enum pno_status s = pno_dataset_read(&d, data, &dopt);
+	if (s == PNO_STATUS_RANGE || s == PNO_STATUS_INVALID) {
+		fprintf(stderr, "pno train: %s\n", pno_last_error());
+		return 2;	/* an option that does not fit the file */
+	}
 	if (s != PNO_STATUS_OK)
 		return runtime_error("train", s);
 	int rc = 1;
@@ -294,12 +322,29 @@ static int cmd_train(int argc, char **argv)
 	struct pno_ensemble en = {0};
 	char *prov = NULL;
 
+	/* with pairs the split counts trajectories; it is turned into
+	 * sample counts (multiples of d.pairs) below */
+	int nunit = d.pairs ? d.N / d.pairs : d.N;
 	if (nval < 0)
-		nval = d.N / 10;
+		nval = nunit / 10;
 	if (ntest < 0)
-		ntest = d.N / 10;
+		ntest = nunit / 10;
 	if (ntrain == 0)
-		ntrain = d.N - nval - ntest;
+		ntrain = nunit - nval - ntest;
+	if (ntrain < 1 || (long)ntrain + nval + ntest > nunit) {
+		fprintf(stderr, "pno train: split %d train + %d validation + %d "
+			"test does not fit the %d %s of %s\n", ntrain, nval,
+			ntest, nunit, d.pairs ? "trajectories" : "samples", data);
+		rc = 2;
+		goto out;
+	}
+	if (d.pairs) {
+		if (!quiet)
+			printf("pairs (t, t + %d): %d per trajectory; split in "
+			       "trajectories %d / %d / %d\n", pairs_step, d.pairs,
+			       ntrain, nval, ntest);
+		ntrain *= d.pairs, nval *= d.pairs, ntest *= d.pairs;
+	}
 	if (ntrain < 1 || (long)ntrain + nval + ntest > d.N) {
 		fprintf(stderr, "pno train: split %d train + %d validation + %d "
 			"test does not fit the %d samples of %s\n", ntrain, nval,
@@ -364,14 +409,18 @@ static int cmd_train(int argc, char **argv)
 		snprintf(hash, sizeof hash, "unreadable");
 	/* provenance as a JSON object, nested as a string value in the
 	 * metadata (safetensors metadata values are strings) */
-	char pbuf[8192], ebuf[8192], dq[4096];
+	char pbuf[8192], ebuf[8192], dq[4096], pq[160];
 	json_escape(dq, sizeof dq, data);
+	json_escape(pq, sizeof pq, d.pde);
 	snprintf(pbuf, sizeof pbuf,
-		 "{\"data\":\"%s\",\"data_blake2b\":\"%s\",\"seed\":%llu,"
+		 "{\"data\":\"%s\",\"data_blake2b\":\"%s\",\"pde\":\"%s\","
+		 "\"t_in\":%d,\"t_out\":%d,\"seed\":%llu,"
 		 "\"epochs\":%d,\"batch\":%d,\"lr\":%g,\"weight_decay\":%g,"
-		 "\"ntrain\":%d,\"nval\":%d,\"ntest\":%d,\"pno_version\":\"%s\"}",
-		 dq, hash, (unsigned long long)seed, epochs, batch, lr, wd,
-		 ntrain, nval, ntest, PNO_VERSION_STRING);
+		 "\"ntrain\":%d,\"nval\":%d,\"ntest\":%d,\"pairs_step\":%d,"
+		 "\"pno_version\":\"%s\"}",
+		 dq, hash, pq, t_in, t_out, (unsigned long long)seed, epochs,
+		 batch, lr, wd,
+		 ntrain, nval, ntest, pairs_step, PNO_VERSION_STRING);
 	json_escape(ebuf, sizeof ebuf, pbuf);
 	prov = malloc(strlen(ebuf) + 32);
 	if (!prov) {
@@ -543,8 +592,12 @@ static void usage(FILE *out)
 		"  generate   make a PDE dataset (HDF5, PDEBench layout)\n"
 		"  train      train a model on a dataset\n"
 		"  predict    sample a model's predictive distribution at an input\n"
+		"  rollout    autoregressive rollout with uncertainty over time series\n"
+		"  eval       score a model's predictive distribution on data\n"
+		"  calibrate  fit a conformal scale for a model's intervals\n"
 		"  info       print a model's architecture and metadata\n"
 		"  serve      serve a model repository over HTTP (Open Inference Protocol v2)\n"
+		"  keys       manage the API keys of pno serve (add, list, revoke)\n"
 		"  version    print the version\n\n"
 		"'pno <command> --help' lists a command's options.\n",
 		PNO_VERSION_STRING);
@@ -568,10 +621,18 @@ int main(int argc, char **argv)
 		return cmd_train(argc, argv);
 	if (!strcmp(cmd, "predict"))
 		return cmd_predict(argc, argv);
+	if (!strcmp(cmd, "rollout"))
+		return cmd_rollout(argc, argv);
 	if (!strcmp(cmd, "info"))
 		return cmd_info(argc, argv);
 	if (!strcmp(cmd, "serve"))
 		return cmd_serve(argc, argv);
+	if (!strcmp(cmd, "eval"))
+		return cmd_eval(argc, argv);
+	if (!strcmp(cmd, "calibrate"))
+		return cmd_calibrate(argc, argv);
+	if (!strcmp(cmd, "keys"))
+		return cmd_keys(argc, argv);
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
 		printf("pno %s\n", PNO_VERSION_STRING);
 		return 0;
