@@ -18,19 +18,6 @@ static const char *serve_usage =
 	"and the repository; SIGTERM drains and exits. Values come from the\n"
 	"defaults, then the JSON config file, then the flags. See docs/serve.md.\n";
 
-static const struct cfg_key *find_key(const char *name)
-{
-	char n[128];
-	snprintf(n, sizeof n, "%s", name);
-	for (char *p = n; *p; p++)
-		if (*p == '-')
-			*p = '_';
-	for (int i = 0; i < serve_config_nkeys; i++)
-		if (!strcmp(serve_config_keys[i].name, n))
-			return &serve_config_keys[i];
-	return NULL;
-}
-
 static void help(void)
 {
 	printf("%s\noptions:\n"
@@ -65,7 +52,7 @@ int cmd_serve(int argc, char **argv)
 			name = nb;
 			value = eq + 1;
 		}
-		const struct cfg_key *k = find_key(name);
+		const struct cfg_key *k = serve_config_key(name);
 		int is_bool = k && k->type == CFG_BOOL;
 		if (!value) {
 			if (i + 1 < argc && (!is_bool ||
