@@ -127,6 +127,7 @@ expect 2 "does not fit" "$PNO" train --data "$D" --out "$M" --ntrain 100
 # train and inspect
 expect 0 "test relative L2" "$PNO" train --data "$D" --out "$M" --width 8 --modes 6 --layers 2 --epochs 2 --batch 10 --threads 1
 expect 0 "width" "$PNO" info "$M"
+expect 0 "training input statistics for drift monitoring" "$PNO" info "$M"
 expect 2 "exists" "$PNO" train --data "$D" --out "$M" --epochs 1
 
 # probabilistic methods: train, inspect, predict
