@@ -625,6 +625,7 @@ static void usage(FILE *out)
 		"  rollout    autoregressive rollout with uncertainty over time series\n"
 		"  eval       score a model's predictive distribution on data\n"
 		"  calibrate  fit a conformal scale for a model's intervals\n"
+		"  gate       judge a model's recorded evaluation against quality gates\n"
 		"  info       print a model's architecture and metadata\n"
 		"  keys       manage the API keys of pno serve (add, list, revoke)\n"
 		"  version    print the version\n\n"
@@ -658,6 +659,8 @@ int main(int argc, char **argv)
 		return cmd_eval(argc, argv);
 	if (!strcmp(cmd, "calibrate"))
 		return cmd_calibrate(argc, argv);
+	if (!strcmp(cmd, "gate"))
+		return cmd_gate(argc, argv);
 	if (!strcmp(cmd, "keys"))
 		return cmd_keys(argc, argv);
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
