@@ -127,6 +127,7 @@ expect 2 "does not fit" "$PNO" train --data "$D" --out "$M" --ntrain 100
 # train and inspect
 expect 0 "test relative L2" "$PNO" train --data "$D" --out "$M" --width 8 --modes 6 --layers 2 --epochs 2 --batch 10 --threads 1
 expect 0 "width" "$PNO" info "$M"
+expect 0 "training input statistics for drift monitoring" "$PNO" info "$M"
 expect 2 "exists" "$PNO" train --data "$D" --out "$M" --epochs 1
 
 # probabilistic methods: train, inspect, predict
@@ -190,6 +191,23 @@ expect 0 "function-wise" "$PNO" calibrate --model "$DIR/cal.safetensors" --data 
 expect 0 "removed" "$PNO" calibrate --model "$DIR/cal.safetensors" --remove
 expect 0 "" "$PNO" eval --model "$DIR/cal.safetensors" --data "$D" --samples 10 --json "$DIR/eval_cal2.json" --quiet
 grep -q '"metrics_calibrated": null' "$DIR/eval_cal2.json" || { echo "FAIL: calibration not removed"; fails=$((fails + 1)); }
+
+# quality gates over a recorded evaluation
+printf '{"max_rel_l2": 100, "coverage90": [0, 1]}' >"$DIR/gates_ok.json"
+printf '{"max_rel_l2": 0.0001}' >"$DIR/gates_strict.json"
+printf '{"max_crps_regression": 0.0}' >"$DIR/gates_reg.json"
+printf '{"max_rel_l2": 0.1, "bogus": 1}' >"$DIR/gates_bad.json"
+cp "$DIR/pno-r.safetensors" "$DIR/g.safetensors"
+expect 1 "no evaluation recorded" "$PNO" gate --model "$DIR/g.safetensors" --config "$DIR/gates_ok.json"
+expect 0 "recorded the evaluation" "$PNO" eval --model "$DIR/g.safetensors" --data "$D" --samples 10 --record
+expect 0 "PASS  rel_l2" "$PNO" gate --model "$DIR/g.safetensors" --config "$DIR/gates_ok.json"
+expect 1 "FAIL  rel_l2" "$PNO" gate --model "$DIR/g.safetensors" --config "$DIR/gates_strict.json"
+expect 0 "PASS  crps_regression" "$PNO" gate --model "$DIR/g.safetensors" --config "$DIR/gates_reg.json" --baseline "$DIR/g.safetensors"
+expect 1 "no recorded evaluation" "$PNO" gate --model "$DIR/g.safetensors" --config "$DIR/gates_reg.json" --baseline "$DIR/pno-r.safetensors"
+expect 2 "unknown key \"bogus\"" "$PNO" gate --model "$DIR/g.safetensors" --config "$DIR/gates_bad.json"
+expect 2 "no such file" "$PNO" gate --model "$DIR/g.safetensors" --config "$DIR/nogates.json"
+expect 0 "training input statistics" "$PNO" info "$DIR/g.safetensors"
+grep -q "evaluation" "$DIR/out" || { echo "FAIL: info lacks the evaluation"; fails=$((fails + 1)); }
 
 # rollout: a one-step model trained on every pair (t, t + 1)
 R="$DIR/heat_series.h5"

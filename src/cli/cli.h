@@ -25,6 +25,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_rollout(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
+int cmd_gate(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
 
 #endif

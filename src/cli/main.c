@@ -12,6 +12,8 @@
 #include "pno/ensemble.h"
 #include "pno/vfno.h"
 
+#include "drift.h"
+
 #include <jansson.h>
 #include <math.h>
 #include <sodium.h>
@@ -320,7 +322,7 @@ static int cmd_train(int argc, char **argv)
 	struct pno_vfno v = {0};
 	struct pno_deeponet dn = {0};
 	struct pno_ensemble en = {0};
-	char *prov = NULL;
+	char *prov = NULL, *extra = NULL;
 
 	/* with pairs the split counts trajectories; it is turned into
 	 * sample counts (multiples of d.pairs) below */
@@ -501,17 +503,34 @@ static int cmd_train(int argc, char **argv)
 		rc = runtime_error("train", s);
 		goto out;
 	}
-	char metrics[256], extra[16384];
+	char metrics[256];
 	snprintf(metrics, sizeof metrics,
 		 "{\"test_rel_l2\": %.6g, \"val_rel_l2\": %.6g, "
 		 "\"train_loss\": %.6g, \"epochs\": %d, \"best_epoch\": %d, "
 		 "\"seconds\": %.3f}",
 		 r.test_rel_l2, r.val_loss, r.train_loss, r.epochs_run,
 		 r.best_epoch, r.seconds);
-	char mq[512];
-	json_escape(mq, sizeof mq, metrics);
-	snprintf(extra, sizeof extra, "{\"provenance\":\"%s\",\"metrics\":\"%s\"}",
-		 ebuf, mq);
+	/* the training inputs' statistics, for the server's drift monitor */
+	struct drift_ref dref = {0};
+	char *dj = NULL;
+	s = drift_ref_compute(&dref, d.in, ntrain, d.Cin, d.dims, d.X, d.Y,
+			      1000);
+	if (s == PNO_STATUS_OK)
+		s = drift_ref_to_json(&dref, &dj);
+	drift_ref_free(&dref);
+	if (s != PNO_STATUS_OK) {
+		rc = runtime_error("train", s);
+		goto out;
+	}
+	json_t *xo = json_pack("{s:s,s:s,s:s}", "provenance", pbuf,
+			       "metrics", metrics, "drift_reference", dj);
+	pno_free(dj);
+	extra = xo ? json_dumps(xo, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(xo);
+	if (!extra) {
+		fprintf(stderr, "pno train: out of memory\n");
+		goto out;
+	}
 	s = is_vfno  ? pno_vfno_save(&v, out, extra)
 	    : is_don ? pno_deeponet_save(&dn, out, extra)
 	    : is_ens ? pno_ensemble_save(&en, out, extra)
@@ -530,6 +549,12 @@ static int cmd_train(int argc, char **argv)
 	rc = 0;
 out:
 	free(prov);
+	if (extra) {	/* jansson's text: its own deallocator */
+		json_malloc_t jm;
+		json_free_t jf;
+		json_get_alloc_funcs(&jm, &jf);
+		jf(extra);
+	}
 	pno_fno_free(&m);
 	pno_vfno_free(&v);
 	pno_deeponet_free(&dn);
@@ -576,7 +601,12 @@ static int cmd_info(int argc, char **argv)
 		if (!strcmp(k, "method") || !strcmp(k, "format") ||
 		    !json_is_string(v))
 			continue;
-		printf("%-12s %s\n", k, json_string_value(v));
+		if (!strcmp(k, "drift_reference"))	/* long: summarize */
+			printf("%-12s (training input statistics for drift "
+			       "monitoring, %zu bytes)\n", k,
+			       strlen(json_string_value(v)));
+		else
+			printf("%-12s %s\n", k, json_string_value(v));
 	}
 	json_decref(md);
 	pno_safetensors_free(&st);
@@ -595,6 +625,7 @@ static void usage(FILE *out)
 		"  rollout    autoregressive rollout with uncertainty over time series\n"
 		"  eval       score a model's predictive distribution on data\n"
 		"  calibrate  fit a conformal scale for a model's intervals\n"
+		"  gate       judge a model's recorded evaluation against quality gates\n"
 		"  info       print a model's architecture and metadata\n"
 		"  serve      serve a model repository over HTTP (Open Inference Protocol v2)\n"
 		"  keys       manage the API keys of pno serve (add, list, revoke)\n"
@@ -631,6 +662,8 @@ int main(int argc, char **argv)
 		return cmd_eval(argc, argv);
 	if (!strcmp(cmd, "calibrate"))
 		return cmd_calibrate(argc, argv);
+	if (!strcmp(cmd, "gate"))
+		return cmd_gate(argc, argv);
 	if (!strcmp(cmd, "keys"))
 		return cmd_keys(argc, argv);
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
