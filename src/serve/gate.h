@@ -11,7 +11,8 @@
  *   "max_calib_error": x     calibration error <= x
  *   "max_crps_regression": t CRPS <= (1 + t) x the baseline's CRPS; the
  *                            baseline must have been evaluated on the same
- *                            data (file hash), split and sample count
+ *                            data (file hash), split, inputs (first,
+ *                            count) and sample count
  * The figures judged are the ones the model serves: after its conformal
  * calibration when it has one ("calibrated" in the summary).
  * A gate that cannot be judged (no evaluation recorded, no baseline for a
