@@ -186,6 +186,9 @@ expect 0 "" "$PNO" eval --model "$DIR/quote.safetensors" --data "$DIR/quote.h5" 
 grep -q '"pde": "hea\\"1d"' "$DIR/eval_quote.json" || { echo "FAIL: eval JSON: the PDE name not escaped"; fails=$((fails + 1)); }
 expect 0 "" "$PNO" train --data "$D" --out "$DIR/noval.safetensors" --model pno-r --nval 0 --width 8 --modes 6 --layers 2 --epochs 1 --batch 10 --threads 1 --quiet
 expect 2 "split of .* is empty" "$PNO" calibrate --model "$DIR/noval.safetensors" --data "$D"
+# no validation split: its loss is null in the training metrics, not nan
+"$PNO" info "$DIR/noval.safetensors" >"$DIR/out" 2>&1
+grep -q '"val_rel_l2": null' "$DIR/out" && ! grep -q 'nan' "$DIR/out" || { echo "FAIL: info: training metrics are not JSON"; fails=$((fails + 1)); }
 expect 2 "deterministic" "$PNO" calibrate --model "$DIR/deeponet.safetensors" --data "$D"
 expect 2 "--alpha" "$PNO" calibrate --model "$DIR/pno-d.safetensors" --data "$D" --alpha 1.5
 expect 2 "too few" "$PNO" calibrate --model "$DIR/pno-d.safetensors" --data "$D" --alpha 0.01
