@@ -3,7 +3,8 @@
  * evaluation summary stored in its metadata ("evaluation", written by
  * `pno eval --record`) against a gates config, and optionally against the
  * live version's summary. `pno gate` runs the check offline; the server
- * runs it before a version becomes ready.
+ * is meant to run it before a version becomes ready (not wired yet: no
+ * server code calls gate_check).
  *
  * Gates config (JSON object; every key optional, unknown keys refused):
  *   "max_rel_l2": x          relative L2 of the mean <= x
