@@ -139,8 +139,10 @@ static const char *const OWN_KEYS[] = {
 	"format", "pno_version", "method", "architecture", "normalization",
 	"grid", "members", "member_method", "vfno", "deeponet", NULL};
 
-enum pno_status pno_model_file_set_meta(const char *path, const char *key,
-					const char *value)
+/* Set key to value (NULL: remove it) and remove the key `drop` (NULL:
+ * none) in one atomic rewrite. */
+static enum pno_status set_meta(const char *path, const char *key,
+				const char *value, const char *drop)
 {
 	struct pno_safetensors sf = {0};
 	struct pno_tensor_view *v = NULL;
@@ -173,6 +175,8 @@ enum pno_status pno_model_file_set_meta(const char *path, const char *key,
 	} else {
 		json_object_del(md, key);
 	}
+	if (drop)
+		json_object_del(md, drop);
 	meta = pno__json_dumps(md, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	v = pno_calloc((size_t)(sf.n ? sf.n : 1), sizeof *v);
 	if (!meta || !v || pno__json_oom()) {
@@ -194,6 +198,12 @@ out:
 	return s;
 }
 
+enum pno_status pno_model_file_set_meta(const char *path, const char *key,
+					const char *value)
+{
+	return set_meta(path, key, value, NULL);
+}
+
 enum pno_status pno_model_file_set_conformal(const char *path,
 					     const struct pno_conformal *c)
 {
@@ -201,7 +211,10 @@ enum pno_status pno_model_file_set_conformal(const char *path,
 	if (c && c->present && !(text = pno_conformal_to_json(c)))
 		return pno__errorf(PNO_STATUS_NOMEM, "%s: out of memory",
 				   path ? path : "");
-	enum pno_status s = pno_model_file_set_meta(path, "conformal", text);
+	/* the recorded evaluation ("evaluation", pno eval --record) judged
+	 * the distribution before this change: the quality gates must not
+	 * take it for the one now served */
+	enum pno_status s = set_meta(path, "conformal", text, "evaluation");
 	pno_free(text);
 	return s;
 }

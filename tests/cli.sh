@@ -178,8 +178,17 @@ expect 0 "" "$PNO" generate heat --samples 12 --res 32 --seed 7 --out "$DIR/heat
 expect 0 "all split, 12 inputs" "$PNO" eval --model "$DIR/pno-d.safetensors" --data "$DIR/heat_other.h5" --samples 4
 expect 2 "use --split all" "$PNO" eval --model "$DIR/pno-d.safetensors" --data "$DIR/heat_other.h5" --split test
 expect 2 "exists" "$PNO" eval --model "$DIR/pno-d.safetensors" --data "$D" --json "$DIR/eval_pno-d.json"
+# the data's PDE name is the file's own text: escaped in the JSON (a quote
+# put in by hand; same length, so the HDF5 file stays readable)
+LC_ALL=C sed 's/heat1d/hea"1d/' "$D" >"$DIR/quote.h5"
+expect 0 "" "$PNO" train --data "$DIR/quote.h5" --out "$DIR/quote.safetensors" --width 4 --modes 3 --layers 1 --epochs 1 --batch 10 --threads 1 --quiet
+expect 0 "" "$PNO" eval --model "$DIR/quote.safetensors" --data "$DIR/quote.h5" --samples 2 --json "$DIR/eval_quote.json" --quiet
+grep -q '"pde": "hea\\"1d"' "$DIR/eval_quote.json" || { echo "FAIL: eval JSON: the PDE name not escaped"; fails=$((fails + 1)); }
 expect 0 "" "$PNO" train --data "$D" --out "$DIR/noval.safetensors" --model pno-r --nval 0 --width 8 --modes 6 --layers 2 --epochs 1 --batch 10 --threads 1 --quiet
 expect 2 "split of .* is empty" "$PNO" calibrate --model "$DIR/noval.safetensors" --data "$D"
+# no validation split: its loss is null in the training metrics, not nan
+"$PNO" info "$DIR/noval.safetensors" >"$DIR/out" 2>&1
+grep -q '"val_rel_l2": null' "$DIR/out" && ! grep -q '": nan' "$DIR/out" || { echo "FAIL: info: training metrics are not JSON"; fails=$((fails + 1)); }
 expect 2 "deterministic" "$PNO" calibrate --model "$DIR/deeponet.safetensors" --data "$D"
 expect 2 "--alpha" "$PNO" calibrate --model "$DIR/pno-d.safetensors" --data "$D" --alpha 1.5
 expect 2 "too few" "$PNO" calibrate --model "$DIR/pno-d.safetensors" --data "$D" --alpha 0.01

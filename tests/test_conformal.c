@@ -1025,6 +1025,22 @@ static void test_model_file(void **state)
 	assert_status(pno_model_load(&m, path, 16, 1, 4), PNO_STATUS_OK);
 	assert_int_equal(m.conformal.present, 0);
 	pno_model_free(&m);
+	/* a recorded evaluation judged the distribution served before: any
+	 * change of the calibration (set or removed) drops it, so the
+	 * quality gates never judge stale figures */
+	for (int set = 1; set >= 0; set--) {
+		assert_status(pno_model_file_set_meta(path, "evaluation",
+						      "{\"crps\":1}"),
+			      PNO_STATUS_OK);
+		assert_status(pno_model_file_set_conformal(path,
+							   set ? &c : NULL),
+			      PNO_STATUS_OK);
+		assert_status(pno_model_load(&m, path, 16, 1, 4),
+			      PNO_STATUS_OK);
+		assert_null(pno_model_meta(&m, "evaluation"));
+		assert_int_equal(m.conformal.present, set);
+		pno_model_free(&m);
+	}
 	/* so does present = 0, and removing when absent is fine */
 	assert_status(pno_model_file_set_conformal(path, &c), PNO_STATUS_OK);
 	c.present = 0;

@@ -113,6 +113,25 @@ static void test_regression(void **state)
 		assert_int_equal(gate_check(&g, EV, other[i], v, &n), 0);
 		assert_non_null(strstr(v[0].detail, "not comparable"));
 	}
+	/* the same split name over other inputs (--max-samples, or another
+	 * recorded split of the same file) is not comparable either */
+	const char *ev_n = "{\"data_blake2b\":\"aa\",\"split\":\"test\","
+			   "\"first\":900,\"count\":100,\"samples\":100,"
+			   "\"crps\":0.01}";
+	const char *fewer[] = {
+		"{\"data_blake2b\":\"aa\",\"split\":\"test\",\"first\":900,"
+		"\"count\":10,\"samples\":100,\"crps\":1}",
+		"{\"data_blake2b\":\"aa\",\"split\":\"test\",\"first\":800,"
+		"\"count\":100,\"samples\":100,\"crps\":1}",
+	};
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(gate_check(&g, ev_n, fewer[i], v, &n), 0);
+		assert_non_null(strstr(v[0].detail, "not comparable"));
+	}
+	const char *same_n = "{\"data_blake2b\":\"aa\",\"split\":\"test\","
+			     "\"first\":900,\"count\":100,\"samples\":100,"
+			     "\"crps\":1}";
+	assert_int_equal(gate_check(&g, ev_n, same_n, v, &n), 1);
 	/* cannot be judged: fails with the reason */
 	assert_int_equal(gate_check(&g, EV, NULL, v, &n), 0);
 	assert_non_null(strstr(v[0].detail, "no baseline"));

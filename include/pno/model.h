@@ -73,7 +73,8 @@ enum pno_status pno_model_file_set_meta(const char *path, const char *key,
 					const char *value);
 
 /* Store c (NULL: remove any calibration) in the model file at path as
- * the entry "conformal" (pno_model_file_set_meta). */
+ * the entry "conformal" (pno_model_file_set_meta), removing any recorded
+ * evaluation ("evaluation"): it describes the distribution served before. */
 enum pno_status pno_model_file_set_conformal(const char *path,
 					     const struct pno_conformal *c);
 

@@ -512,7 +512,7 @@ int cmd_eval(int argc, char **argv)
 		       "marginal" : "function-wise", es.m.conformal.alpha,
 		       rc_.coverage[2]);
 	if (json) {
-		char mq[4096], dq[4096];
+		char mq[4096], dq[4096], pq[160];
 		mj = pno_metrics_to_json(&r);
 		cj = cal ? pno_metrics_to_json(&rc_) : NULL;
 		conf = cal ? pno_conformal_to_json(&es.m.conformal) : NULL;
@@ -522,6 +522,7 @@ int cmd_eval(int argc, char **argv)
 		}
 		json_escape(mq, sizeof mq, model);
 		json_escape(dq, sizeof dq, data);
+		json_escape(pq, sizeof pq, es.d.pde);	/* the file's text */
 		size_t n = strlen(mj) + (cj ? strlen(cj) : 0) +
 			   (conf ? strlen(conf) : 0) + 16384;
 		doc = malloc(n);
@@ -537,7 +538,7 @@ int cmd_eval(int argc, char **argv)
 			 "\"predict_seconds_per_sample\": %.6g, "
 			 "\"metrics\": %s, \"conformal\": %s, "
 			 "\"metrics_calibrated\": %s}",
-			 mq, es.m.method, dq, es.d.pde, es.split, es.first,
+			 mq, es.m.method, dq, pq, es.split, es.first,
 			 es.count, samples, (unsigned long long)seed,
 			 per_sample, mj, conf ? conf : "null",
 			 cj ? cj : "null");

@@ -20,8 +20,8 @@ static const char *gate_usage =
 	"calibration error at most, CRPS no worse than the baseline (the live\n"
 	"version) by more than a tolerance. Prints each verdict with its\n"
 	"figures. Exit 0 when every gate passes, 1 when one fails (a gate that\n"
-	"cannot be judged fails), 2 for a usage error. The server applies the\n"
-	"same check before a model version goes live. Gates: docs/serve/gates.md.\n";
+	"cannot be judged fails), 2 for a usage error. The server does not\n"
+	"apply them yet. Gates: docs/serve/gates.md.\n";
 
 /* The string metadata entry key of a model file: 0 found, 1 absent, -1
  * error (printed). */

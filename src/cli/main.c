@@ -484,7 +484,11 @@ static int cmd_train(int argc, char **argv)
 		memset(&r, 0, sizeof r);
 		r.test_rel_l2 = er.test_rel_l2;
 		r.seconds = er.seconds;
-		r.best_val_loss = NAN;
+		/* no one loss of the ensemble: unknown (null), not 0 */
+		r.best_val_loss = r.val_loss = r.train_loss = NAN;
+		for (int k = 0; k < er.K; k++)
+			if (er.member[k].epochs_run > r.epochs_run)
+				r.epochs_run = er.member[k].epochs_run;
 		if (s == PNO_STATUS_OK && !quiet)
 			printf("members' mean test relative L2 %.4e; the "
 			       "ensemble mean's below\n",
@@ -503,13 +507,18 @@ static int cmd_train(int argc, char **argv)
 		rc = runtime_error("train", s);
 		goto out;
 	}
-	char metrics[256];
+	/* a loss that is not defined (no validation split: NaN) is null:
+	 * printf's "nan" is not JSON */
+	char metrics[256], fig[3][32];
+	const double fv[3] = {r.test_rel_l2, r.val_loss, r.train_loss};
+	for (int k = 0; k < 3; k++)
+		snprintf(fig[k], sizeof fig[k], isfinite(fv[k]) ? "%.6g" : "null",
+			 fv[k]);
 	snprintf(metrics, sizeof metrics,
-		 "{\"test_rel_l2\": %.6g, \"val_rel_l2\": %.6g, "
-		 "\"train_loss\": %.6g, \"epochs\": %d, \"best_epoch\": %d, "
+		 "{\"test_rel_l2\": %s, \"val_rel_l2\": %s, "
+		 "\"train_loss\": %s, \"epochs\": %d, \"best_epoch\": %d, "
 		 "\"seconds\": %.3f}",
-		 r.test_rel_l2, r.val_loss, r.train_loss, r.epochs_run,
-		 r.best_epoch, r.seconds);
+		 fig[0], fig[1], fig[2], r.epochs_run, r.best_epoch, r.seconds);
 	/* the training inputs' statistics, for the server's drift monitor */
 	struct drift_ref dref = {0};
 	char *dj = NULL;

@@ -135,6 +135,13 @@ static int same_string(const json_t *a, const json_t *b, const char *key)
 	return x && y && !strcmp(x, y);
 }
 
+/* The same value under key in both, or absent from both. */
+static int same_value(const json_t *a, const json_t *b, const char *key)
+{
+	const json_t *x = json_object_get(a, key), *y = json_object_get(b, key);
+	return (!x && !y) || json_equal(x, y);
+}
+
 int gate_check(const struct gate_config *g, const char *eval_json,
 	       const char *baseline_json, struct gate_verdict *v, int *n)
 {
@@ -200,10 +207,12 @@ int gate_check(const struct gate_config *g, const char *eval_json,
 		else if (!same_string(ev, base, "data_blake2b") ||
 			 !same_string(ev, base, "split") ||
 			 !json_equal(json_object_get(ev, "samples"),
-				     json_object_get(base, "samples")))
+				     json_object_get(base, "samples")) ||
+			 !same_value(ev, base, "first") ||
+			 !same_value(ev, base, "count"))
 			failure(v, n, "crps_regression",
 				"the baseline was evaluated on other data, "
-				"split or sample count: not comparable");
+				"inputs or sample count: not comparable");
 		else {
 			double lim = (1 + g->max_crps_regression) * b;
 			ok = x <= lim;

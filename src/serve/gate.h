@@ -3,7 +3,8 @@
  * evaluation summary stored in its metadata ("evaluation", written by
  * `pno eval --record`) against a gates config, and optionally against the
  * live version's summary. `pno gate` runs the check offline; the server
- * runs it before a version becomes ready.
+ * is meant to run it before a version becomes ready (not wired yet: no
+ * server code calls gate_check).
  *
  * Gates config (JSON object; every key optional, unknown keys refused):
  *   "max_rel_l2": x          relative L2 of the mean <= x
@@ -11,7 +12,8 @@
  *   "max_calib_error": x     calibration error <= x
  *   "max_crps_regression": t CRPS <= (1 + t) x the baseline's CRPS; the
  *                            baseline must have been evaluated on the same
- *                            data (file hash), split and sample count
+ *                            data (file hash), split, inputs (first,
+ *                            count) and sample count
  * The figures judged are the ones the model serves: after its conformal
  * calibration when it has one ("calibrated" in the summary).
  * A gate that cannot be judged (no evaluation recorded, no baseline for a
