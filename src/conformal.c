@@ -162,9 +162,12 @@ enum pno_status pno_conformal_fit(struct pno_conformal *c, float *scores,
 	}
 	if (!isfinite(scale))
 		return pno__errorf(PNO_STATUS_RANGE,
-				   "conformal fit: no spread to scale: the "
-				   "truth lies outside a zero-width interval "
-				   "too often (a deterministic model?)");
+				   "conformal fit: no spread to scale: too "
+				   "often the truth lies on a side of the mean "
+				   "where the interval has no width (a "
+				   "deterministic model, or a mean outside the "
+				   "interval of skewed samples: try a smaller "
+				   "alpha or more samples)");
 	if (scale <= 0) {
 		/* every needed score is 0: the truth sits on the mean. Keep
 		 * the smallest positive stretch that changes nothing. */

@@ -285,26 +285,35 @@ static int write_text(const char *cmd, const char *path, const char *text,
 
 /* The summary `--record` stores in the model ("evaluation"): what the
  * quality gates judge (src/serve/gate.h). NULL on allocation failure. */
+/* A finite number as a JSON real, anything else as null (jansson refuses
+ * NaN and Inf: a spread-skill ratio of a perfect prediction is 0/0). */
+static json_t *num(double x)
+{
+	return isfinite(x) ? json_real(x) : json_null();
+}
+
 static char *eval_summary(const struct evalset *es, const char *hash,
 			  int samples, uint64_t seed,
 			  const struct pno_metrics *r, const struct pno_metrics *c)
 {
 	json_t *o = json_pack(
-		"{s:s,s:s,s:s,s:s,s:i,s:i,s:i,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,"
-		"s:f,s:f}",
+		"{s:s,s:s,s:s%,s:s,s:i,s:i,s:i,s:I,s:o,s:o,s:o,s:o,s:o,s:o,s:o,"
+		"s:o,s:o}",
 		"schema", "pno-eval-summary/1", "data_blake2b", hash, "pde",
-		es->d.pde, "split", es->split, "first", es->first, "count",
-		es->count, "samples", samples, "seed", (json_int_t)seed,
-		"rel_l2", r->rel_l2, "rmse", r->rmse, "nll", r->nll, "crps",
-		r->crps, "energy", r->energy, "coverage90", r->coverage[2],
-		"width90", r->width[2], "calib_error", r->calib_error,
-		"spread_skill", r->spread_skill);
+		es->d.pde, strlen(es->d.pde), "split", es->split, "first",
+		es->first, "count", es->count, "samples", samples, "seed",
+		(json_int_t)seed, "rel_l2", num(r->rel_l2), "rmse",
+		num(r->rmse), "nll", num(r->nll), "crps", num(r->crps),
+		"energy", num(r->energy), "coverage90", num(r->coverage[2]),
+		"width90", num(r->width[2]), "calib_error",
+		num(r->calib_error), "spread_skill", num(r->spread_skill));
 	if (o && c) {
-		json_t *k = json_pack("{s:f,s:f,s:f,s:f,s:f,s:f}", "rel_l2",
-				      c->rel_l2, "nll", c->nll, "crps",
-				      c->crps, "coverage90", c->coverage[2],
-				      "width90", c->width[2], "calib_error",
-				      c->calib_error);
+		json_t *k = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o}", "rel_l2",
+				      num(c->rel_l2), "nll", num(c->nll),
+				      "crps", num(c->crps), "coverage90",
+				      num(c->coverage[2]), "width90",
+				      num(c->width[2]), "calib_error",
+				      num(c->calib_error));
 		if (!k || json_object_set_new(o, "calibrated", k)) {
 			json_decref(o);
 			o = NULL;
@@ -506,11 +515,21 @@ int cmd_eval(int argc, char **argv)
 	}
 	printf("relative L2 %.4e  CRPS %.4e  coverage 90%% %.3f\n", r.rel_l2,
 	       r.crps, r.coverage[2]);
-	if (cal)
-		printf("calibrated (%s, alpha %g): coverage 90%% %.3f\n",
+	if (cal) {
+		/* the coverage at the calibrated level when it is one of the
+		 * levels scored, else at 90% */
+		int k = 2;
+		for (int j = 0; j < PNO_METRICS_NCOV; j++)
+			if (fabs(PNO_METRICS_COVERAGE[j] -
+				 (1 - es.m.conformal.alpha)) < 1e-9)
+				k = j;
+		printf("calibrated (%s, alpha %g): coverage %g%% %.3f "
+		       "(before %.3f)\n",
 		       es.m.conformal.mode == PNO_CONFORMAL_MARGINAL ?
 		       "marginal" : "function-wise", es.m.conformal.alpha,
-		       rc_.coverage[2]);
+		       100 * PNO_METRICS_COVERAGE[k], rc_.coverage[k],
+		       r.coverage[k]);
+	}
 	if (json) {
 		char mq[4096], dq[4096], pq[160];
 		mj = pno_metrics_to_json(&r);
@@ -631,15 +650,36 @@ int cmd_calibrate(int argc, char **argv)
 		return 2;
 	int functionwise = f[3].seen;
 	if (remove_) {
-		if (data || f[2].seen || functionwise) {
-			fprintf(stderr, "pno calibrate: --remove takes only "
-				"--model\n");
+		for (int k = 0; k < NF(f); k++)
+			if (f[k].seen && strcmp(f[k].name, "model") &&
+			    strcmp(f[k].name, "remove") &&
+			    strcmp(f[k].name, "quiet")) {
+				fprintf(stderr, "pno calibrate: --remove takes "
+					"only --model (not --%s)\n", f[k].name);
+				return 2;
+			}
+		struct stat sb;
+		if (stat(model, &sb) != 0) {
+			fprintf(stderr, "pno calibrate: %s: no such file\n",
+				model);
 			return 2;
 		}
-		enum pno_status s = pno_model_file_set_conformal(model, NULL);
+		struct pno_safetensors st;
+		int had = 0;
+		enum pno_status s = pno_safetensors_read(&st, model);
+		if (s == PNO_STATUS_OK) {
+			json_t *md = json_loads(st.metadata_json, 0, NULL);
+			had = json_object_get(md, "conformal") != NULL;
+			json_decref(md);
+			pno_safetensors_free(&st);
+		}
+		s = pno_model_file_set_conformal(model, NULL);
 		if (s != PNO_STATUS_OK)
 			return runtime_error("calibrate", s);
-		printf("removed the calibration of %s\n", model);
+		printf(had ? "removed the calibration of %s\n"
+			   : "%s had no calibration: unchanged but for a "
+			     "recorded evaluation, if any, which is dropped\n",
+		       model);
 		return 0;
 	}
 	if (!data) {

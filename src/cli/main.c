@@ -322,7 +322,7 @@ static int cmd_train(int argc, char **argv)
 	struct pno_vfno v = {0};
 	struct pno_deeponet dn = {0};
 	struct pno_ensemble en = {0};
-	char *prov = NULL, *extra = NULL;
+	char *prov = NULL, *extra = NULL, *dj = NULL;
 
 	/* with pairs the split counts trajectories; it is turned into
 	 * sample counts (multiples of d.pairs) below */
@@ -477,6 +477,18 @@ static int cmd_train(int argc, char **argv)
 		       n_params, pno_threads_get());
 		printf("split: %d train, %d validation, %d test\n", ntrain, nval, ntest);
 	}
+	/* the training inputs' statistics, for the server's drift monitor:
+	 * computed before training so a failure here costs no training run */
+	struct drift_ref dref = {0};
+	s = drift_ref_compute(&dref, d.in, ntrain, d.Cin, d.dims, d.X, d.Y,
+			      1000);
+	if (s == PNO_STATUS_OK)
+		s = drift_ref_to_json(&dref, &dj);
+	drift_ref_free(&dref);
+	if (s != PNO_STATUS_OK) {
+		rc = runtime_error("train", s);
+		goto out;
+	}
 	struct pno_train_result r;
 	if (is_ens) {
 		static struct pno_ensemble_result er;
@@ -519,21 +531,8 @@ static int cmd_train(int argc, char **argv)
 		 "\"train_loss\": %s, \"epochs\": %d, \"best_epoch\": %d, "
 		 "\"seconds\": %.3f}",
 		 fig[0], fig[1], fig[2], r.epochs_run, r.best_epoch, r.seconds);
-	/* the training inputs' statistics, for the server's drift monitor */
-	struct drift_ref dref = {0};
-	char *dj = NULL;
-	s = drift_ref_compute(&dref, d.in, ntrain, d.Cin, d.dims, d.X, d.Y,
-			      1000);
-	if (s == PNO_STATUS_OK)
-		s = drift_ref_to_json(&dref, &dj);
-	drift_ref_free(&dref);
-	if (s != PNO_STATUS_OK) {
-		rc = runtime_error("train", s);
-		goto out;
-	}
 	json_t *xo = json_pack("{s:s,s:s,s:s}", "provenance", pbuf,
 			       "metrics", metrics, "drift_reference", dj);
-	pno_free(dj);
 	extra = xo ? json_dumps(xo, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 	json_decref(xo);
 	if (!extra) {
@@ -558,6 +557,7 @@ static int cmd_train(int argc, char **argv)
 	rc = 0;
 out:
 	free(prov);
+	pno_free(dj);
 	if (extra) {	/* jansson's text: its own deallocator */
 		json_malloc_t jm;
 		json_free_t jf;

@@ -90,7 +90,7 @@ enum pno_status gate_config_load(struct gate_config *g, const char *path)
 	if (!fp)
 		return pno__errorf(PNO_STATUS_NOTFOUND, "gates %s: cannot open",
 				   path);
-	char buf[65536];
+	char buf[65536 + 1];
 	size_t n = fread(buf, 1, sizeof buf - 1, fp);
 	int err = ferror(fp), big = !feof(fp);
 	fclose(fp);
