@@ -23,5 +23,6 @@ int cmd_generate(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
 
 #endif

@@ -548,6 +548,7 @@ static void usage(FILE *out)
 		"  eval       score a model's predictive distribution on data\n"
 		"  calibrate  fit a conformal scale for a model's intervals\n"
 		"  info       print a model's architecture and metadata\n"
+		"  audit      keygen, verify or show the server's audit log\n"
 		"  version    print the version\n\n"
 		"'pno <command> --help' lists a command's options.\n",
 		PNO_VERSION_STRING);
@@ -577,6 +578,8 @@ int main(int argc, char **argv)
 		return cmd_eval(argc, argv);
 	if (!strcmp(cmd, "calibrate"))
 		return cmd_calibrate(argc, argv);
+	if (!strcmp(cmd, "audit"))
+		return cmd_audit(argc, argv);
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
 		printf("pno %s\n", PNO_VERSION_STRING);
 		return 0;

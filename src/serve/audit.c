@@ -1,0 +1,682 @@
+/* The audit log writer: open (find the chain's end, cut a torn tail),
+ * append (encode, MAC, ratchet, encrypt, one write + fdatasync), close
+ * (the end marker). */
+#include "audit_internal.h"
+
+#include "../internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SS_STATE crypto_secretstream_xchacha20poly1305_state
+#define PATH_CAP 4096
+
+/* the secrets, in one block so they can be locked in memory together */
+struct audit_secret {
+	uint8_t enc[AUDIT__KEYBYTES];	/* segment encryption key */
+	uint8_t id[16];
+	uint8_t k[AUDIT__KEYBYTES];	/* the current chain key K_seq */
+	SS_STATE st;			/* the current segment's stream */
+	SS_STATE next;			/* scratch: the stream after a push */
+	int locked;
+};
+
+struct audit_log {
+	pthread_mutex_t mu;
+	int mu_ok;
+	struct audit_opts opts;
+	struct audit_io io;
+	char dir[PATH_CAP];
+	int fd;			/* current segment, -1: none open */
+	uint32_t seg;		/* its number (or the last one's) */
+	uint64_t seg_off;	/* bytes in it */
+	uint32_t seg_records;
+	int broken;		/* a failed write could not be cleaned up */
+	uint64_t seq;		/* next sequence number */
+	uint8_t prev[AUDIT__MACBYTES];
+	uint8_t hdr[AUDIT__HDR_PLAIN];	/* current segment's header (the AD) */
+	struct audit_secret *sec;
+	uint8_t *rec;		/* AUDIT__REC_MAX: plaintext record */
+	uint8_t *msg;		/* AUDIT__PREFIX + AUDIT__MSG_MAX */
+};
+
+void audit_opts_default(struct audit_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->fsync = 1;
+	o->segment_records = 100000;
+	o->segment_bytes = (uint64_t)64 << 20;
+}
+
+/* ---- I/O through the hooks ---- */
+
+static ssize_t io_write(struct audit_log *l, int fd, const void *p, size_t n)
+{
+	if (l->io.write)
+		return l->io.write(l->io.ud, fd, p, n);
+	return write(fd, p, n);
+}
+
+static int io_sync(struct audit_log *l, int fd)
+{
+	if (l->io.sync)
+		return l->io.sync(l->io.ud, fd);
+	return fdatasync(fd);
+}
+
+/* all n bytes or -1 with errno */
+static int write_all(struct audit_log *l, int fd, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = io_write(l, fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			if (w == 0)
+				errno = EIO;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int sync_dir(struct audit_log *l)
+{
+	int fd = open(l->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc, e;
+	if (fd < 0)
+		return -1;
+	rc = io_sync(l, fd);
+	e = errno;
+	close(fd);
+	errno = e;
+	return rc;
+}
+
+static void seg_path(char *out, const struct audit_log *l, uint32_t n,
+		     const char *suffix)
+{
+	snprintf(out, PATH_CAP + 64, "%s/seg-%06" PRIu32 ".log%s", l->dir, n,
+		 suffix);
+}
+
+/* ---- record encoding ---- */
+
+/* Valid UTF-8 (no overlongs, surrogates or code points past U+10FFFF)? */
+static int utf8_ok(const unsigned char *s)
+{
+	while (*s) {
+		unsigned c = *s, n, cp;
+		if (c < 0x80) {
+			s++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			n = 1, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			n = 2, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			n = 3, cp = c & 0x07;
+		else
+			return 0;
+		for (unsigned i = 1; i <= n; i++) {
+			if ((s[i] & 0xc0) != 0x80)
+				return 0;
+			cp = cp << 6 | (s[i] & 0x3f);
+		}
+		if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+			return 0;
+		s += n + 1;
+	}
+	return 1;
+}
+
+struct jbuf {
+	char *p;
+	size_t n, cap;
+};
+
+static void jraw(struct jbuf *b, const char *s, size_t n)
+{
+	/* capacity is sized from the field limits: this cannot overflow,
+	 * but stay safe if it ever did */
+	if (n > b->cap - b->n)
+		n = b->cap - b->n;
+	memcpy(b->p + b->n, s, n);
+	b->n += n;
+}
+
+static void jstr(struct jbuf *b, const char *key, const char *v)
+{
+	char esc[8];
+	if (!v || !*v)
+		return;
+	jraw(b, ",\"", 2);
+	jraw(b, key, strlen(key));
+	jraw(b, "\":\"", 3);
+	for (const unsigned char *s = (const unsigned char *)v; *s; s++) {
+		if (*s == '"' || *s == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)*s;
+			jraw(b, esc, 2);
+		} else if (*s < 0x20 || *s == 0x7f) {
+			snprintf(esc, sizeof esc, "\\u%04x", *s);
+			jraw(b, esc, 6);
+		} else {
+			jraw(b, (const char *)s, 1);
+		}
+	}
+	jraw(b, "\"", 1);
+}
+
+static enum pno_status check_str(const char *name, const char *v, size_t max)
+{
+	if (!v)
+		return PNO_STATUS_OK;
+	size_t n = strnlen(v, max + 1);
+	if (n > max)
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "audit record: %s longer than %zu bytes", name, max);
+	if (!utf8_ok((const unsigned char *)v))
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "audit record: %s is not valid UTF-8", name);
+	return PNO_STATUS_OK;
+}
+
+static enum pno_status check_digest(const char *name, const char *v)
+{
+	if (!v || !*v)
+		return PNO_STATUS_OK;
+	size_t n = strnlen(v, AUDIT_DIGEST_HEX + 1);
+	int ok = n == AUDIT_DIGEST_HEX;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = (v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'f');
+	if (!ok)
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "audit record: %s must be %d lower-case hex "
+				   "digits (BLAKE2b-256)", name, AUDIT_DIGEST_HEX);
+	return PNO_STATUS_OK;
+}
+
+static enum pno_status event_check(const struct audit_event *ev)
+{
+	enum pno_status s;
+	if ((int)ev->type < 0 || ev->type >= AUDIT_EVENT_COUNT)
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "audit record: unknown event type %d", (int)ev->type);
+	if (ev->time_ns < 0)
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "audit record: negative time %" PRId64, ev->time_ns);
+	if (ev->status < 0 || ev->status > 999)
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "audit record: status %d out of range 0..999",
+				   ev->status);
+	if ((s = check_str("actor", ev->actor, AUDIT_MAX_NAME)) ||
+	    (s = check_str("client", ev->client, AUDIT_MAX_NAME)) ||
+	    (s = check_str("request_id", ev->request_id, AUDIT_MAX_NAME)) ||
+	    (s = check_str("model", ev->model, AUDIT_MAX_NAME)) ||
+	    (s = check_str("version", ev->version, AUDIT_MAX_NAME)) ||
+	    (s = check_str("detail", ev->detail, AUDIT_MAX_DETAIL)) ||
+	    (s = check_digest("input_digest", ev->input_digest)) ||
+	    (s = check_digest("output_digest", ev->output_digest)))
+		return s;
+	return PNO_STATUS_OK;
+}
+
+/* The JSON object of ev into out (cap bytes); its length. */
+static size_t event_json(char *out, size_t cap, const struct audit_event *ev,
+			 int64_t t)
+{
+	struct jbuf b = {out, 0, cap};
+	char num[96];
+	struct tm tm;
+	time_t sec = (time_t)(t / 1000000000);
+	gmtime_r(&sec, &tm);
+	snprintf(num, sizeof num,
+		 "{\"time_ns\":%" PRId64 ",\"time\":\"%04d-%02d-%02dT%02d:%02d:"
+		 "%02d.%09" PRId64 "Z\"", t, tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, t % 1000000000);
+	jraw(&b, num, strlen(num));
+	jstr(&b, "event", audit_event_name(ev->type));
+	jstr(&b, "actor", ev->actor);
+	jstr(&b, "client", ev->client);
+	jstr(&b, "request_id", ev->request_id);
+	jstr(&b, "model", ev->model);
+	jstr(&b, "version", ev->version);
+	jstr(&b, "input_digest", ev->input_digest);
+	jstr(&b, "output_digest", ev->output_digest);
+	if (ev->status) {
+		snprintf(num, sizeof num, ",\"status\":%d", ev->status);
+		jraw(&b, num, strlen(num));
+	}
+	jstr(&b, "detail", ev->detail);
+	jraw(&b, "}", 1);
+	return b.n;
+}
+
+/* ---- segments ---- */
+
+static void close_segment(struct audit_log *l)
+{
+	if (l->fd >= 0)
+		close(l->fd);
+	l->fd = -1;
+	sodium_memzero(&l->sec->st, sizeof l->sec->st);
+}
+
+/* Start segment seg+1 at the chain's current position: header written
+ * to a temporary, synced, then linked into place (never replacing a
+ * file) so a segment exists only with its whole header. */
+static enum pno_status new_segment(struct audit_log *l)
+{
+	char tmp[PATH_CAP + 64], path[PATH_CAP + 64];
+	uint8_t hdr[AUDIT__SEG_HEADER];
+	uint32_t n = l->seg + 1;
+	enum pno_status s = PNO_STATUS_OK;
+	int fd, e;
+
+	if (n == 0)
+		return pno__errorf(PNO_STATUS_RANGE, "audit log %s: segment numbers "
+				   "exhausted", l->dir);
+	seg_path(tmp, l, n, ".tmp");
+	seg_path(path, l, n, "");
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return pno__errorf(PNO_STATUS_IO, "audit log: cannot create %s: %s",
+				   tmp, strerror(errno));
+	memcpy(hdr, AUDIT__MAGIC, 8);
+	audit__put32(hdr + 8, n);
+	audit__put32(hdr + 12, 0);
+	audit__put64(hdr + 16, l->seq);
+	memcpy(hdr + 24, l->prev, AUDIT__MACBYTES);
+	memcpy(hdr + 56, l->sec->id, sizeof l->sec->id);
+	crypto_secretstream_xchacha20poly1305_init_push(
+		&l->sec->next, hdr + AUDIT__HDR_PLAIN, l->sec->enc);
+	if (write_all(l, fd, hdr, sizeof hdr) != 0 || io_sync(l, fd) != 0) {
+		e = errno;
+		s = pno__errorf(PNO_STATUS_IO, "audit log: writing the header of %s: %s",
+				tmp, strerror(e));
+		goto fail;
+	}
+	if (link(tmp, path) != 0) {
+		e = errno;
+		s = pno__errorf(PNO_STATUS_IO, "audit log: cannot create %s: %s",
+				path, strerror(e));
+		goto fail;
+	}
+	unlink(tmp);
+	if (sync_dir(l) != 0) {
+		/* the segment may or may not survive a crash: either way
+		 * the chain is intact, but say so and start again */
+		e = errno;
+		s = pno__errorf(PNO_STATUS_IO, "audit log: syncing %s after creating "
+				"%s: %s", l->dir, path, strerror(e));
+		unlink(path);
+		goto fail;
+	}
+	close_segment(l);
+	l->fd = fd;
+	l->seg = n;
+	l->seg_off = sizeof hdr;
+	l->seg_records = 0;
+	memcpy(l->hdr, hdr, sizeof l->hdr);
+	l->sec->st = l->sec->next;
+	sodium_memzero(&l->sec->next, sizeof l->sec->next);
+	return PNO_STATUS_OK;
+fail:
+	close(fd);
+	unlink(tmp);
+	sodium_memzero(&l->sec->next, sizeof l->sec->next);
+	return s;
+}
+
+/* After a failed write or sync: cut the segment back to its last good
+ * record and abandon it (the next record starts a new segment, so no
+ * stream nonce is ever used for two different records). If the cut fails
+ * the log stops taking records. */
+static void undo_write(struct audit_log *l)
+{
+	int e = errno;
+	if (ftruncate(l->fd, (off_t)l->seg_off) != 0 || io_sync(l, l->fd) != 0)
+		l->broken = 1;
+	close_segment(l);
+	errno = e;
+}
+
+/* One record, under the lock. */
+static enum pno_status append_locked(struct audit_log *l,
+				     const struct audit_event *ev,
+				     uint64_t *seq_out)
+{
+	uint8_t *rec = l->rec, *msg = l->msg;
+	uint8_t mac[AUDIT__MACBYTES];
+	unsigned long long clen = 0;
+	enum pno_status s;
+	int64_t t = ev->time_ns;
+	size_t jlen, n;
+
+	if (l->broken)
+		return pno__errorf(PNO_STATUS_IO,
+				   "audit log %s: unusable since a failed write "
+				   "could not be undone; reopen it", l->dir);
+	if (t == 0) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		t = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	}
+	jlen = event_json((char *)rec + AUDIT__REC_FIXED, AUDIT__MAX_JSON, ev, t);
+	audit__put64(rec, l->seq);
+	memcpy(rec + 8, l->prev, AUDIT__MACBYTES);
+	rec[40] = (uint8_t)ev->type;
+	rec[41] = (uint8_t)((unsigned)ev->type >> 8);
+	rec[42] = rec[43] = 0;
+	audit__put32(rec + 44, (uint32_t)jlen);
+	audit__mac(mac, l->sec->k, rec, AUDIT__REC_FIXED + jlen);
+	memcpy(rec + AUDIT__REC_FIXED + jlen, mac, sizeof mac);
+	n = AUDIT__REC_FIXED + jlen + AUDIT__MACBYTES;
+
+	if (l->fd < 0 && (s = new_segment(l)) != PNO_STATUS_OK)
+		return s;
+	/* the record that fills the segment closes it */
+	int fin = l->seg_records + 1 >= l->opts.segment_records ||
+		  l->seg_off + AUDIT__PREFIX + n + AUDIT__ABYTES >=
+			  l->opts.segment_bytes ||
+		  ev->type == AUDIT_EVENT_LOG_CLOSE;
+	/* push on a copy: the stream advances only once the record is on
+	 * disk */
+	l->sec->next = l->sec->st;
+	crypto_secretstream_xchacha20poly1305_push(
+		&l->sec->next, msg + AUDIT__PREFIX, &clen, rec, n, l->hdr,
+		sizeof l->hdr,
+		fin ? crypto_secretstream_xchacha20poly1305_TAG_FINAL
+		    : crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
+	audit__put32(msg, (uint32_t)clen);
+	audit__put32(msg + 4, ~(uint32_t)clen);
+	sodium_memzero(rec, n);
+	if (write_all(l, l->fd, msg, AUDIT__PREFIX + (size_t)clen) != 0 ||
+	    (l->opts.fsync && io_sync(l, l->fd) != 0)) {
+		s = pno__errorf(PNO_STATUS_IO,
+				"audit log %s: writing record %" PRIu64 " to "
+				"seg-%06" PRIu32 ".log: %s", l->dir, l->seq, l->seg,
+				strerror(errno));
+		undo_write(l);
+		sodium_memzero(&l->sec->next, sizeof l->sec->next);
+		return s;
+	}
+	l->sec->st = l->sec->next;
+	sodium_memzero(&l->sec->next, sizeof l->sec->next);
+	memcpy(l->prev, mac, sizeof mac);
+	audit__ratchet(l->sec->k);
+	if (seq_out)
+		*seq_out = l->seq;
+	l->seq++;
+	l->seg_off += AUDIT__PREFIX + clen;
+	l->seg_records++;
+	if (fin)
+		close_segment(l);
+	return PNO_STATUS_OK;
+}
+
+enum pno_status audit_append(struct audit_log *log,
+			     const struct audit_event *ev, uint64_t *seq_out)
+{
+	enum pno_status s;
+	if (!log || !ev)
+		return pno__errorf(PNO_STATUS_INVALID, "audit append: %s is NULL",
+				   !log ? "log" : "event");
+	if ((s = event_check(ev)) != PNO_STATUS_OK)
+		return s;
+	if (ev->type >= AUDIT_EVENT_LOG_OPEN)
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "audit append: event %s is written by the log "
+				   "itself", audit_event_name(ev->type));
+	pthread_mutex_lock(&log->mu);
+	s = append_locked(log, ev, seq_out);
+	pthread_mutex_unlock(&log->mu);
+	return s;
+}
+
+uint64_t audit_next_seq(struct audit_log *log)
+{
+	uint64_t v;
+	if (!log)
+		return 0;
+	pthread_mutex_lock(&log->mu);
+	v = log->seq;
+	pthread_mutex_unlock(&log->mu);
+	return v;
+}
+
+static void log_free(struct audit_log *l)
+{
+	if (!l)
+		return;
+	if (l->fd >= 0)
+		close(l->fd);
+	if (l->sec) {
+		int locked = l->sec->locked;
+		if (locked)
+			sodium_munlock(l->sec, sizeof *l->sec);	/* wipes */
+		else
+			sodium_memzero(l->sec, sizeof *l->sec);
+		pno_free(l->sec);
+	}
+	pno_free(l->rec);
+	pno_free(l->msg);
+	if (l->mu_ok)
+		pthread_mutex_destroy(&l->mu);
+	pno_free(l);
+}
+
+enum pno_status audit_close(struct audit_log *log)
+{
+	enum pno_status s;
+	if (!log)
+		return PNO_STATUS_OK;
+	struct audit_event ev = {.type = AUDIT_EVENT_LOG_CLOSE,
+				 .detail = "clean shutdown"};
+	pthread_mutex_lock(&log->mu);
+	s = append_locked(log, &ev, NULL);
+	pthread_mutex_unlock(&log->mu);
+	log_free(log);
+	return s;
+}
+
+/* ---- open: find the end of the chain ---- */
+
+/* Remove temporaries of segments whose creation a crash interrupted. */
+static void remove_temps(struct audit_log *l, uint32_t max)
+{
+	char tmp[PATH_CAP + 64];
+	seg_path(tmp, l, max + 1, ".tmp");
+	unlink(tmp);
+}
+
+/* Scan the last segment (adopting its header's chain position) and make
+ * it the end of the log: cut a torn tail, drop it if no record is left
+ * and go to the one before. Sets l->seq, l->prev, l->sec->k, l->seg. */
+static enum pno_status find_end(struct audit_log *l,
+				const struct audit__keys *keys, char *note,
+				size_t note_size, enum audit_event_type *type)
+{
+	char path[PATH_CAP + 64];
+	uint32_t max, missing;
+	uint64_t total;
+	enum pno_status s;
+	struct audit__chain ch;
+	int fd = -1;
+
+	*type = AUDIT_EVENT_LOG_OPEN;
+	snprintf(note, note_size, "opened a new log");
+	if ((s = audit__list(l->dir, &max, &missing, &total)) != PNO_STATUS_OK)
+		return s;
+	remove_temps(l, max);
+	memset(&ch, 0, sizeof ch);
+	ch.last_type = -1;
+	memcpy(ch.k, keys->chain, sizeof ch.k);
+	while (max > 0) {
+		struct audit_result r;
+		struct audit__scan_out so;
+		struct stat sb;
+		memset(&r, 0, sizeof r);
+		seg_path(path, l, max, "");
+		fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd < 0 || fstat(fd, &sb) != 0) {
+			s = pno__errorf(PNO_STATUS_IO, "audit log: %s: %s", path,
+					strerror(errno));
+			goto cleanup;
+		}
+		struct audit__src src = {fd, NULL, (uint64_t)sb.st_size};
+		uint64_t bound = total / (AUDIT__PREFIX + AUDIT__MSG_MIN) + 1;
+		s = audit__scan(&src, max, 1, 1, bound, keys, &ch, NULL, NULL, &r,
+				&so);
+		if (s != PNO_STATUS_OK) {
+			if (s == PNO_STATUS_FORMAT)
+				s = pno__errorf(PNO_STATUS_FORMAT,
+						"audit log %s does not verify at its "
+						"end (%s): refusing to append; run "
+						"pno audit verify", l->dir, r.message);
+			goto cleanup;
+		}
+		if (r.torn) {
+			if (ftruncate(fd, (off_t)r.torn_offset) != 0 ||
+			    fdatasync(fd) != 0) {
+				s = pno__errorf(PNO_STATUS_IO, "audit log: cutting "
+						"the torn tail of %s: %s", path,
+						strerror(errno));
+				goto cleanup;
+			}
+			*type = AUDIT_EVENT_LOG_RECOVERED;
+			snprintf(note, note_size, "recovered torn tail: cut %"
+				 PRIu64 " bytes of an incomplete record at byte %"
+				 PRIu64 " of seg-%06" PRIu32 ".log", r.torn_bytes,
+				 r.torn_offset, max);
+		}
+		close(fd);
+		fd = -1;
+		if (so.records > 0)
+			break;
+		/* a header and nothing else (a crash right after creating
+		 * it, or a write failure on its first record): it holds no
+		 * record, so drop it and continue from the one before */
+		if (unlink(path) != 0 || sync_dir(l) != 0) {
+			s = pno__errorf(PNO_STATUS_IO, "audit log: removing the "
+					"empty segment %s: %s", path,
+					strerror(errno));
+			goto cleanup;
+		}
+		max--;
+	}
+	if (max > 0) {
+		l->seq = ch.seq;
+		memcpy(l->prev, ch.prev, sizeof l->prev);
+		memcpy(l->sec->k, ch.k, sizeof ch.k);
+		if (*type == AUDIT_EVENT_LOG_OPEN)
+			snprintf(note, note_size, "%s",
+				 ch.last_type == AUDIT_EVENT_LOG_CLOSE
+					 ? "reopened after a clean shutdown"
+					 : "reopened after an unclean shutdown "
+					   "(no close record)");
+	} else {
+		l->seq = 0;
+		memset(l->prev, 0, sizeof l->prev);
+		memcpy(l->sec->k, keys->chain, sizeof ch.k);
+	}
+	l->seg = max;
+cleanup:
+	if (fd >= 0)
+		close(fd);
+	sodium_memzero(&ch, sizeof ch);
+	return s;
+}
+
+enum pno_status audit_open(struct audit_log **out, const char *dir,
+			   const char *keyfile, const struct audit_opts *opts)
+{
+	struct audit_log *l = NULL;
+	struct audit__keys keys;
+	uint8_t master[AUDIT__KEYBYTES];
+	enum pno_status s;
+	char note[320];
+	enum audit_event_type type;
+
+	if (!out)
+		return pno__errorf(PNO_STATUS_INVALID, "audit open: out is NULL");
+	*out = NULL;
+	if (!dir || !*dir)
+		return pno__errorf(PNO_STATUS_INVALID, "audit open: no log directory");
+	if (strlen(dir) >= PATH_CAP - 64)
+		return pno__errorf(PNO_STATUS_INVALID, "audit open: path too long");
+	if (opts && (opts->segment_records < 1 ||
+		     opts->segment_bytes < AUDIT__SEG_HEADER + 1))
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "audit open: segment_records must be >= 1 and "
+				   "segment_bytes > %d", AUDIT__SEG_HEADER);
+	memset(&keys, 0, sizeof keys);
+	if ((s = audit__key_load(keyfile, master)) != PNO_STATUS_OK)
+		return s;
+	audit__keys_derive(&keys, master);
+	sodium_memzero(master, sizeof master);
+
+	l = pno_calloc(1, sizeof *l);
+	if (!l) {
+		s = pno__errorf(PNO_STATUS_NOMEM, "audit open: out of memory");
+		goto cleanup;
+	}
+	l->fd = -1;
+	l->sec = pno_calloc(1, sizeof *l->sec);
+	l->rec = pno_malloc(AUDIT__REC_MAX);
+	l->msg = pno_malloc(AUDIT__PREFIX + AUDIT__MSG_MAX);
+	if (!l->sec || !l->rec || !l->msg) {
+		s = pno__errorf(PNO_STATUS_NOMEM, "audit open: out of memory");
+		goto cleanup;
+	}
+	/* best effort: keep the keys out of swap (RLIMIT_MEMLOCK may say no) */
+	l->sec->locked = sodium_mlock(l->sec, sizeof *l->sec) == 0;
+	if (pthread_mutex_init(&l->mu, NULL) != 0) {
+		s = pno__errorf(PNO_STATUS_NOMEM, "audit open: cannot create a mutex");
+		goto cleanup;
+	}
+	l->mu_ok = 1;
+	if (opts)
+		l->opts = *opts;
+	else
+		audit_opts_default(&l->opts);
+	if (l->opts.io)
+		l->io = *l->opts.io;
+	l->opts.io = NULL;
+	snprintf(l->dir, sizeof l->dir, "%s", dir);
+	memcpy(l->sec->enc, keys.enc, sizeof keys.enc);
+	memcpy(l->sec->id, keys.id, sizeof keys.id);
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		s = pno__errorf(PNO_STATUS_IO, "audit open: cannot create %s: %s",
+				dir, strerror(errno));
+		goto cleanup;
+	}
+	if ((s = find_end(l, &keys, note, sizeof note, &type)) != PNO_STATUS_OK)
+		goto cleanup;
+	/* K_0 is not needed any more: the writer keeps only K_seq */
+	sodium_memzero(&keys, sizeof keys);
+	struct audit_event ev = {.type = type, .detail = note};
+	pthread_mutex_lock(&l->mu);
+	s = append_locked(l, &ev, NULL);
+	pthread_mutex_unlock(&l->mu);
+	if (s != PNO_STATUS_OK)
+		goto cleanup;
+	*out = l;
+	l = NULL;
+cleanup:
+	sodium_memzero(&keys, sizeof keys);
+	log_free(l);
+	return s;
+}
