@@ -369,6 +369,93 @@ static void test_invalid_events(void **state)
 	assert_status(audit_close(NULL), PNO_STATUS_OK);
 }
 
+/* Reopen: a torn tail is cut and the cut recorded with its place; a
+ * header-only last segment and a leftover temporary are removed; a
+ * damaged end is refused. */
+static void test_reopen(void **state)
+{
+	(void)state;
+	char key[1024], dir[1024], seg[1200], line[4096];
+	struct audit_result r;
+	struct audit_log *l;
+	struct stat sb;
+	make_key(key, sizeof key, "ro.key");
+	fresh_dir(dir, sizeof dir, "ro.log");
+	write_log(dir, key, 10, 1, 100, 0);	/* one segment, 12 records */
+	snprintf(seg, sizeof seg, "%s/seg-000001.log", dir);
+	assert_int_equal(stat(seg, &sb), 0);
+	assert_int_equal(truncate(seg, sb.st_size - 10), 0);
+	assert_status(audit_verify(dir, key, NULL, NULL, &r), PNO_STATUS_OK);
+	assert_true(r.torn);
+	uint64_t cut_at = r.torn_offset, cut_bytes = r.torn_bytes;
+	assert_int_equal(r.records, 11);
+	/* a leftover temporary of a segment being created */
+	char tmp[1300];
+	snprintf(tmp, sizeof tmp, "%s/seg-000002.log.tmp", dir);
+	FILE *fp = fopen(tmp, "wb");
+	fputs("half a header", fp);
+	fclose(fp);
+	assert_status(audit_open(&l, dir, key, NULL), PNO_STATUS_OK);
+	assert_int_equal(audit_next_seq(l), 12);
+	assert_status(audit_close(l), PNO_STATUS_OK);
+	assert_int_equal(stat(tmp, &sb), -1);
+	assert_status(audit_verify(dir, key, NULL, NULL, &r), PNO_STATUS_OK);
+	assert_int_equal(r.records, 13);	/* 11 + recovered + close */
+	assert_true(r.closed);
+	const char *out = tu_tmp_path("ro.jsonl");
+	fp = fopen(out, "w+");
+	assert_status(audit_show(dir, key, fp, &r), PNO_STATUS_OK);
+	rewind(fp);
+	char want[256];
+	snprintf(want, sizeof want, "\"seq\":11,");
+	int found = 0;
+	while (fgets(line, sizeof line, fp))
+		if (strstr(line, want)) {
+			char note[200];
+			snprintf(note, sizeof note, "recovered torn tail: cut %llu "
+				 "bytes of an incomplete record at byte %llu of "
+				 "seg-000001.log", (unsigned long long)cut_bytes,
+				 (unsigned long long)cut_at);
+			assert_non_null(strstr(line, "\"event\":\"audit_recovered\""));
+			assert_non_null(strstr(line, note));
+			found = 1;
+		}
+	fclose(fp);
+	assert_true(found);
+
+	/* a header-only last segment (a crash right after creating it) */
+	struct segs s;
+	segs_read(&s, dir);
+	assert_int_equal(s.n, 2);
+	snprintf(seg, sizeof seg, "%s/seg-000003.log", dir);
+	fp = fopen(seg, "wb");
+	audit__put32(s.data[1] + 8, 3);
+	fwrite(s.data[1], 1, AUDIT__SEG_HEADER, fp);
+	fclose(fp);
+	segs_free(&s);
+	assert_status(audit_open(&l, dir, key, NULL), PNO_STATUS_OK);
+	assert_int_equal(audit_next_seq(l), 14);
+	assert_status(audit_close(l), PNO_STATUS_OK);
+	assert_status(audit_verify(dir, key, NULL, NULL, &r), PNO_STATUS_OK);
+	assert_int_equal(r.records, 15);
+	assert_int_equal(r.segments, 3);
+
+	/* a damaged last segment: open refuses to extend it */
+	snprintf(seg, sizeof seg, "%s/seg-000003.log", dir);
+	fp = fopen(seg, "r+b");
+	fseek(fp, AUDIT__SEG_HEADER + 20, SEEK_SET);
+	int c = fgetc(fp);
+	fseek(fp, AUDIT__SEG_HEADER + 20, SEEK_SET);
+	fputc(c ^ 1, fp);
+	fclose(fp);
+	l = NULL;
+	assert_status(audit_open(&l, dir, key, NULL), PNO_STATUS_FORMAT);
+	assert_err_has("does not verify at its end");
+	assert_null(l);
+	assert_status(audit_verify(dir, key, NULL, NULL, &r), PNO_STATUS_FORMAT);
+	assert_int_equal(r.records, 13);
+}
+
 /* ---- every single-bit flip ---- */
 
 /* Flip each bit of a 100-record log (9 segments of 12 records) in memory and verify.
@@ -1455,6 +1542,7 @@ int main(void)
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_invalid_events),
 		cmocka_unit_test(test_keys),
+		cmocka_unit_test(test_reopen),
 		cmocka_unit_test(test_bit_flips),
 		cmocka_unit_test(test_outsider_edits),
 		cmocka_unit_test(test_insider_edits),
