@@ -371,7 +371,7 @@ static void test_invalid_events(void **state)
 
 /* Reopen: a torn tail is cut and the cut recorded with its place; a
  * header-only last segment and a leftover temporary are removed; a
- * damaged end is refused. */
+ * damaged end and a missing segment are refused. */
 static void test_reopen(void **state)
 {
 	(void)state;
@@ -454,6 +454,11 @@ static void test_reopen(void **state)
 	assert_null(l);
 	assert_status(audit_verify(dir, key, NULL, NULL, &r), PNO_STATUS_FORMAT);
 	assert_int_equal(r.records, 13);
+	/* a missing middle segment: refused too */
+	snprintf(seg, sizeof seg, "%s/seg-000002.log", dir);
+	assert_int_equal(unlink(seg), 0);
+	assert_status(audit_open(&l, dir, key, NULL), PNO_STATUS_FORMAT);
+	assert_err_has("seg-000002.log is missing");
 }
 
 /* ---- every single-bit flip ---- */

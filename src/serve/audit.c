@@ -5,6 +5,7 @@
 
 #include "../internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -494,12 +495,24 @@ enum pno_status audit_close(struct audit_log *log)
 
 /* ---- open: find the end of the chain ---- */
 
-/* Remove temporaries of segments whose creation a crash interrupted. */
-static void remove_temps(struct audit_log *l, uint32_t max)
+/* Remove temporaries of segments whose creation a crash interrupted (or
+ * whose removal after the link was not yet durable). */
+static void remove_temps(struct audit_log *l)
 {
-	char tmp[PATH_CAP + 64];
-	seg_path(tmp, l, max + 1, ".tmp");
-	unlink(tmp);
+	char tmp[PATH_CAP + 300];
+	DIR *d = opendir(l->dir);
+	struct dirent *e;
+	if (!d)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		size_t n = strlen(e->d_name);
+		if (strncmp(e->d_name, "seg-", 4) != 0 || n < 8 ||
+		    strcmp(e->d_name + n - 8, ".log.tmp") != 0)
+			continue;
+		snprintf(tmp, sizeof tmp, "%s/%s", l->dir, e->d_name);
+		unlink(tmp);
+	}
+	closedir(d);
 }
 
 /* Scan the last segment (adopting its header's chain position) and make
@@ -520,7 +533,13 @@ static enum pno_status find_end(struct audit_log *l,
 	snprintf(note, note_size, "opened a new log");
 	if ((s = audit__list(l->dir, &max, &missing, &total)) != PNO_STATUS_OK)
 		return s;
-	remove_temps(l, max);
+	if (missing)
+		return pno__errorf(PNO_STATUS_FORMAT,
+				   "audit log %s: seg-%06" PRIu32 ".log is missing "
+				   "(segments 1..%" PRIu32 " expected): refusing to "
+				   "append; run pno audit verify", l->dir, missing,
+				   max);
+	remove_temps(l);
 	memset(&ch, 0, sizeof ch);
 	ch.last_type = -1;
 	memcpy(ch.k, keys->chain, sizeof ch.k);
@@ -613,6 +632,9 @@ enum pno_status audit_open(struct audit_log **out, const char *dir,
 	if (!out)
 		return pno__errorf(PNO_STATUS_INVALID, "audit open: out is NULL");
 	*out = NULL;
+	if (sodium_init() < 0)
+		return pno__errorf(PNO_STATUS_INTERNAL, "audit open: libsodium "
+				   "failed to initialize");
 	if (!dir || !*dir)
 		return pno__errorf(PNO_STATUS_INVALID, "audit open: no log directory");
 	if (strlen(dir) >= PATH_CAP - 64)

@@ -153,6 +153,9 @@ enum pno_status audit_keygen(const char *path)
 		return pno__errorf(PNO_STATUS_INVALID, "audit keygen: no output path");
 	if (strlen(path) > 4000)
 		return pno__errorf(PNO_STATUS_INVALID, "audit keygen: path too long");
+	if (sodium_init() < 0)
+		return pno__errorf(PNO_STATUS_INTERNAL, "audit keygen: libsodium "
+				   "failed to initialize");
 	if (lstat(path, &sb) == 0)
 		return pno__errorf(PNO_STATUS_EXISTS,
 				   "audit keygen: %s exists (a key is never "

@@ -403,6 +403,9 @@ enum pno_status audit_verify(const char *dir, const char *keyfile,
 		return pno__errorf(PNO_STATUS_INVALID, "audit verify: no log directory");
 	if (strlen(dir) > 4000)
 		return pno__errorf(PNO_STATUS_INVALID, "audit verify: path too long");
+	if (sodium_init() < 0)
+		return pno__errorf(PNO_STATUS_INTERNAL, "audit verify: libsodium "
+				   "failed to initialize");
 	if ((s = verify_open(keyfile, &k)) != PNO_STATUS_OK)
 		return s;
 	chain_start(&ch, &k);
