@@ -117,7 +117,9 @@ struct audit_log;
  * master key in `keyfile` (must not be readable by group or others).
  * Finds the end of the chain in the last segment, verifying its records;
  * truncates a torn tail; refuses (FORMAT) a last segment that fails
- * verification or belongs to another key. Appends an "audit_open" record
+ * verification or belongs to another key, and a gap in the segment
+ * numbers (earlier segments are not re-read: that is audit_verify's
+ * job). Appends an "audit_open" record
  * (or "audit_recovered" naming what was cut) before returning. New
  * records go to a new segment. opts NULL: defaults. */
 enum pno_status audit_open(struct audit_log **out, const char *dir,
