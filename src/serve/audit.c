@@ -404,8 +404,10 @@ static enum pno_status append_locked(struct audit_log *l,
 	audit__put32(msg, (uint32_t)clen);
 	audit__put32(msg + 4, ~(uint32_t)clen);
 	sodium_memzero(rec, n);
+	/* a segment's final record is synced even without opts.fsync: a
+	 * closed segment (and a clean close) is always durable */
 	if (write_all(l, l->fd, msg, AUDIT__PREFIX + (size_t)clen) != 0 ||
-	    (l->opts.fsync && io_sync(l, l->fd) != 0)) {
+	    ((l->opts.fsync || fin) && io_sync(l, l->fd) != 0)) {
 		s = pno__errorf(PNO_STATUS_IO,
 				"audit log %s: writing record %" PRIu64 " to "
 				"seg-%06" PRIu32 ".log: %s", l->dir, l->seq, l->seg,

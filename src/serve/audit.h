@@ -100,7 +100,8 @@ struct audit_io {
 };
 
 struct audit_opts {
-	int fsync;		/* 1: fdatasync after every record (default) */
+	int fsync;		/* 1: fdatasync after every record (default);
+				 * 0: only after a segment's final record */
 	uint32_t segment_records;	/* rotate after this many (default 100000) */
 	uint64_t segment_bytes;	/* or this many bytes (default 64 MiB) */
 	const struct audit_io *io;	/* NULL: real I/O */
