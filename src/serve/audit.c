@@ -24,6 +24,8 @@ struct audit_secret {
 	uint8_t enc[AUDIT__KEYBYTES];	/* segment encryption key */
 	uint8_t id[16];
 	uint8_t k[AUDIT__KEYBYTES];	/* the current chain key K_seq */
+	uint8_t k_dur[AUDIT__KEYBYTES];	/* K at the last durable record + 1 */
+	uint8_t k_snap[AUDIT__KEYBYTES];	/* K where a running sync ends */
 	SS_STATE st;			/* the current segment's stream */
 	SS_STATE next;			/* scratch: the stream after a push */
 	int locked;
@@ -31,7 +33,15 @@ struct audit_secret {
 
 struct audit_log {
 	pthread_mutex_t mu;
-	int mu_ok;
+	pthread_cond_t cv;	/* sync done, exclusivity released, rollback */
+	int mu_ok, cv_ok;
+	int syncing;		/* a group sync runs outside the lock */
+	int excl;		/* a final record or a cut holds the segment */
+	uint64_t epoch;		/* rollbacks so far */
+	int fail_errno;		/* of the last failed sync */
+	uint64_t dur_seq;	/* records < dur_seq are on disk */
+	uint64_t dur_off;	/* ... ending at this offset of the segment */
+	uint8_t dur_prev[AUDIT__MACBYTES];
 	struct audit_opts opts;
 	struct audit_io io;
 	char dir[PATH_CAP];
@@ -354,7 +364,48 @@ static void undo_write(struct audit_log *l)
 	errno = e;
 }
 
-/* One record, under the lock. */
+/* The current chain position is on disk (synced). */
+static void mark_durable(struct audit_log *l)
+{
+	l->dur_seq = l->seq;
+	l->dur_off = l->seg_off;
+	memcpy(l->dur_prev, l->prev, sizeof l->prev);
+	memcpy(l->sec->k_dur, l->sec->k, sizeof l->sec->k_dur);
+}
+
+/* A sync failed: the records after the durable point may not be on disk.
+ * Cut them, put the chain back to the durable point, abandon the segment
+ * and wake their writers, who return IO. If the cut fails the log stops
+ * taking records. */
+static void rollback(struct audit_log *l, int err)
+{
+	if (l->fd >= 0 && (ftruncate(l->fd, (off_t)l->dur_off) != 0 ||
+			   io_sync(l, l->fd) != 0))
+		l->broken = 1;
+	close_segment(l);
+	l->seq = l->dur_seq;
+	memcpy(l->prev, l->dur_prev, sizeof l->prev);
+	memcpy(l->sec->k, l->sec->k_dur, sizeof l->sec->k);
+	l->fail_errno = err;
+	l->epoch++;
+	pthread_cond_broadcast(&l->cv);
+}
+
+static void excl_end(struct audit_log *l)
+{
+	l->excl = 0;
+	pthread_cond_broadcast(&l->cv);
+}
+
+/* One record, under the lock.
+ *
+ * With opts.fsync, records are group-committed: each writer appends its
+ * record under the lock, then waits until a sync covers it; whichever
+ * waiter finds no sync running starts one (outside the lock) for every
+ * record written so far. A failed sync rolls the chain back to the last
+ * durable record and every writer after it gets IO. Operations that
+ * close or cut the segment (a final record, a failed write) take it
+ * exclusively: no new writes, no sync in flight. */
 static enum pno_status append_locked(struct audit_log *l,
 				     const struct audit_event *ev,
 				     uint64_t *seq_out)
@@ -365,17 +416,43 @@ static enum pno_status append_locked(struct audit_log *l,
 	enum pno_status s;
 	int64_t t = ev->time_ns;
 	size_t jlen, n;
+	int fin, group = l->opts.fsync;
+	uint64_t my, ep;
 
-	if (l->broken)
-		return pno__errorf(PNO_STATUS_IO,
-				   "audit log %s: unusable since a failed write "
-				   "could not be undone; reopen it", l->dir);
 	if (t == 0) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		t = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 	}
 	jlen = event_json((char *)rec + AUDIT__REC_FIXED, AUDIT__MAX_JSON, ev, t);
+	n = AUDIT__REC_FIXED + jlen + AUDIT__MACBYTES;
+retry:
+	while (l->excl)
+		pthread_cond_wait(&l->cv, &l->mu);
+	if (l->broken)
+		return pno__errorf(PNO_STATUS_IO,
+				   "audit log %s: unusable since a failed write "
+				   "could not be undone; reopen it", l->dir);
+	if (l->fd < 0) {
+		if ((s = new_segment(l)) != PNO_STATUS_OK)
+			return s;
+		mark_durable(l);	/* a segment closes only once synced */
+	}
+	/* the record that fills the segment closes it */
+	fin = l->seg_records + 1 >= l->opts.segment_records ||
+	      l->seg_off + AUDIT__PREFIX + n + AUDIT__ABYTES >=
+		      l->opts.segment_bytes ||
+	      ev->type == AUDIT_EVENT_LOG_CLOSE;
+	if (fin && group) {
+		l->excl = 1;
+		while (l->syncing)
+			pthread_cond_wait(&l->cv, &l->mu);
+		if (l->fd < 0 || l->broken) {	/* rolled back meanwhile */
+			excl_end(l);
+			goto retry;
+		}
+	}
+	/* the chain position is stable from here to the write */
 	audit__put64(rec, l->seq);
 	memcpy(rec + 8, l->prev, AUDIT__MACBYTES);
 	rec[40] = (uint8_t)ev->type;
@@ -384,17 +461,9 @@ static enum pno_status append_locked(struct audit_log *l,
 	audit__put32(rec + 44, (uint32_t)jlen);
 	audit__mac(mac, l->sec->k, rec, AUDIT__REC_FIXED + jlen);
 	memcpy(rec + AUDIT__REC_FIXED + jlen, mac, sizeof mac);
-	n = AUDIT__REC_FIXED + jlen + AUDIT__MACBYTES;
-
-	if (l->fd < 0 && (s = new_segment(l)) != PNO_STATUS_OK)
-		return s;
-	/* the record that fills the segment closes it */
-	int fin = l->seg_records + 1 >= l->opts.segment_records ||
-		  l->seg_off + AUDIT__PREFIX + n + AUDIT__ABYTES >=
-			  l->opts.segment_bytes ||
-		  ev->type == AUDIT_EVENT_LOG_CLOSE;
-	/* push on a copy: the stream advances only once the record is on
-	 * disk */
+	/* push on a copy: the stream advances only once the record is
+	 * written; after a failure the segment is abandoned, never reused,
+	 * so no nonce ever encrypts two different records */
 	l->sec->next = l->sec->st;
 	crypto_secretstream_xchacha20poly1305_push(
 		&l->sec->next, msg + AUDIT__PREFIX, &clen, rec, n, l->hdr,
@@ -404,29 +473,110 @@ static enum pno_status append_locked(struct audit_log *l,
 	audit__put32(msg, (uint32_t)clen);
 	audit__put32(msg + 4, ~(uint32_t)clen);
 	sodium_memzero(rec, n);
-	/* a segment's final record is synced even without opts.fsync: a
-	 * closed segment (and a clean close) is always durable */
 	if (write_all(l, l->fd, msg, AUDIT__PREFIX + (size_t)clen) != 0 ||
-	    ((l->opts.fsync || fin) && io_sync(l, l->fd) != 0)) {
+	    (!group && fin && io_sync(l, l->fd) != 0)) {
+		int e = errno;
 		s = pno__errorf(PNO_STATUS_IO,
 				"audit log %s: writing record %" PRIu64 " to "
 				"seg-%06" PRIu32 ".log: %s", l->dir, l->seq, l->seg,
-				strerror(errno));
-		undo_write(l);
+				strerror(e));
 		sodium_memzero(&l->sec->next, sizeof l->sec->next);
+		if (!group) {
+			undo_write(l);
+			return s;
+		}
+		if (!fin) {
+			ep = l->epoch;
+			l->excl = 1;
+			while (l->syncing)
+				pthread_cond_wait(&l->cv, &l->mu);
+			if (l->epoch != ep) {	/* rolled back: bytes gone */
+				excl_end(l);
+				return s;
+			}
+		}
+		/* cut this record's bytes; the records before it stay if
+		 * they can be synced */
+		if (ftruncate(l->fd, (off_t)l->seg_off) == 0 &&
+		    io_sync(l, l->fd) == 0) {
+			mark_durable(l);
+			close_segment(l);
+			pthread_cond_broadcast(&l->cv);
+		} else {
+			rollback(l, errno);
+		}
+		excl_end(l);
 		return s;
 	}
 	l->sec->st = l->sec->next;
 	sodium_memzero(&l->sec->next, sizeof l->sec->next);
 	memcpy(l->prev, mac, sizeof mac);
 	audit__ratchet(l->sec->k);
-	if (seq_out)
-		*seq_out = l->seq;
-	l->seq++;
+	my = l->seq++;
 	l->seg_off += AUDIT__PREFIX + clen;
 	l->seg_records++;
-	if (fin)
+	if (!group) {
+		if (fin)
+			close_segment(l);
+		if (seq_out)
+			*seq_out = my;
+		return PNO_STATUS_OK;
+	}
+	if (fin) {
+		/* exclusive: sync here, then close */
+		if (io_sync(l, l->fd) != 0) {
+			int e = errno;
+			s = pno__errorf(PNO_STATUS_IO, "audit log %s: syncing record "
+					"%" PRIu64 ": %s", l->dir, my, strerror(e));
+			rollback(l, e);
+			excl_end(l);
+			return s;
+		}
+		mark_durable(l);
 		close_segment(l);
+		excl_end(l);
+		if (seq_out)
+			*seq_out = my;
+		return PNO_STATUS_OK;
+	}
+	ep = l->epoch;
+	for (;;) {
+		if (l->dur_seq > my)
+			break;
+		if (l->epoch != ep)
+			return pno__errorf(PNO_STATUS_IO,
+					   "audit log %s: record %" PRIu64 " was "
+					   "written but the sync failed (%s): not "
+					   "recorded", l->dir, my,
+					   strerror(l->fail_errno));
+		if (!l->syncing && !l->excl) {
+			uint64_t snap_seq = l->seq, snap_off = l->seg_off;
+			uint8_t snap_prev[AUDIT__MACBYTES];
+			int fd = l->fd, rc, e;
+			memcpy(snap_prev, l->prev, sizeof snap_prev);
+			memcpy(l->sec->k_snap, l->sec->k, sizeof l->sec->k_snap);
+			l->syncing = 1;
+			pthread_mutex_unlock(&l->mu);
+			rc = io_sync(l, fd);
+			e = errno;
+			pthread_mutex_lock(&l->mu);
+			l->syncing = 0;
+			if (rc == 0) {
+				l->dur_seq = snap_seq;
+				l->dur_off = snap_off;
+				memcpy(l->dur_prev, snap_prev, sizeof snap_prev);
+				memcpy(l->sec->k_dur, l->sec->k_snap,
+				       sizeof l->sec->k_dur);
+				pthread_cond_broadcast(&l->cv);
+			} else {
+				rollback(l, e);
+			}
+			continue;
+		}
+		pthread_cond_wait(&l->cv, &l->mu);
+	}
+	if (seq_out)
+		*seq_out = my;
 	return PNO_STATUS_OK;
 }
 
@@ -478,6 +628,8 @@ static void log_free(struct audit_log *l)
 	pno_free(l->msg);
 	if (l->mu_ok)
 		pthread_mutex_destroy(&l->mu);
+	if (l->cv_ok)
+		pthread_cond_destroy(&l->cv);
 	pno_free(l);
 }
 
@@ -583,6 +735,13 @@ static enum pno_status find_end(struct audit_log *l,
 				 PRIu64 " of seg-%06" PRIu32 ".log", r.torn_bytes,
 				 r.torn_offset, max);
 		}
+		/* records a killed writer wrote but never synced are in the
+		 * page cache only: sync them before building on them */
+		if (so.records > 0 && fdatasync(fd) != 0) {
+			s = pno__errorf(PNO_STATUS_IO, "audit log: syncing %s: %s",
+					path, strerror(errno));
+			goto cleanup;
+		}
 		close(fd);
 		fd = -1;
 		if (so.records > 0)
@@ -672,6 +831,12 @@ enum pno_status audit_open(struct audit_log **out, const char *dir,
 		goto cleanup;
 	}
 	l->mu_ok = 1;
+	if (pthread_cond_init(&l->cv, NULL) != 0) {
+		s = pno__errorf(PNO_STATUS_NOMEM, "audit open: cannot create a "
+				"condition variable");
+		goto cleanup;
+	}
+	l->cv_ok = 1;
 	if (opts)
 		l->opts = *opts;
 	else
