@@ -31,6 +31,13 @@ struct audit_secret {
 	int locked;
 };
 
+/* a writer waiting for its record to be synced (on its stack) */
+struct audit_waiter {
+	uint64_t seq;
+	int state;		/* 0 pending, 1 durable, -1 rolled back */
+	struct audit_waiter *next;
+};
+
 struct audit_log {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;	/* sync done, exclusivity released, rollback */
@@ -42,6 +49,7 @@ struct audit_log {
 	uint64_t dur_seq;	/* records < dur_seq are on disk */
 	uint64_t dur_off;	/* ... ending at this offset of the segment */
 	uint8_t dur_prev[AUDIT__MACBYTES];
+	struct audit_waiter *waiters;
 	struct audit_opts opts;
 	struct audit_io io;
 	char dir[PATH_CAP];
@@ -364,6 +372,25 @@ static void undo_write(struct audit_log *l)
 	errno = e;
 }
 
+/* Tell the waiters whose records are now durable (all of them, and that
+ * they were lost, after a rollback), and drop them from the list. A
+ * waiter decides by this verdict only: sequence numbers are reused after
+ * a rollback, so comparing numbers later would be wrong. */
+static void settle(struct audit_log *l, int rolled_back)
+{
+	struct audit_waiter **pw = &l->waiters;
+	while (*pw) {
+		struct audit_waiter *w = *pw;
+		if (rolled_back || w->seq < l->dur_seq) {
+			w->state = rolled_back ? -1 : 1;
+			*pw = w->next;
+		} else {
+			pw = &w->next;
+		}
+	}
+	pthread_cond_broadcast(&l->cv);
+}
+
 /* The current chain position is on disk (synced). */
 static void mark_durable(struct audit_log *l)
 {
@@ -371,6 +398,7 @@ static void mark_durable(struct audit_log *l)
 	l->dur_off = l->seg_off;
 	memcpy(l->dur_prev, l->prev, sizeof l->prev);
 	memcpy(l->sec->k_dur, l->sec->k, sizeof l->sec->k_dur);
+	settle(l, 0);
 }
 
 /* A sync failed: the records after the durable point may not be on disk.
@@ -388,7 +416,7 @@ static void rollback(struct audit_log *l, int err)
 	memcpy(l->sec->k, l->sec->k_dur, sizeof l->sec->k);
 	l->fail_errno = err;
 	l->epoch++;
-	pthread_cond_broadcast(&l->cv);
+	settle(l, 1);	/* every waiter left is after the durable point */
 }
 
 static void excl_end(struct audit_log *l)
@@ -501,7 +529,6 @@ retry:
 		    io_sync(l, l->fd) == 0) {
 			mark_durable(l);
 			close_segment(l);
-			pthread_cond_broadcast(&l->cv);
 		} else {
 			rollback(l, errno);
 		}
@@ -539,11 +566,12 @@ retry:
 			*seq_out = my;
 		return PNO_STATUS_OK;
 	}
-	ep = l->epoch;
+	struct audit_waiter w = {my, 0, l->waiters};
+	l->waiters = &w;
 	for (;;) {
-		if (l->dur_seq > my)
+		if (w.state > 0)
 			break;
-		if (l->epoch != ep)
+		if (w.state < 0)
 			return pno__errorf(PNO_STATUS_IO,
 					   "audit log %s: record %" PRIu64 " was "
 					   "written but the sync failed (%s): not "
@@ -567,7 +595,7 @@ retry:
 				memcpy(l->dur_prev, snap_prev, sizeof snap_prev);
 				memcpy(l->sec->k_dur, l->sec->k_snap,
 				       sizeof l->sec->k_dur);
-				pthread_cond_broadcast(&l->cv);
+				settle(l, 0);
 			} else {
 				rollback(l, e);
 			}
