@@ -12,10 +12,11 @@
  * its first sequence number and the previous record's MAC, so removing,
  * reordering or splicing segments breaks the chain.
  *
- * audit_append writes each record with one write() and, by default, an
- * fdatasync() before it returns: when it returns OK the record is durable,
- * and any I/O failure is returned (the caller must then refuse the
- * request). A crash mid-write leaves an incomplete final record (a "torn
+ * audit_append writes each record with one write() and, by default,
+ * waits for an fdatasync() covering it before it returns: when it returns
+ * OK the record is durable, and any I/O failure is returned (the caller
+ * must then refuse the request). Concurrent appends share syncs (group
+ * commit): one fdatasync covers every record written while it waited. A crash mid-write leaves an incomplete final record (a "torn
  * tail"): verify reports it and accepts the prefix; audit_open truncates
  * it and records the recovery as the next record.
  *
@@ -100,8 +101,9 @@ struct audit_io {
 };
 
 struct audit_opts {
-	int fsync;		/* 1: fdatasync after every record (default);
-				 * 0: only after a segment's final record */
+	int fsync;		/* 1: every record synced before its append
+				 * returns (group commit; default); 0: only
+				 * a segment's final record is synced */
 	uint32_t segment_records;	/* rotate after this many (default 100000) */
 	uint64_t segment_bytes;	/* or this many bytes (default 64 MiB) */
 	const struct audit_io *io;	/* NULL: real I/O */
@@ -128,10 +130,11 @@ enum pno_status audit_open(struct audit_log **out, const char *dir,
 
 /* Append one record; its sequence number to *seq_out (may be NULL). OK
  * only once the record is written (and synced if opts.fsync). IO on a
- * failed write or sync: the partial record is truncated away and the next
- * append starts a new segment; if even that cleanup fails, every later
- * append fails (IO) until the log is reopened. INVALID for a bad event
- * (nothing written). */
+ * failed write or sync: the record is not in the log (cut away, with
+ * every other not yet synced record if a sync failed: their appends
+ * return IO too) and the next append starts a new segment; if even that
+ * cut fails, every later append fails (IO) until the log is reopened.
+ * INVALID for a bad event (nothing written). */
 enum pno_status audit_append(struct audit_log *log,
 			     const struct audit_event *ev, uint64_t *seq_out);
 
