@@ -66,6 +66,13 @@ static inline uint64_t audit__get64(const uint8_t *p)
 	return v;
 }
 
+/* INVALID (with the field's name) unless ev can be written. */
+enum pno_status audit__event_check(const struct audit_event *ev);
+/* The JSON object of a checked ev at time t_ns into out (cap bytes, at
+ * least AUDIT__MAX_JSON); its length. */
+size_t audit__event_json(char *out, size_t cap, const struct audit_event *ev,
+			 int64_t t_ns);
+
 /* A segment's bytes: a file (fd) or memory. */
 struct audit__src {
 	int fd;			/* -1: read from mem */

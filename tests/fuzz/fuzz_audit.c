@@ -3,9 +3,14 @@
  * docs/serve/audit.md):
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc/serve \
- *     tests/fuzz/fuzz_audit.c src/serve/audit_read.c src/serve/audit_key.c \
- *     src/core.c -o fuzz_audit -lsodium -lm -fopenmp
- *   ./fuzz_audit -max_total_time=60 tests/fuzz/corpus_audit
+ *     -I/usr/include/x86_64-linux-gnu/openblas-openmp \
+ *     tests/fuzz/fuzz_audit.c src/serve/audit.c src/serve/audit_event.c \
+ *     src/serve/audit_read.c src/serve/audit_key.c src/core.c \
+ *     -o fuzz_audit -lsodium -lm -fopenmp \
+ *     -L/usr/lib/x86_64-linux-gnu/openblas-openmp -lopenblas \
+ *     -Wl,-rpath,/usr/lib/x86_64-linux-gnu/openblas-openmp
+ *   mkdir -p corpus && AUDIT_FUZZ_SEED=corpus/seed ./fuzz_audit
+ *   ./fuzz_audit -max_total_time=60 corpus
  *
  * Input layout: byte 0 picks the segment count (1 + b % 4); then every
  * segment but the last is a 2-byte little-endian length and that many
