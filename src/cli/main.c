@@ -638,6 +638,7 @@ static void usage(FILE *out)
 		"  info       print a model's architecture and metadata\n"
 		"  serve      serve a model repository over HTTP (Open Inference Protocol v2)\n"
 		"  keys       manage the API keys of pno serve (add, list, revoke)\n"
+		"  audit      keygen, verify or show the server's audit log\n"
 		"  version    print the version\n\n"
 		"'pno <command> --help' lists a command's options.\n",
 		PNO_VERSION_STRING);
@@ -675,6 +676,8 @@ int main(int argc, char **argv)
 		return cmd_gate(argc, argv);
 	if (!strcmp(cmd, "keys"))
 		return cmd_keys(argc, argv);
+	if (!strcmp(cmd, "audit"))
+		return cmd_audit(argc, argv);
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
 		printf("pno %s\n", PNO_VERSION_STRING);
 		return 0;
