@@ -14,6 +14,7 @@ int runtime_error(const char *cmd, enum pno_status s);
  * directory: prints why and returns 2, else 0. */
 int check_out_path(const char *cmd, const char *path, int force);
 
+int cmd_bench(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 

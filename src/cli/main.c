@@ -544,7 +544,8 @@ static void usage(FILE *out)
 		"  train      train a model on a dataset\n"
 		"  predict    sample a model's predictive distribution at an input\n"
 		"  info       print a model's architecture and metadata\n"
-		"  version    print the version\n\n"
+		"  version    print the version\n"
+		"  bench      run methods x PDEs x seeds from a config; tables, plots\n\n"
 		"'pno <command> --help' lists a command's options.\n",
 		PNO_VERSION_STRING);
 }
@@ -561,6 +562,8 @@ int main(int argc, char **argv)
 	}
 	pno_log_set(log_stderr, NULL, PNO_LOG_LEVEL_INFO);
 	const char *cmd = argv[1];
+	if (!strcmp(cmd, "bench"))
+		return cmd_bench(argc, argv);
 	if (!strcmp(cmd, "generate"))
 		return cmd_generate(argc, argv);
 	if (!strcmp(cmd, "train"))

@@ -1,0 +1,885 @@
+/* pno bench: methods x PDEs x seeds. Generates (or reuses) each PDE's
+ * data, trains and evaluates every cell by running this same binary's
+ * `train` and `eval` commands as child processes (each cell isolated, its
+ * flags checked by the real commands, its output in the cell's log), then
+ * writes the reports. Behaviour: docs/bench.md. */
+#include "bench.h"
+#include "cli.h"
+#include "flags.h"
+
+#include "pno/core.h"
+#include "pno/io.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <sodium.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define MAX_ARGS 256
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+	interrupted = 1;
+	signal(sig, SIG_DFL);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void fmt_duration(char *buf, size_t n, double s)
+{
+	if (!isfinite(s) || s < 0)
+		snprintf(buf, n, "?");
+	else if (s < 60)
+		snprintf(buf, n, "%.0fs", s);
+	else if (s < 3600)
+		snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+	else
+		snprintf(buf, n, "%dh%02dm", (int)(s / 3600),
+			 (int)fmod(s / 60, 60));
+}
+
+static int dir_empty(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	int n = 0;
+	if (!d)
+		return 0;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			n++;
+	closedir(d);
+	return n == 0;
+}
+
+static int mkdir_p(const char *path)
+{
+	char buf[BENCH_PATH];
+	snprintf(buf, sizeof buf, "%s", path);
+	for (char *s = buf + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+			return -1;
+		*s = '/';
+	}
+	if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+int bench_write_text(const char *path, const char *text)
+{
+	struct pno_atomic_file f;
+	enum pno_status s = pno_atomic_open(&f, path, 1);
+	if (s != PNO_STATUS_OK)
+		return runtime_error("bench", s);
+	if (fputs(text, f.fp) == EOF) {
+		pno_atomic_abort(&f);
+		fprintf(stderr, "pno bench: %s: write failed\n", path);
+		return 1;
+	}
+	if ((s = pno_atomic_commit(&f)) != PNO_STATUS_OK)
+		return runtime_error("bench", s);
+	return 0;
+}
+
+static int write_json(const char *path, json_t *doc)
+{
+	char *text = json_dumps(doc, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+	if (!text) {
+		fprintf(stderr, "pno bench: %s: out of memory\n", path);
+		return 1;
+	}
+	size_t n = strlen(text);
+	char *t = realloc(text, n + 2);
+	if (!t) {
+		free(text);
+		return 1;
+	}
+	t[n] = '\n';
+	t[n + 1] = '\0';
+	int rc = bench_write_text(path, t);
+	free(t);
+	return rc;
+}
+
+/* BLAKE2b-256 of a byte string / a file, as hex. */
+static void hash_bytes(const char *s, size_t n, char hex[65])
+{
+	unsigned char h[32];
+	crypto_generichash(h, sizeof h, (const unsigned char *)s, n, NULL, 0);
+	sodium_bin2hex(hex, 65, h, sizeof h);
+}
+
+static int hash_file(const char *path, char hex[65])
+{
+	unsigned char buf[1 << 16], h[32];
+	crypto_generichash_state st;
+	FILE *fp = fopen(path, "rb");
+	size_t n;
+	if (!fp)
+		return -1;
+	crypto_generichash_init(&st, NULL, 0, sizeof h);
+	while ((n = fread(buf, 1, sizeof buf, fp)) > 0)
+		crypto_generichash_update(&st, buf, n);
+	int err = ferror(fp);
+	fclose(fp);
+	if (err)
+		return -1;
+	crypto_generichash_final(&st, h, sizeof h);
+	sodium_bin2hex(hex, 65, h, sizeof h);
+	return 0;
+}
+
+/* Hash of a JSON value in canonical form (sorted keys, compact). */
+static int hash_json(json_t *v, char hex[65])
+{
+	char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS |
+				       JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+	if (!s)
+		return -1;
+	hash_bytes(s, strlen(s), hex);
+	free(s);
+	return 0;
+}
+
+/* ---- argv from a flag object ---- */
+struct args {
+	int n;
+	char *v[MAX_ARGS + 1];
+	char buf[16384];
+	size_t used;
+};
+
+static void args_add(struct args *a, const char *s)
+{
+	size_t len = strlen(s) + 1;
+	if (a->n >= MAX_ARGS || a->used + len > sizeof a->buf)
+		return;		/* config sizes keep far below this */
+	memcpy(a->buf + a->used, s, len);
+	a->v[a->n++] = a->buf + a->used;
+	a->v[a->n] = NULL;
+	a->used += len;
+}
+
+static void args_addf(struct args *a, const char *fmt, long long v)
+{
+	char s[32];
+	snprintf(s, sizeof s, fmt, v);
+	args_add(a, s);
+}
+
+/* "--key value" for each entry; true -> "--key", false -> nothing. The
+ * object is walked in sorted key order so argv is deterministic. */
+static void args_flags(struct args *a, json_t *o)
+{
+	const char *keys[MAX_ARGS];
+	int n = 0;
+	const char *k;
+	json_t *v;
+	json_object_foreach(o, k, v)
+	{
+		if (n < MAX_ARGS)
+			keys[n++] = k;
+	}
+	for (int i = 1; i < n; i++)
+		for (int j = i; j > 0 && strcmp(keys[j - 1], keys[j]) > 0; j--) {
+			const char *t = keys[j];
+			keys[j] = keys[j - 1];
+			keys[j - 1] = t;
+		}
+	for (int i = 0; i < n; i++) {
+		char flag[80], val[64];
+		v = json_object_get(o, keys[i]);
+		if (json_is_false(v))
+			continue;
+		snprintf(flag, sizeof flag, "--%s", keys[i]);
+		args_add(a, flag);
+		if (json_is_true(v))
+			continue;
+		if (json_is_string(v)) {
+			args_add(a, json_string_value(v));
+			continue;
+		}
+		if (json_is_integer(v))
+			snprintf(val, sizeof val, "%lld",
+				 (long long)json_integer_value(v));
+		else
+			snprintf(val, sizeof val, "%.17g", json_real_value(v));
+		args_add(a, val);
+	}
+}
+
+/* Start exe with argv, stdout and stderr appended to log (after a line
+ * showing the command). Returns the pid, or -1 (printed). */
+static pid_t spawn_logged(const char *exe, char **argv, const char *log)
+{
+	FILE *fp = fopen(log, "a");
+	if (!fp) {
+		fprintf(stderr, "pno bench: %s: %s\n", log, strerror(errno));
+		return -1;
+	}
+	fputs("$ pno", fp);
+	for (int i = 1; argv[i]; i++)
+		fprintf(fp, " %s", argv[i]);
+	fputc('\n', fp);
+	fclose(fp);
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, log,
+					 O_WRONLY | O_CREAT | O_APPEND, 0644);
+	posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	pid_t pid;
+	int rc = posix_spawn(&pid, exe, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (rc != 0) {
+		fprintf(stderr, "pno bench: cannot run %s: %s\n", exe,
+			strerror(rc));
+		return -1;
+	}
+	return pid;
+}
+
+static int exit_status(int st)
+{
+	if (WIFEXITED(st))
+		return WEXITSTATUS(st);
+	if (WIFSIGNALED(st))
+		return 128 + WTERMSIG(st);
+	return 1;
+}
+
+/* The error of the log's last command: the first line of its output that
+ * starts with "pno" (how every pno command reports a failure), else its
+ * last non-empty line. */
+static void log_last_error(const char *log, char *out, size_t size)
+{
+	char line[1024], last[1024] = "", first_pno[1024] = "";
+	FILE *fp = fopen(log, "r");
+	if (snprintf(out, size, "see %s", log) < 0 || !fp)
+		return;
+	while (fgets(line, sizeof line, fp)) {
+		line[strcspn(line, "\r\n")] = '\0';
+		if (line[0] == '$') {	/* the next command's output */
+			last[0] = first_pno[0] = '\0';
+			continue;
+		}
+		if (!*line)
+			continue;
+		snprintf(last, sizeof last, "%s", line);
+		if (!first_pno[0] && !strncmp(line, "pno", 3))
+			snprintf(first_pno, sizeof first_pno, "%s", line);
+	}
+	fclose(fp);
+	snprintf(out, size, "%s", *first_pno ? first_pno : last);
+}
+
+/* ---- data ---- */
+
+static void gen_hash(const struct bench_pde *p, char hex[65])
+{
+	json_t *o = json_pack("{s:s, s:O}", "pde", p->name, "generate",
+			      p->generate);
+	if (!o || hash_json(o, hex))
+		hex[0] = '\0';
+	json_decref(o);
+}
+
+/* Reuse DIR/data/<label>.h5 when its record matches the generation
+ * arguments, else generate it. Returns 0 (p->data_ok says whether there
+ * is data), 130 if interrupted. */
+static int bench_data(struct bench *b, struct bench_pde *p)
+{
+	char rec[BENCH_PATH], log[BENCH_PATH], want[65], tmp[BENCH_PATH];
+	snprintf(p->data, sizeof p->data, "%s/data/%s.h5", b->out, p->label);
+	snprintf(rec, sizeof rec, "%s/data/%s.json", b->out, p->label);
+	snprintf(log, sizeof log, "%s/data/%s.log", b->out, p->label);
+	gen_hash(p, want);
+	if (!b->force && access(p->data, R_OK) == 0) {
+		json_t *r = json_load_file(rec, 0, NULL);
+		const char *gh = json_string_value(json_object_get(r, "generate_hash"));
+		const char *dh = json_string_value(json_object_get(r, "data_blake2b"));
+		char have[65];
+		if (gh && dh && !strcmp(gh, want) && !hash_file(p->data, have) &&
+		    !strcmp(have, dh)) {
+			snprintf(p->data_hash, sizeof p->data_hash, "%s", dh);
+			p->gen_seconds = json_number_value(json_object_get(r, "seconds"));
+			p->data_ok = p->data_reused = 1;
+			json_decref(r);
+			if (!b->quiet)
+				fprintf(stderr, "pno bench: data %s: reused %s\n",
+					p->label, p->data);
+			return 0;
+		}
+		json_decref(r);
+	}
+	struct args a = {0};
+	args_add(&a, b->exe);
+	args_add(&a, "generate");
+	args_add(&a, p->name);
+	args_flags(&a, p->generate);
+	args_add(&a, "--out");
+	args_add(&a, p->data);
+	args_add(&a, "--force");
+	args_add(&a, "--quiet");
+	args_add(&a, "--threads");
+	args_addf(&a, "%lld", (long long)b->threads * b->jobs);
+	unlink(rec);	/* a stale record must not vouch for new data */
+	FILE *fp = fopen(log, "w");
+	if (fp)
+		fclose(fp);
+	if (!b->quiet)
+		fprintf(stderr, "pno bench: data %s: generating (%s)\n",
+			p->label, log);
+	double t0 = now_s();
+	pid_t pid = spawn_logged(b->exe, a.v, log);
+	int st = 0;
+	if (pid > 0)
+		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+			;
+	p->gen_seconds = now_s() - t0;
+	if (interrupted)
+		return 130;
+	if (pid < 0 || exit_status(st) != 0) {
+		log_last_error(log, p->data_error, sizeof p->data_error);
+		fprintf(stderr, "pno bench: data %s: pno generate failed "
+			"(exit %d): %s\n", p->label, pid < 0 ? -1 :
+			exit_status(st), p->data_error);
+		return 0;
+	}
+	if (hash_file(p->data, p->data_hash)) {
+		snprintf(p->data_error, sizeof p->data_error, "%s: unreadable",
+			 p->data);
+		fprintf(stderr, "pno bench: %s\n", p->data_error);
+		return 0;
+	}
+	json_t *r = json_pack("{s:s, s:s, s:s, s:O, s:f}", "schema",
+			      "pno-bench-data/1", "generate_hash", want,
+			      "data_blake2b", p->data_hash, "generate",
+			      p->generate, "seconds", p->gen_seconds);
+	snprintf(tmp, sizeof tmp, "%s", rec);
+	if (!r || write_json(tmp, r)) {
+		json_decref(r);
+		return 0;
+	}
+	json_decref(r);
+	p->data_ok = 1;
+	if (!b->quiet)
+		fprintf(stderr, "pno bench: data %s: %.1f s\n", p->label,
+			p->gen_seconds);
+	return 0;
+}
+
+/* ---- cells ---- */
+
+static void cell_hash(const struct bench *b, struct bench_cell *c)
+{
+	const struct bench_pde *p = &b->pdes[c->p];
+	const struct bench_method *m = &b->methods[c->m];
+	json_t *o = json_pack(
+		"{s:{s:s, s:O, s:i, s:i, s:i, s:i, s:i}, s:{s:s, s:O}, s:I, "
+		"s:{s:i, s:s, s:i}, s:s}",
+		"pde", "name", p->name, "generate", p->generate, "ntrain",
+		p->ntrain, "nval", p->nval, "ntest", p->ntest, "t_in", p->t_in,
+		"t_out", p->t_out, "method", "model", m->model, "train",
+		m->train, "seed", (json_int_t)c->seed, "eval", "samples",
+		b->eval_samples, "split", b->eval_split, "max_samples",
+		b->eval_max, "data_blake2b", p->data_hash);
+	if (!o || hash_json(o, c->hash))
+		c->hash[0] = '\0';
+	json_decref(o);
+}
+
+static void cell_path(const struct bench_cell *c, const char *file,
+		      char *out, size_t size)
+{
+	/* paths are bounded: --out is at most 2048 bytes, labels 63 */
+	if (snprintf(out, size, "%s/%s", c->dir, file) >= (int)size)
+		out[0] = '\0';
+}
+
+/* A finished cell from an earlier run: its result records status ok and
+ * this cell's hash, and its model and eval files are there. */
+static int cell_reuse(struct bench_cell *c)
+{
+	char res[BENCH_PATH], model[BENCH_PATH];
+	cell_path(c, "result.json", res, sizeof res);
+	cell_path(c, "model.safetensors", model, sizeof model);
+	json_t *r = json_load_file(res, 0, NULL);
+	const char *st = json_string_value(json_object_get(r, "status"));
+	const char *h = json_string_value(json_object_get(r, "hash"));
+	json_t *ev = json_object_get(r, "eval");
+	int ok = st && h && c->hash[0] && !strcmp(st, "ok") &&
+		 !strcmp(h, c->hash) && json_is_object(ev) &&
+		 access(model, R_OK) == 0;
+	if (ok) {
+		c->eval = json_incref(ev);
+		c->train_seconds = json_number_value(json_object_get(r, "train_seconds"));
+		c->eval_seconds = json_number_value(json_object_get(r, "eval_seconds"));
+		c->state = BENCH_CELL_OK;
+		c->reused = 1;
+	}
+	json_decref(r);
+	return ok;
+}
+
+static int cell_write_result(const struct bench *b, struct bench_cell *c)
+{
+	char res[BENCH_PATH];
+	cell_path(c, "result.json", res, sizeof res);
+	json_t *r = json_pack(
+		"{s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:f, s:f}", "schema",
+		"pno-bench-cell/1", "pde", b->pdes[c->p].label, "method",
+		b->methods[c->m].label, "model", b->methods[c->m].model,
+		"seed", (json_int_t)c->seed, "hash", c->hash, "status",
+		c->state == BENCH_CELL_OK ? "ok" : "failed", "train_seconds",
+		c->train_seconds, "eval_seconds", c->eval_seconds);
+	if (!r)
+		return 1;
+	if (c->state == BENCH_CELL_OK) {
+		json_object_set(r, "eval", c->eval);
+	} else {
+		json_object_set_new(r, "failed_step",
+				    json_string(c->failed_step));
+		json_object_set_new(r, "exit_code", json_integer(c->exit_code));
+		json_object_set_new(r, "error", json_string(c->error));
+	}
+	int rc = write_json(res, r);
+	json_decref(r);
+	return rc;
+}
+
+static void cell_fail(struct bench_cell *c, const char *step, int code,
+		      const char *why)
+{
+	c->state = BENCH_CELL_FAILED;
+	snprintf(c->failed_step, sizeof c->failed_step, "%s", step);
+	c->exit_code = code;
+	snprintf(c->error, sizeof c->error, "%s", why);
+}
+
+/* Launch the cell's current step. */
+static int cell_launch(const struct bench *b, struct bench_cell *c)
+{
+	const struct bench_pde *p = &b->pdes[c->p];
+	const struct bench_method *m = &b->methods[c->m];
+	char model[BENCH_PATH], evj[BENCH_PATH], log[BENCH_PATH];
+	struct args a = {0};
+	cell_path(c, "model.safetensors", model, sizeof model);
+	cell_path(c, "eval.json", evj, sizeof evj);
+	cell_path(c, "log.txt", log, sizeof log);
+	args_add(&a, b->exe);
+	if (c->step == 0) {
+		args_add(&a, "train");
+		args_add(&a, "--model");
+		args_add(&a, m->model);
+		args_flags(&a, m->train);
+		args_add(&a, "--data");
+		args_add(&a, p->data);
+		args_add(&a, "--out");
+		args_add(&a, model);
+		args_add(&a, "--seed");
+		args_addf(&a, "%lld", (long long)c->seed);
+		if (p->ntrain > 0) {
+			args_add(&a, "--ntrain");
+			args_addf(&a, "%lld", p->ntrain);
+		}
+		if (p->nval >= 0) {
+			args_add(&a, "--nval");
+			args_addf(&a, "%lld", p->nval);
+		}
+		if (p->ntest > 0) {
+			args_add(&a, "--ntest");
+			args_addf(&a, "%lld", p->ntest);
+		}
+		if (p->has_t) {
+			args_add(&a, "--t-in");
+			args_addf(&a, "%lld", p->t_in);
+			args_add(&a, "--t-out");
+			args_addf(&a, "%lld", p->t_out);
+		}
+	} else {
+		args_add(&a, "eval");
+		args_add(&a, "--model");
+		args_add(&a, model);
+		args_add(&a, "--data");
+		args_add(&a, p->data);
+		args_add(&a, "--samples");
+		args_addf(&a, "%lld", b->eval_samples);
+		args_add(&a, "--split");
+		args_add(&a, b->eval_split);
+		args_add(&a, "--seed");
+		args_addf(&a, "%lld", (long long)c->seed);
+		if (b->eval_max > 0) {
+			args_add(&a, "--max-samples");
+			args_addf(&a, "%lld", b->eval_max);
+		}
+		args_add(&a, "--json");
+		args_add(&a, evj);
+	}
+	args_add(&a, "--threads");
+	args_addf(&a, "%lld", b->threads);
+	args_add(&a, "--force");
+	c->t_step = now_s();
+	c->pid = spawn_logged(b->exe, a.v, log);
+	if (c->pid < 0) {
+		cell_fail(c, c->step ? "eval" : "train", -1, "cannot start");
+		return -1;
+	}
+	return 0;
+}
+
+static int cell_start(const struct bench *b, struct bench_cell *c)
+{
+	char log[BENCH_PATH];
+	if (mkdir_p(c->dir) != 0) {
+		cell_fail(c, "setup", -1, strerror(errno));
+		return -1;
+	}
+	cell_path(c, "log.txt", log, sizeof log);
+	FILE *fp = fopen(log, "w");	/* a fresh log per run of the cell */
+	if (fp)
+		fclose(fp);
+	char res[BENCH_PATH];
+	cell_path(c, "result.json", res, sizeof res);
+	unlink(res);
+	c->state = BENCH_CELL_RUNNING;
+	c->step = 0;
+	c->t_start = now_s();
+	return cell_launch(b, c);
+}
+
+/* A step of c exited with status st: go on, or finish the cell. */
+static void cell_step_done(const struct bench *b, struct bench_cell *c,
+			   int st)
+{
+	char log[BENCH_PATH], evj[BENCH_PATH];
+	cell_path(c, "log.txt", log, sizeof log);
+	cell_path(c, "eval.json", evj, sizeof evj);
+	double dt = now_s() - c->t_step;
+	int code = exit_status(st);
+	c->pid = 0;
+	if (c->step == 0)
+		c->train_seconds = dt;
+	else
+		c->eval_seconds = dt;
+	if (code != 0) {
+		char why[512];
+		log_last_error(log, why, sizeof why);
+		cell_fail(c, c->step ? "eval" : "train", code, why);
+		return;
+	}
+	if (c->step == 0) {
+		c->step = 1;
+		cell_launch(b, c);
+		return;
+	}
+	json_error_t err;
+	c->eval = json_load_file(evj, 0, &err);
+	if (!json_is_object(json_object_get(c->eval, "metrics"))) {
+		char why[512];
+		if (snprintf(why, sizeof why, "%s: not an eval document (%s)",
+			     evj, c->eval ? "no \"metrics\"" : err.text) < 0)
+			why[0] = '\0';
+		json_decref(c->eval);
+		c->eval = NULL;
+		cell_fail(c, "eval", 0, why);
+		return;
+	}
+	c->state = BENCH_CELL_OK;
+}
+
+static const char *cell_name(const struct bench *b, const struct bench_cell *c,
+			     char *buf, size_t size)
+{
+	snprintf(buf, size, "%s/%s/seed%llu", b->pdes[c->p].label,
+		 b->methods[c->m].label, (unsigned long long)c->seed);
+	return buf;
+}
+
+/* Run every pending cell, up to b->jobs at a time. */
+static int run_cells(struct bench *b)
+{
+	int running = 0, done = 0, todo = 0, ran = 0;
+	double spent = 0;
+	for (int i = 0; i < b->n_cells; i++)
+		if (b->cells[i].state == BENCH_CELL_PENDING)
+			todo++;
+		else
+			done++;
+	int next = 0;
+	for (;;) {
+		while (!interrupted && running < b->jobs && next < b->n_cells) {
+			struct bench_cell *c = &b->cells[next++];
+			char nm[256];
+			if (c->state != BENCH_CELL_PENDING)
+				continue;
+			if (!b->quiet)
+				fprintf(stderr, "pno bench: [%d/%d] %s: "
+					"training\n", done + 1, b->n_cells,
+					cell_name(b, c, nm, sizeof nm));
+			if (cell_start(b, c) == 0)
+				running++;
+			else {
+				cell_write_result(b, c);
+				done++;
+			}
+		}
+		if (running == 0)
+			break;
+		int st;
+		pid_t pid = waitpid(-1, &st, 0);
+		if (pid < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		struct bench_cell *c = NULL;
+		for (int i = 0; i < b->n_cells; i++)
+			if (b->cells[i].state == BENCH_CELL_RUNNING &&
+			    b->cells[i].pid == pid)
+				c = &b->cells[i];
+		if (!c)
+			continue;
+		int step = c->step;
+		if (interrupted) {	/* the child got the signal too */
+			c->pid = 0;
+			c->state = BENCH_CELL_PENDING;
+			running--;
+			continue;
+		}
+		cell_step_done(b, c, st);
+		if (c->state == BENCH_CELL_RUNNING) {
+			if (c->pid > 0) {
+				if (!b->quiet && step == 0) {
+					char nm[256];
+					fprintf(stderr, "pno bench: [%d/%d] "
+						"%s: trained in %.1f s, "
+						"evaluating\n", done + 1,
+						b->n_cells,
+						cell_name(b, c, nm, sizeof nm),
+						c->train_seconds);
+				}
+				continue;
+			}
+		}
+		running--;
+		done++;
+		ran++;
+		spent += now_s() - c->t_start;
+		cell_write_result(b, c);
+		if (!b->quiet) {
+			char nm[256], eta[32];
+			int left = todo - ran;
+			fmt_duration(eta, sizeof eta,
+				     spent / ran * left / b->jobs);
+			cell_name(b, c, nm, sizeof nm);
+			if (c->state == BENCH_CELL_OK)
+				fprintf(stderr, "pno bench: [%d/%d] %s: done "
+					"in %.1f s, rel L2 %.4g, CRPS %.4g; "
+					"%d to go, ETA %s\n", done,
+					b->n_cells, nm,
+					now_s() - c->t_start,
+					bench_metric(c, "rel_l2"),
+					bench_metric(c, "crps"), left, eta);
+			else
+				fprintf(stderr, "pno bench: [%d/%d] %s: "
+					"FAILED in %s (exit %d): %s; %d to "
+					"go, ETA %s\n", done, b->n_cells, nm,
+					c->failed_step, c->exit_code,
+					c->error, left, eta);
+		}
+	}
+	return interrupted ? 130 : 0;
+}
+
+/* ---- the command ---- */
+
+static const char *bench_usage =
+	"usage: pno bench --config CONFIG.json --out DIR [--jobs J]\n"
+	"                 [--threads T] [--force] [--no-plots] [--quiet]\n"
+	"\n"
+	"Run methods x PDEs x seeds from a config: generate (or reuse) each\n"
+	"PDE's dataset, train and evaluate every cell (each step a child\n"
+	"process of this binary, its output in DIR/cells/.../log.txt), then\n"
+	"write DIR/results.{json,csv,md,tex} (mean +/- std over seeds) and\n"
+	"PNG figures in DIR/plots. Rerunning with the same DIR reuses every\n"
+	"cell whose config slice and data are unchanged. Exit status 0 when\n"
+	"every cell finished, 1 when some failed (the reports say which), 2\n"
+	"for a bad config or flag, 130 when interrupted (finished cells are\n"
+	"kept). Config format and outputs: docs/bench.md.\n";
+
+int cmd_bench(int argc, char **argv)
+{
+	const char *config = NULL, *out = NULL;
+	static struct bench b;
+	int jobs = 1, threads = 1, force = 0, no_plots = 0, rc = 2;
+	struct flag f[] = {
+		{"config", FLAG_STRING, &config, 0, 0, "benchmark config (JSON)", 1, 0},
+		{"out", FLAG_STRING, &out, 0, 0, "output directory (created; reused when rerun)", 1, 0},
+		{"jobs", FLAG_INT, &jobs, 1, 64, "cells run at the same time", 0, 0},
+		{"threads", FLAG_INT, &threads, 1, 1024, "threads of each train/eval process (results are bitwise reproducible at a fixed value)", 0, 0},
+		{"force", FLAG_BOOL, &force, 0, 0, "regenerate the data and rerun every cell", 0, 0},
+		{"no-plots", FLAG_BOOL, &no_plots, 0, 0, "skip the figures", 0, 0},
+		{"quiet", FLAG_BOOL, &quiet, 0, 0, "print only the table and errors", 0, 0},
+	};
+	for (int i = 2; i < argc; i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			printf("%s\noptions:\n", bench_usage);
+			flags_help(stdout, f, NF(f));
+			return 0;
+		}
+	if (flags_parse("bench", f, NF(f), argc, argv, 2, NULL, 0, NULL))
+		return 2;
+	if (strlen(out) > 2048) {
+		fprintf(stderr, "pno bench: --out: path longer than 2048 "
+			"bytes\n");
+		return 2;
+	}
+	memset(&b, 0, sizeof b);
+	b.out = out;
+	b.jobs = jobs;
+	b.threads = threads;
+	b.force = force;
+	b.quiet = quiet;
+	b.no_plots = no_plots;
+	ssize_t n = readlink("/proc/self/exe", b.exe, sizeof b.exe - 1);
+	if (n <= 0 || (size_t)n >= sizeof b.exe - 1)
+		snprintf(b.exe, sizeof b.exe, "%s", argv[0]);
+	else
+		b.exe[n] = '\0';
+	if ((rc = bench_config_load(&b, config)))
+		goto done;
+	rc = 2;
+	/* DIR: new, empty, or an earlier bench's (it has config.json) */
+	char path[BENCH_PATH];
+	struct stat sb;
+	snprintf(path, sizeof path, "%s/config.json", out);
+	if (stat(out, &sb) == 0) {
+		if (!S_ISDIR(sb.st_mode)) {
+			fprintf(stderr, "pno bench: --out %s: not a "
+				"directory\n", out);
+			goto done;
+		}
+		if (access(path, F_OK) != 0 && !dir_empty(out)) {
+			fprintf(stderr, "pno bench: --out %s: exists and is "
+				"not a pno bench directory (no config.json); "
+				"choose a new directory\n", out);
+			goto done;
+		}
+	}
+	char dirs[BENCH_PATH];
+	snprintf(dirs, sizeof dirs, "%s/data", out);
+	if (mkdir_p(dirs) != 0) {
+		fprintf(stderr, "pno bench: --out %s: cannot create: %s\n",
+			out, strerror(errno));
+		goto done;
+	}
+	rc = 1;
+	json_t *cfg_copy = json_deep_copy(b.cfg);
+	json_object_set_new(cfg_copy, "config_path", json_string(config));
+	if (!cfg_copy || write_json(path, cfg_copy)) {
+		json_decref(cfg_copy);
+		goto done;
+	}
+	json_decref(cfg_copy);
+
+	struct sigaction sa, old_int, old_term;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &old_int);
+	sigaction(SIGTERM, &sa, &old_term);
+	double t0 = now_s();
+
+	for (int i = 0; i < b.n_pdes && !interrupted; i++)
+		if (bench_data(&b, &b.pdes[i]) == 130)
+			break;
+	b.n_cells = b.n_pdes * b.n_methods * b.n_seeds;
+	b.cells = pno_calloc((size_t)b.n_cells, sizeof *b.cells);
+	if (!b.cells) {
+		fprintf(stderr, "pno bench: out of memory\n");
+		goto restore;
+	}
+	int reused = 0;
+	for (int p = 0, k = 0; p < b.n_pdes; p++)
+		for (int m = 0; m < b.n_methods; m++)
+			for (int s = 0; s < b.n_seeds; s++, k++) {
+				struct bench_cell *c = &b.cells[k];
+				c->p = p;
+				c->m = m;
+				c->seed = b.seeds[s];
+				snprintf(c->dir, sizeof c->dir,
+					 "%s/cells/%s/%s/seed%llu", out,
+					 b.pdes[p].label, b.methods[m].label,
+					 (unsigned long long)c->seed);
+				if (!b.pdes[p].data_ok) {
+					cell_fail(c, "generate", 1,
+						  b.pdes[p].data_error);
+					continue;
+				}
+				cell_hash(&b, c);
+				if (!force && cell_reuse(c))
+					reused++;
+			}
+	if (!b.quiet)
+		fprintf(stderr, "pno bench: %d cells (%d PDEs x %d methods x "
+			"%d seeds), %d reused from an earlier run, %d job%s "
+			"x %d thread%s\n", b.n_cells, b.n_pdes, b.n_methods,
+			b.n_seeds, reused, b.jobs, b.jobs > 1 ? "s" : "",
+			b.threads, b.threads > 1 ? "s" : "");
+	if (!interrupted && run_cells(&b) == 130)
+		interrupted = 1;
+	b.wall_seconds = now_s() - t0;
+	if (interrupted) {
+		fprintf(stderr, "pno bench: interrupted; finished cells are "
+			"kept in %s and reused when rerun\n", out);
+		rc = 130;
+		goto restore;
+	}
+	int failed = 0;
+	for (int i = 0; i < b.n_cells; i++)
+		failed += b.cells[i].state != BENCH_CELL_OK;
+	rc = bench_reports(&b);
+	if (!no_plots && bench_plots(&b) > 0 && rc == 0)
+		rc = 1;
+	if (failed) {
+		fprintf(stderr, "pno bench: INCOMPLETE: %d of %d cells failed "
+			"(see %s/results.md and the cells' log.txt)\n", failed,
+			b.n_cells, out);
+		rc = 1;
+	} else if (!b.quiet) {
+		char w[32];
+		fmt_duration(w, sizeof w, b.wall_seconds);
+		fprintf(stderr, "pno bench: all %d cells finished in %s; "
+			"reports in %s\n", b.n_cells, w, out);
+	}
+restore:
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+done:
+	bench_free(&b);
+	return rc;
+}

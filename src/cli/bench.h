@@ -1,0 +1,98 @@
+/* pno bench: the pieces its files share (config, cells, reports, plots).
+ * The run itself is src/cli/bench.c; docs/bench.md describes the
+ * behaviour. */
+#ifndef PNO_CLI_BENCH_H
+#define PNO_CLI_BENCH_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define BENCH_PATH 4096
+#define BENCH_LABEL 64
+
+struct bench_pde {
+	char name[BENCH_LABEL];		/* pno generate's PDE name */
+	char label[BENCH_LABEL];	/* directory and table name */
+	json_t *generate;		/* flag -> value (borrowed from cfg) */
+	int ntrain, nval, ntest;	/* -1: pno train's default */
+	int t_in, t_out;		/* time series steps; t_out -1: last */
+	int has_t;			/* t_in / t_out given */
+	int plot_index;			/* test input drawn in the field plot */
+	char data[BENCH_PATH];		/* DIR/data/<label>.h5 */
+	char data_hash[65];		/* BLAKE2b of the file, "" if none */
+	int data_ok;
+	int data_reused;
+	double gen_seconds;
+	char data_error[256];
+};
+
+struct bench_method {
+	char label[BENCH_LABEL];
+	char model[32];			/* pno train --model */
+	json_t *train;			/* flag -> value (borrowed) */
+};
+
+enum bench_cell_state {
+	BENCH_CELL_PENDING,
+	BENCH_CELL_RUNNING,
+	BENCH_CELL_OK,
+	BENCH_CELL_FAILED,
+};
+
+struct bench_cell {
+	int p, m;			/* indices into pdes, methods */
+	uint64_t seed;
+	char dir[BENCH_PATH];		/* DIR/cells/<pde>/<method>/seed<k> */
+	char hash[65];			/* of the config slice + data hash */
+	enum bench_cell_state state;
+	int reused;			/* finished by an earlier run */
+	int step;			/* 0 train, 1 eval */
+	pid_t pid;
+	double t_start, t_step;
+	double train_seconds, eval_seconds;
+	char failed_step[16];
+	int exit_code;
+	char error[512];		/* last line of the failing step's log */
+	json_t *eval;			/* the eval JSON document (owned) */
+};
+
+struct bench {
+	const char *config_path, *out;
+	json_t *cfg;			/* the parsed config (owned) */
+	const char *name;
+	int n_pdes, n_methods, n_seeds, n_cells;
+	struct bench_pde *pdes;
+	struct bench_method *methods;
+	uint64_t *seeds;
+	int eval_samples, eval_max;
+	char eval_split[16];
+	struct bench_cell *cells;	/* (pde, method, seed) row-major */
+	int jobs, threads, force, quiet, no_plots;
+	char exe[BENCH_PATH];
+	double wall_seconds;
+};
+
+/* Parse and validate the whole config; on error prints
+ * "pno bench: CONFIG: key: why" and returns 2. */
+int bench_config_load(struct bench *b, const char *path);
+void bench_free(struct bench *b);
+
+/* Metric `key` of a cell's eval document ("metrics" object), NaN if
+ * absent; coverage / width of the central interval at `level`. */
+double bench_metric(const struct bench_cell *c, const char *key);
+double bench_coverage(const struct bench_cell *c, double level, int width);
+
+/* results.json, .csv, .md, .tex in b->out, atomically. Returns 0 or 1
+ * (having printed why). The Markdown table is also printed to stdout
+ * unless quiet. */
+int bench_reports(const struct bench *b);
+
+/* Field, reliability and coverage figures in b->out/plots. Returns the
+ * number of figures that failed (each printed). */
+int bench_plots(const struct bench *b);
+
+/* Write text to path atomically (temp + rename); 0 or 1 (printed). */
+int bench_write_text(const char *path, const char *text);
+
+#endif
