@@ -816,7 +816,13 @@ int cmd_bench(int argc, char **argv)
 
 	for (int i = 0; i < b.n_pdes && !interrupted; i++)
 		if (bench_data(&b, &b.pdes[i]) == 130)
-			break;
+			interrupted = 1;
+	if (interrupted) {
+		fprintf(stderr, "pno bench: interrupted while generating "
+			"data; rerun to resume\n");
+		rc = 130;
+		goto restore;
+	}
 	b.n_cells = b.n_pdes * b.n_methods * b.n_seeds;
 	b.cells = pno_calloc((size_t)b.n_cells, sizeof *b.cells);
 	if (!b.cells) {
