@@ -719,7 +719,8 @@ static int run_cells(struct bench *b)
 
 static const char *bench_usage =
 	"usage: pno bench --config CONFIG.json --out DIR [--jobs J]\n"
-	"                 [--threads T] [--force] [--no-plots] [--quiet]\n"
+	"                 [--threads T] [--force] [--no-plots] [--data-only]\n"
+	"                 [--quiet]\n"
 	"\n"
 	"Run methods x PDEs x seeds from a config: generate (or reuse) each\n"
 	"PDE's dataset, train and evaluate every cell (each step a child\n"
@@ -735,7 +736,8 @@ int cmd_bench(int argc, char **argv)
 {
 	const char *config = NULL, *out = NULL;
 	static struct bench b;
-	int jobs = 1, threads = 1, force = 0, no_plots = 0, rc = 2;
+	int jobs = 1, threads = 1, force = 0, no_plots = 0, data_only = 0;
+	int rc = 2;
 	struct flag f[] = {
 		{"config", FLAG_STRING, &config, 0, 0, "benchmark config (JSON)", 1, 0},
 		{"out", FLAG_STRING, &out, 0, 0, "output directory (created; reused when rerun)", 1, 0},
@@ -743,6 +745,7 @@ int cmd_bench(int argc, char **argv)
 		{"threads", FLAG_INT, &threads, 1, 1024, "threads of each train/eval process (results are bitwise reproducible at a fixed value)", 0, 0},
 		{"force", FLAG_BOOL, &force, 0, 0, "regenerate the data and rerun every cell", 0, 0},
 		{"no-plots", FLAG_BOOL, &no_plots, 0, 0, "skip the figures", 0, 0},
+		{"data-only", FLAG_BOOL, &data_only, 0, 0, "generate (or check) the datasets and stop", 0, 0},
 		{"quiet", FLAG_BOOL, &quiet, 0, 0, "print only the table and errors", 0, 0},
 	};
 	for (int i = 2; i < argc; i++)
@@ -821,6 +824,13 @@ int cmd_bench(int argc, char **argv)
 		fprintf(stderr, "pno bench: interrupted while generating "
 			"data; rerun to resume\n");
 		rc = 130;
+		goto restore;
+	}
+	if (data_only) {
+		rc = 0;
+		for (int i = 0; i < b.n_pdes; i++)
+			if (!b.pdes[i].data_ok)
+				rc = 1;
 		goto restore;
 	}
 	b.n_cells = b.n_pdes * b.n_methods * b.n_seeds;
