@@ -25,10 +25,6 @@
 #include <time.h>
 #include <unistd.h>
 
-extern char **environ;
-
-#define MAX_ARGS 256
-
 static volatile sig_atomic_t interrupted;
 
 static void on_signal(int sig)
@@ -57,252 +53,13 @@ static void fmt_duration(char *buf, size_t n, double s)
 			 (int)fmod(s / 60, 60));
 }
 
-static int dir_empty(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	int n = 0;
-	if (!d)
-		return 0;
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-			n++;
-	closedir(d);
-	return n == 0;
-}
-
-static int mkdir_p(const char *path)
-{
-	char buf[BENCH_PATH];
-	snprintf(buf, sizeof buf, "%s", path);
-	for (char *s = buf + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-			return -1;
-		*s = '/';
-	}
-	if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-		return -1;
-	return 0;
-}
-
-int bench_write_text(const char *path, const char *text)
-{
-	struct pno_atomic_file f;
-	enum pno_status s = pno_atomic_open(&f, path, 1);
-	if (s != PNO_STATUS_OK)
-		return runtime_error("bench", s);
-	if (fputs(text, f.fp) == EOF) {
-		pno_atomic_abort(&f);
-		fprintf(stderr, "pno bench: %s: write failed\n", path);
-		return 1;
-	}
-	if ((s = pno_atomic_commit(&f)) != PNO_STATUS_OK)
-		return runtime_error("bench", s);
-	return 0;
-}
-
-static int write_json(const char *path, json_t *doc)
-{
-	char *text = json_dumps(doc, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
-	if (!text) {
-		fprintf(stderr, "pno bench: %s: out of memory\n", path);
-		return 1;
-	}
-	size_t n = strlen(text);
-	char *t = realloc(text, n + 2);
-	if (!t) {
-		free(text);
-		return 1;
-	}
-	t[n] = '\n';
-	t[n + 1] = '\0';
-	int rc = bench_write_text(path, t);
-	free(t);
-	return rc;
-}
-
-/* BLAKE2b-256 of a byte string / a file, as hex. */
-static void hash_bytes(const char *s, size_t n, char hex[65])
-{
-	unsigned char h[32];
-	crypto_generichash(h, sizeof h, (const unsigned char *)s, n, NULL, 0);
-	sodium_bin2hex(hex, 65, h, sizeof h);
-}
-
-static int hash_file(const char *path, char hex[65])
-{
-	unsigned char buf[1 << 16], h[32];
-	crypto_generichash_state st;
-	FILE *fp = fopen(path, "rb");
-	size_t n;
-	if (!fp)
-		return -1;
-	crypto_generichash_init(&st, NULL, 0, sizeof h);
-	while ((n = fread(buf, 1, sizeof buf, fp)) > 0)
-		crypto_generichash_update(&st, buf, n);
-	int err = ferror(fp);
-	fclose(fp);
-	if (err)
-		return -1;
-	crypto_generichash_final(&st, h, sizeof h);
-	sodium_bin2hex(hex, 65, h, sizeof h);
-	return 0;
-}
-
-/* Hash of a JSON value in canonical form (sorted keys, compact). */
-static int hash_json(json_t *v, char hex[65])
-{
-	char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS |
-				       JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
-	if (!s)
-		return -1;
-	hash_bytes(s, strlen(s), hex);
-	free(s);
-	return 0;
-}
-
-/* ---- argv from a flag object ---- */
-struct args {
-	int n;
-	char *v[MAX_ARGS + 1];
-	char buf[16384];
-	size_t used;
-};
-
-static void args_add(struct args *a, const char *s)
-{
-	size_t len = strlen(s) + 1;
-	if (a->n >= MAX_ARGS || a->used + len > sizeof a->buf)
-		return;		/* config sizes keep far below this */
-	memcpy(a->buf + a->used, s, len);
-	a->v[a->n++] = a->buf + a->used;
-	a->v[a->n] = NULL;
-	a->used += len;
-}
-
-static void args_addf(struct args *a, const char *fmt, long long v)
-{
-	char s[32];
-	snprintf(s, sizeof s, fmt, v);
-	args_add(a, s);
-}
-
-/* "--key value" for each entry; true -> "--key", false -> nothing. The
- * object is walked in sorted key order so argv is deterministic. */
-static void args_flags(struct args *a, json_t *o)
-{
-	const char *keys[MAX_ARGS];
-	int n = 0;
-	const char *k;
-	json_t *v;
-	json_object_foreach(o, k, v)
-	{
-		if (n < MAX_ARGS)
-			keys[n++] = k;
-	}
-	for (int i = 1; i < n; i++)
-		for (int j = i; j > 0 && strcmp(keys[j - 1], keys[j]) > 0; j--) {
-			const char *t = keys[j];
-			keys[j] = keys[j - 1];
-			keys[j - 1] = t;
-		}
-	for (int i = 0; i < n; i++) {
-		char flag[80], val[64];
-		v = json_object_get(o, keys[i]);
-		if (json_is_false(v))
-			continue;
-		snprintf(flag, sizeof flag, "--%s", keys[i]);
-		args_add(a, flag);
-		if (json_is_true(v))
-			continue;
-		if (json_is_string(v)) {
-			args_add(a, json_string_value(v));
-			continue;
-		}
-		if (json_is_integer(v))
-			snprintf(val, sizeof val, "%lld",
-				 (long long)json_integer_value(v));
-		else
-			snprintf(val, sizeof val, "%.17g", json_real_value(v));
-		args_add(a, val);
-	}
-}
-
-/* Start exe with argv, stdout and stderr appended to log (after a line
- * showing the command). Returns the pid, or -1 (printed). */
-static pid_t spawn_logged(const char *exe, char **argv, const char *log)
-{
-	FILE *fp = fopen(log, "a");
-	if (!fp) {
-		fprintf(stderr, "pno bench: %s: %s\n", log, strerror(errno));
-		return -1;
-	}
-	fputs("$ pno", fp);
-	for (int i = 1; argv[i]; i++)
-		fprintf(fp, " %s", argv[i]);
-	fputc('\n', fp);
-	fclose(fp);
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, log,
-					 O_WRONLY | O_CREAT | O_APPEND, 0644);
-	posix_spawn_file_actions_adddup2(&fa, 1, 2);
-	pid_t pid;
-	int rc = posix_spawn(&pid, exe, &fa, NULL, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	if (rc != 0) {
-		fprintf(stderr, "pno bench: cannot run %s: %s\n", exe,
-			strerror(rc));
-		return -1;
-	}
-	return pid;
-}
-
-static int exit_status(int st)
-{
-	if (WIFEXITED(st))
-		return WEXITSTATUS(st);
-	if (WIFSIGNALED(st))
-		return 128 + WTERMSIG(st);
-	return 1;
-}
-
-/* The error of the log's last command: the first line of its output that
- * starts with "pno" (how every pno command reports a failure), else its
- * last non-empty line. */
-static void log_last_error(const char *log, char *out, size_t size)
-{
-	char line[1024], last[1024] = "", first_pno[1024] = "";
-	FILE *fp = fopen(log, "r");
-	if (snprintf(out, size, "see %s", log) < 0 || !fp)
-		return;
-	while (fgets(line, sizeof line, fp)) {
-		line[strcspn(line, "\r\n")] = '\0';
-		if (line[0] == '$') {	/* the next command's output */
-			last[0] = first_pno[0] = '\0';
-			continue;
-		}
-		if (!*line)
-			continue;
-		snprintf(last, sizeof last, "%s", line);
-		if (!first_pno[0] && !strncmp(line, "pno", 3))
-			snprintf(first_pno, sizeof first_pno, "%s", line);
-	}
-	fclose(fp);
-	snprintf(out, size, "%s", *first_pno ? first_pno : last);
-}
-
 /* ---- data ---- */
 
 static void gen_hash(const struct bench_pde *p, char hex[65])
 {
 	json_t *o = json_pack("{s:s, s:O}", "pde", p->name, "generate",
 			      p->generate);
-	if (!o || hash_json(o, hex))
+	if (!o || bench_hash_json(o, hex))
 		hex[0] = '\0';
 	json_decref(o);
 }
@@ -322,7 +79,7 @@ static int bench_data(struct bench *b, struct bench_pde *p)
 		const char *gh = json_string_value(json_object_get(r, "generate_hash"));
 		const char *dh = json_string_value(json_object_get(r, "data_blake2b"));
 		char have[65];
-		if (gh && dh && !strcmp(gh, want) && !hash_file(p->data, have) &&
+		if (gh && dh && !strcmp(gh, want) && !bench_hash_file(p->data, have) &&
 		    !strcmp(have, dh)) {
 			snprintf(p->data_hash, sizeof p->data_hash, "%s", dh);
 			p->gen_seconds = json_number_value(json_object_get(r, "seconds"));
@@ -335,17 +92,17 @@ static int bench_data(struct bench *b, struct bench_pde *p)
 		}
 		json_decref(r);
 	}
-	struct args a = {0};
-	args_add(&a, b->exe);
-	args_add(&a, "generate");
-	args_add(&a, p->name);
-	args_flags(&a, p->generate);
-	args_add(&a, "--out");
-	args_add(&a, p->data);
-	args_add(&a, "--force");
-	args_add(&a, "--quiet");
-	args_add(&a, "--threads");
-	args_addf(&a, "%lld", (long long)b->threads * b->jobs);
+	struct bench_args a = {0};
+	bench_args_add(&a, b->exe);
+	bench_args_add(&a, "generate");
+	bench_args_add(&a, p->name);
+	bench_args_flags(&a, p->generate);
+	bench_args_add(&a, "--out");
+	bench_args_add(&a, p->data);
+	bench_args_add(&a, "--force");
+	bench_args_add(&a, "--quiet");
+	bench_args_add(&a, "--threads");
+	bench_args_addf(&a, "%lld", (long long)b->threads * b->jobs);
 	unlink(rec);	/* a stale record must not vouch for new data */
 	FILE *fp = fopen(log, "w");
 	if (fp)
@@ -354,25 +111,26 @@ static int bench_data(struct bench *b, struct bench_pde *p)
 		fprintf(stderr, "pno bench: data %s: generating (%s)\n",
 			p->label, log);
 	double t0 = now_s();
-	pid_t pid = spawn_logged(b->exe, a.v, log);
+	pid_t pid = bench_spawn(b->exe, a.v, log);
 	int st = 0;
 	if (pid > 0)
 		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-			;
+			if (interrupted)
+				kill(pid, SIGTERM);
 	p->gen_seconds = now_s() - t0;
 	if (interrupted)
 		return 130;
-	if (pid < 0 || exit_status(st) != 0) {
-		log_last_error(log, p->data_error, sizeof p->data_error);
+	if (pid < 0 || bench_exit_status(st) != 0) {
+		bench_log_error(log, p->data_error, sizeof p->data_error);
 		fprintf(stderr, "pno bench: data %s: pno generate failed "
 			"(exit %d): %s\n", p->label, pid < 0 ? -1 :
-			exit_status(st), p->data_error);
+			bench_exit_status(st), p->data_error);
 		return 0;
 	}
-	if (hash_file(p->data, p->data_hash)) {
-		snprintf(p->data_error, sizeof p->data_error, "%s: unreadable",
-			 p->data);
-		fprintf(stderr, "pno bench: %s\n", p->data_error);
+	if (bench_hash_file(p->data, p->data_hash)) {
+		snprintf(p->data_error, sizeof p->data_error,
+			 "the generated file is unreadable");
+		fprintf(stderr, "pno bench: %s: %s\n", p->data, p->data_error);
 		return 0;
 	}
 	json_t *r = json_pack("{s:s, s:s, s:s, s:O, s:f}", "schema",
@@ -380,7 +138,7 @@ static int bench_data(struct bench *b, struct bench_pde *p)
 			      "data_blake2b", p->data_hash, "generate",
 			      p->generate, "seconds", p->gen_seconds);
 	snprintf(tmp, sizeof tmp, "%s", rec);
-	if (!r || write_json(tmp, r)) {
+	if (!r || bench_write_json(tmp, r)) {
 		json_decref(r);
 		return 0;
 	}
@@ -407,7 +165,7 @@ static void cell_hash(const struct bench *b, struct bench_cell *c)
 		m->train, "seed", (json_int_t)c->seed, "eval", "samples",
 		b->eval_samples, "split", b->eval_split, "max_samples",
 		b->eval_max, "data_blake2b", p->data_hash);
-	if (!o || hash_json(o, c->hash))
+	if (!o || bench_hash_json(o, c->hash))
 		c->hash[0] = '\0';
 	json_decref(o);
 }
@@ -466,7 +224,7 @@ static int cell_write_result(const struct bench *b, struct bench_cell *c)
 		json_object_set_new(r, "exit_code", json_integer(c->exit_code));
 		json_object_set_new(r, "error", json_string(c->error));
 	}
-	int rc = write_json(res, r);
+	int rc = bench_write_json(res, r);
 	json_decref(r);
 	return rc;
 }
@@ -486,64 +244,64 @@ static int cell_launch(const struct bench *b, struct bench_cell *c)
 	const struct bench_pde *p = &b->pdes[c->p];
 	const struct bench_method *m = &b->methods[c->m];
 	char model[BENCH_PATH], evj[BENCH_PATH], log[BENCH_PATH];
-	struct args a = {0};
+	struct bench_args a = {0};
 	cell_path(c, "model.safetensors", model, sizeof model);
 	cell_path(c, "eval.json", evj, sizeof evj);
 	cell_path(c, "log.txt", log, sizeof log);
-	args_add(&a, b->exe);
+	bench_args_add(&a, b->exe);
 	if (c->step == 0) {
-		args_add(&a, "train");
-		args_add(&a, "--model");
-		args_add(&a, m->model);
-		args_flags(&a, m->train);
-		args_add(&a, "--data");
-		args_add(&a, p->data);
-		args_add(&a, "--out");
-		args_add(&a, model);
-		args_add(&a, "--seed");
-		args_addf(&a, "%lld", (long long)c->seed);
+		bench_args_add(&a, "train");
+		bench_args_add(&a, "--model");
+		bench_args_add(&a, m->model);
+		bench_args_flags(&a, m->train);
+		bench_args_add(&a, "--data");
+		bench_args_add(&a, p->data);
+		bench_args_add(&a, "--out");
+		bench_args_add(&a, model);
+		bench_args_add(&a, "--seed");
+		bench_args_addf(&a, "%lld", (long long)c->seed);
 		if (p->ntrain > 0) {
-			args_add(&a, "--ntrain");
-			args_addf(&a, "%lld", p->ntrain);
+			bench_args_add(&a, "--ntrain");
+			bench_args_addf(&a, "%lld", p->ntrain);
 		}
 		if (p->nval >= 0) {
-			args_add(&a, "--nval");
-			args_addf(&a, "%lld", p->nval);
+			bench_args_add(&a, "--nval");
+			bench_args_addf(&a, "%lld", p->nval);
 		}
 		if (p->ntest > 0) {
-			args_add(&a, "--ntest");
-			args_addf(&a, "%lld", p->ntest);
+			bench_args_add(&a, "--ntest");
+			bench_args_addf(&a, "%lld", p->ntest);
 		}
 		if (p->has_t) {
-			args_add(&a, "--t-in");
-			args_addf(&a, "%lld", p->t_in);
-			args_add(&a, "--t-out");
-			args_addf(&a, "%lld", p->t_out);
+			bench_args_add(&a, "--t-in");
+			bench_args_addf(&a, "%lld", p->t_in);
+			bench_args_add(&a, "--t-out");
+			bench_args_addf(&a, "%lld", p->t_out);
 		}
 	} else {
-		args_add(&a, "eval");
-		args_add(&a, "--model");
-		args_add(&a, model);
-		args_add(&a, "--data");
-		args_add(&a, p->data);
-		args_add(&a, "--samples");
-		args_addf(&a, "%lld", b->eval_samples);
-		args_add(&a, "--split");
-		args_add(&a, b->eval_split);
-		args_add(&a, "--seed");
-		args_addf(&a, "%lld", (long long)c->seed);
+		bench_args_add(&a, "eval");
+		bench_args_add(&a, "--model");
+		bench_args_add(&a, model);
+		bench_args_add(&a, "--data");
+		bench_args_add(&a, p->data);
+		bench_args_add(&a, "--samples");
+		bench_args_addf(&a, "%lld", b->eval_samples);
+		bench_args_add(&a, "--split");
+		bench_args_add(&a, b->eval_split);
+		bench_args_add(&a, "--seed");
+		bench_args_addf(&a, "%lld", (long long)c->seed);
 		if (b->eval_max > 0) {
-			args_add(&a, "--max-samples");
-			args_addf(&a, "%lld", b->eval_max);
+			bench_args_add(&a, "--max-samples");
+			bench_args_addf(&a, "%lld", b->eval_max);
 		}
-		args_add(&a, "--json");
-		args_add(&a, evj);
+		bench_args_add(&a, "--json");
+		bench_args_add(&a, evj);
 	}
-	args_add(&a, "--threads");
-	args_addf(&a, "%lld", b->threads);
-	args_add(&a, "--force");
+	bench_args_add(&a, "--threads");
+	bench_args_addf(&a, "%lld", b->threads);
+	bench_args_add(&a, "--force");
 	c->t_step = now_s();
-	c->pid = spawn_logged(b->exe, a.v, log);
+	c->pid = bench_spawn(b->exe, a.v, log);
 	if (c->pid < 0) {
 		cell_fail(c, c->step ? "eval" : "train", -1, "cannot start");
 		return -1;
@@ -554,7 +312,7 @@ static int cell_launch(const struct bench *b, struct bench_cell *c)
 static int cell_start(const struct bench *b, struct bench_cell *c)
 {
 	char log[BENCH_PATH];
-	if (mkdir_p(c->dir) != 0) {
+	if (bench_mkdir_p(c->dir) != 0) {
 		cell_fail(c, "setup", -1, strerror(errno));
 		return -1;
 	}
@@ -579,7 +337,7 @@ static void cell_step_done(const struct bench *b, struct bench_cell *c,
 	cell_path(c, "log.txt", log, sizeof log);
 	cell_path(c, "eval.json", evj, sizeof evj);
 	double dt = now_s() - c->t_step;
-	int code = exit_status(st);
+	int code = bench_exit_status(st);
 	c->pid = 0;
 	if (c->step == 0)
 		c->train_seconds = dt;
@@ -587,7 +345,7 @@ static void cell_step_done(const struct bench *b, struct bench_cell *c,
 		c->eval_seconds = dt;
 	if (code != 0) {
 		char why[512];
-		log_last_error(log, why, sizeof why);
+		bench_log_error(log, why, sizeof why);
 		cell_fail(c, c->step ? "eval" : "train", code, why);
 		return;
 	}
@@ -622,7 +380,7 @@ static const char *cell_name(const struct bench *b, const struct bench_cell *c,
 /* Run every pending cell, up to b->jobs at a time. */
 static int run_cells(struct bench *b)
 {
-	int running = 0, done = 0, todo = 0, ran = 0;
+	int running = 0, done = 0, todo = 0, ran = 0, forwarded = 0;
 	double spent = 0;
 	for (int i = 0; i < b->n_cells; i++)
 		if (b->cells[i].state == BENCH_CELL_PENDING)
@@ -649,6 +407,15 @@ static int run_cells(struct bench *b)
 		}
 		if (running == 0)
 			break;
+		if (interrupted && !forwarded) {
+			/* a SIGTERM sent to pno bench alone reaches the
+			 * children too (Ctrl-C reaches the group anyway) */
+			for (int i = 0; i < b->n_cells; i++)
+				if (b->cells[i].state == BENCH_CELL_RUNNING &&
+				    b->cells[i].pid > 0)
+					kill(b->cells[i].pid, SIGTERM);
+			forwarded = 1;
+		}
 		int st;
 		pid_t pid = waitpid(-1, &st, 0);
 		if (pid < 0) {
@@ -786,7 +553,7 @@ int cmd_bench(int argc, char **argv)
 				"directory\n", out);
 			goto done;
 		}
-		if (access(path, F_OK) != 0 && !dir_empty(out)) {
+		if (access(path, F_OK) != 0 && !bench_dir_empty(out)) {
 			fprintf(stderr, "pno bench: --out %s: exists and is "
 				"not a pno bench directory (no config.json); "
 				"choose a new directory\n", out);
@@ -795,7 +562,7 @@ int cmd_bench(int argc, char **argv)
 	}
 	char dirs[BENCH_PATH];
 	snprintf(dirs, sizeof dirs, "%s/data", out);
-	if (mkdir_p(dirs) != 0) {
+	if (bench_mkdir_p(dirs) != 0) {
 		fprintf(stderr, "pno bench: --out %s: cannot create: %s\n",
 			out, strerror(errno));
 		goto done;
@@ -803,7 +570,7 @@ int cmd_bench(int argc, char **argv)
 	rc = 1;
 	json_t *cfg_copy = json_deep_copy(b.cfg);
 	json_object_set_new(cfg_copy, "config_path", json_string(config));
-	if (!cfg_copy || write_json(path, cfg_copy)) {
+	if (!cfg_copy || bench_write_json(path, cfg_copy)) {
 		json_decref(cfg_copy);
 		goto done;
 	}

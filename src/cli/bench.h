@@ -92,7 +92,39 @@ int bench_reports(const struct bench *b);
  * number of figures that failed (each printed). */
 int bench_plots(const struct bench *b);
 
-/* Write text to path atomically (temp + rename); 0 or 1 (printed). */
+/* ---- bench_proc.c: steps, hashes, files ---- */
+
+/* Write text / a JSON document (indented) to path atomically (temp +
+ * rename); 0 or 1 (printed). */
 int bench_write_text(const char *path, const char *text);
+int bench_write_json(const char *path, json_t *doc);
+int bench_mkdir_p(const char *path);
+int bench_dir_empty(const char *path);
+/* BLAKE2b-256 as hex of a file's bytes / of a JSON value in canonical
+ * form (sorted keys, compact); 0 on success. */
+int bench_hash_file(const char *path, char hex[65]);
+int bench_hash_json(json_t *v, char hex[65]);
+
+/* An argv being built (NULL-terminated in v). */
+#define BENCH_MAX_ARGS 256
+struct bench_args {
+	int n;
+	char *v[BENCH_MAX_ARGS + 1];
+	char buf[16384];
+	size_t used;
+};
+void bench_args_add(struct bench_args *a, const char *s);
+void bench_args_addf(struct bench_args *a, const char *fmt, long long v);
+/* "--key value" per entry of a flag object in sorted key order; true ->
+ * "--key", false -> nothing. */
+void bench_args_flags(struct bench_args *a, json_t *o);
+/* Start exe with argv, stdin /dev/null, stdout and stderr appended to
+ * log after a line "$ pno <args>". The pid, or -1 (printed). */
+pid_t bench_spawn(const char *exe, char **argv, const char *log);
+/* The exit status of a waitpid status (128 + signal if killed). */
+int bench_exit_status(int st);
+/* The error line of the log's last command: the first line of its
+ * output starting with "pno", else its last non-empty line. */
+void bench_log_error(const char *log, char *out, size_t size);
 
 #endif
