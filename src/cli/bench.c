@@ -309,23 +309,48 @@ static int cell_launch(const struct bench *b, struct bench_cell *c)
 	return 0;
 }
 
+/* A cell whose training finished in an earlier run (trained.json holds
+ * its hash and the model is there) starts at its eval: an eval that
+ * failed or was interrupted does not cost the training again. */
+static int cell_trained(const struct bench *b, struct bench_cell *c)
+{
+	char rec[BENCH_PATH], model[BENCH_PATH];
+	cell_path(c, "trained.json", rec, sizeof rec);
+	cell_path(c, "model.safetensors", model, sizeof model);
+	if (b->force || access(model, R_OK) != 0)
+		return 0;
+	json_t *r = json_load_file(rec, 0, NULL);
+	const char *h = json_string_value(json_object_get(r, "hash"));
+	int ok = h && c->hash[0] && !strcmp(h, c->hash);
+	if (ok)
+		c->train_seconds = json_number_value(json_object_get(r, "train_seconds"));
+	json_decref(r);
+	return ok;
+}
+
 static int cell_start(const struct bench *b, struct bench_cell *c)
 {
-	char log[BENCH_PATH];
+	char log[BENCH_PATH], res[BENCH_PATH], rec[BENCH_PATH];
 	if (bench_mkdir_p(c->dir) != 0) {
 		cell_fail(c, "setup", -1, strerror(errno));
 		return -1;
 	}
 	cell_path(c, "log.txt", log, sizeof log);
-	FILE *fp = fopen(log, "w");	/* a fresh log per run of the cell */
-	if (fp)
-		fclose(fp);
-	char res[BENCH_PATH];
 	cell_path(c, "result.json", res, sizeof res);
+	cell_path(c, "trained.json", rec, sizeof rec);
 	unlink(res);
 	c->state = BENCH_CELL_RUNNING;
-	c->step = 0;
 	c->t_start = now_s();
+	c->step = cell_trained(b, c);
+	FILE *fp = fopen(log, c->step ? "a" : "w");	/* a fresh log per training */
+	if (fp) {
+		if (c->step)
+			fprintf(fp, "# pno bench: training reused (trained.json "
+				"matches), evaluating again\n");
+		fclose(fp);
+	}
+	if (!c->step)
+		unlink(rec);
 	return cell_launch(b, c);
 }
 
@@ -350,6 +375,14 @@ static void cell_step_done(const struct bench *b, struct bench_cell *c,
 		return;
 	}
 	if (c->step == 0) {
+		char rec[BENCH_PATH];
+		cell_path(c, "trained.json", rec, sizeof rec);
+		json_t *r = json_pack("{s:s, s:s, s:f}", "schema",
+				      "pno-bench-trained/1", "hash", c->hash,
+				      "train_seconds", c->train_seconds);
+		if (r)
+			bench_write_json(rec, r);
+		json_decref(r);
 		c->step = 1;
 		cell_launch(b, c);
 		return;
@@ -394,11 +427,14 @@ static int run_cells(struct bench *b)
 			char nm[256];
 			if (c->state != BENCH_CELL_PENDING)
 				continue;
+			int ok = cell_start(b, c) == 0;
 			if (!b->quiet)
-				fprintf(stderr, "pno bench: [%d/%d] %s: "
-					"training\n", done + 1, b->n_cells,
-					cell_name(b, c, nm, sizeof nm));
-			if (cell_start(b, c) == 0)
+				fprintf(stderr, "pno bench: [%d/%d] %s: %s\n",
+					done + 1, b->n_cells,
+					cell_name(b, c, nm, sizeof nm),
+					c->step ? "evaluating (trained "
+						  "earlier)" : "training");
+			if (ok)
 				running++;
 			else {
 				cell_write_result(b, c);
