@@ -6,6 +6,7 @@
 
 #include "internal.h"
 
+#include <float.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -185,7 +186,9 @@ enum pno_status pno_conformal_fit(struct pno_conformal *c, float *scores,
 void pno_conformal_apply(const struct pno_conformal *c,
 			 struct pno_prediction *p)
 {
-	if (!c || !c->present || !p || !p->mean)
+	/* scale 1 returns early: m + 1 (x - m) in float is not always x
+	 * (it rounds when |x| << |m|), and no calibration must change no bit */
+	if (!c || !c->present || !p || !p->mean || c->scale == 1)
 		return;
 	const float f = (float)c->scale, f2 = f * f;
 	const size_t N = (size_t)p->C * p->P;
@@ -264,10 +267,12 @@ enum pno_status pno_conformal_from_json(struct pno_conformal *c,
 		s = pno__errorf(PNO_STATUS_FORMAT, "conformal: \"mode\" must "
 				"be \"marginal\" or \"function-wise\"");
 	else if (!json_is_integer(nc) || json_integer_value(nc) < 1 ||
-		 json_integer_value(nc) > INT32_MAX ||
-		 !json_is_integer(np) || json_integer_value(np) < 1)
-		s = pno__errorf(PNO_STATUS_FORMAT, "conformal: \"n_cal\" and "
-				"\"n_points\" must be integers >= 1");
+		 json_integer_value(nc) > INT32_MAX)
+		s = pno__errorf(PNO_STATUS_FORMAT, "conformal: \"n_cal\" must "
+				"be an integer in [1, %d]", INT32_MAX);
+	else if (!json_is_integer(np) || json_integer_value(np) < 1)
+		s = pno__errorf(PNO_STATUS_FORMAT, "conformal: \"n_points\" "
+				"must be an integer >= 1");
 	if (s == PNO_STATUS_OK) {
 		r.mode = strcmp(mode, "marginal") ? PNO_CONFORMAL_FUNCTIONWISE
 						  : PNO_CONFORMAL_MARGINAL;
@@ -282,8 +287,15 @@ enum pno_status pno_conformal_from_json(struct pno_conformal *c,
 	if (s == PNO_STATUS_OK)
 		s = get_real(o, "delta", 0, 1, r.mode == PNO_CONFORMAL_FUNCTIONWISE,
 			     &r.delta);
+	/* the function-wise delta is in (0, 1), as the fit requires */
+	if (s == PNO_STATUS_OK && r.mode == PNO_CONFORMAL_FUNCTIONWISE &&
+	    r.delta == 1)
+		s = pno__errorf(PNO_STATUS_FORMAT, "conformal: \"delta\" must "
+				"be below 1");
+	/* any scale a fit can give: a float's range (it was 1e30, so a file
+	 * stretched by more could be written but not loaded) */
 	if (s == PNO_STATUS_OK)
-		s = get_real(o, "scale", 0, 1e30, 1, &r.scale);
+		s = get_real(o, "scale", 0, FLT_MAX, 1, &r.scale);
 	const char *fr[] = {"cov_before", "cov_after", "fw_before", "fw_after"};
 	double *fv[] = {&r.cov_before, &r.cov_after, &r.fw_before, &r.fw_after};
 	for (int i = 0; i < 4 && s == PNO_STATUS_OK; i++)

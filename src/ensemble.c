@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Philox streams of the ensemble's derived seeds (see the header). */
 #define STREAM_INIT 0xE5000000ull
@@ -176,15 +177,36 @@ enum pno_status pno_ensemble_train(struct pno_ensemble *e,
 	if (!d || !o)
 		return pno__errorf(PNO_STATUS_INVALID,
 				   "ensemble training: NULL data or options");
-	if (o->checkpoint || o->resume)
-		return pno__errorf(PNO_STATUS_INVALID,
-				   "ensemble training: checkpoint/resume is not "
-				   "supported (one path cannot hold %d members' "
-				   "runs)", e->K);
+	/* member k checkpoints to "<path>.member<k>"; resume needs member
+	 * 0's file (so a wrong path is not taken for a fresh start) and
+	 * starts afresh the members not reached before the interruption */
+	char ck[PNO_ENSEMBLE_MAX_K][4096], rs[PNO_ENSEMBLE_MAX_K][4096];
+	for (int k = 0; k < e->K; k++) {
+		if (o->checkpoint &&
+		    snprintf(ck[k], sizeof ck[k], "%s.member%d", o->checkpoint,
+			     k) >= (int)sizeof ck[k])
+			return pno__errorf(PNO_STATUS_INVALID,
+					   "ensemble training: checkpoint path "
+					   "too long");
+		if (o->resume &&
+		    snprintf(rs[k], sizeof rs[k], "%s.member%d", o->resume,
+			     k) >= (int)sizeof rs[k])
+			return pno__errorf(PNO_STATUS_INVALID,
+					   "ensemble training: resume path too "
+					   "long");
+	}
+	if (o->resume && access(rs[0], F_OK) != 0)
+		return pno__errorf(PNO_STATUS_NOTFOUND,
+				   "ensemble training: no checkpoint %s (an "
+				   "ensemble's checkpoint --resume %s is one "
+				   "file per member, <path>.member<k>)", rs[0],
+				   o->resume);
 	r->K = e->K;
 	double sum = 0;
 	for (int k = 0; k < e->K; k++) {
 		struct pno_train_opts ok = *o;
+		ok.checkpoint = o->checkpoint ? ck[k] : NULL;
+		ok.resume = o->resume && access(rs[k], F_OK) == 0 ? rs[k] : NULL;
 		ok.seed = pno_rng_u64(o->seed, STREAM_TRAIN, (uint64_t)k);
 		PNO_LOG(PNO_LOG_LEVEL_INFO, "ensemble: training member %d of %d",
 			k + 1, e->K);

@@ -68,8 +68,9 @@ enum pno_status pno_model_load(struct pno_model *m, const char *path, int X,
 		 pno__meta_string(md, "method"));
 	const char *conf = pno__meta_string(md, "conformal");
 	if (conf && (s = pno_conformal_from_json(&m->conformal, conf))) {
-		s = pno__errorf(s, "%s: metadata \"conformal\": %s", path,
-				pno_last_error());
+		/* not pno__errorf(..., pno_last_error()): that formats the
+		 * message buffer into itself */
+		s = pno__error_prefix(s, "%s: metadata \"conformal\"", path);
 		json_decref(md);
 		memset(m, 0, sizeof *m);
 		return s;

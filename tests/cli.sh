@@ -147,7 +147,9 @@ expect 2 "--dropout" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model
 expect 2 "--dropout" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model mc-dropout --dropout -0.1
 expect 2 "applies to --model pno-r only" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model fno --loss crps
 expect 2 "energy or crps" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model pno-r --loss brier
-expect 2 "not implemented" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model ensemble --checkpoint "$DIR/ck"
+expect 0 "" "$PNO" train --data "$D" --out "$DIR/e1.safetensors" --model ensemble --members 2 --width 8 --modes 6 --layers 2 --epochs 1 --batch 10 --threads 1 --checkpoint "$DIR/eck" --quiet
+expect 0 "resumed" "$PNO" train --data "$D" --out "$DIR/e2.safetensors" --model ensemble --members 2 --width 8 --modes 6 --layers 2 --epochs 2 --batch 10 --threads 1 --resume "$DIR/eck"
+expect 2 "member0" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model ensemble --members 2 --width 8 --modes 6 --layers 2 --epochs 2 --batch 10 --threads 1 --resume "$DIR/nock"
 expect 0 "" "$PNO" train --data "$D" --out "$DIR/v1.safetensors" --model vfno --width 8 --modes 6 --layers 2 --epochs 1 --batch 10 --threads 1 --checkpoint "$DIR/vck" --quiet
 expect 0 "resumed" "$PNO" train --data "$D" --out "$DIR/v2.safetensors" --model vfno --width 8 --modes 6 --layers 2 --epochs 2 --batch 10 --threads 1 --resume "$DIR/vck"
 expect 2 "unknown --model" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model gaussian-process
@@ -155,6 +157,39 @@ expect 2 "applies to" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --mode
 expect 2 "all be equal" "$PNO" train --data "$D" --out "$DIR/x.safetensors" --model pno-d --dropout 0 --fourier-dropout 0
 expect 1 "pred.h5" "$PNO" predict --model "$DIR/pred.h5" --data "$D" --out "$DIR/p3.h5"
 [ -f "$DIR/p2.h5" ] || [ -f "$DIR/x.safetensors" ] && { echo "FAIL: refused run wrote a file"; fails=$((fails + 1)); }
+
+# eval and calibrate
+for mdl in pno-d pno-r deeponet ensemble vfno; do
+	expect 0 "relative L2" "$PNO" eval --model "$DIR/$mdl.safetensors" --data "$D" --samples 10 --json "$DIR/eval_$mdl.json"
+	grep -q '"schema": "pno-eval/1"' "$DIR/eval_$mdl.json" || { echo "FAIL: eval_$mdl.json"; fails=$((fails + 1)); }
+done
+mkdir -p "$DIR/plots"
+expect 0 "" "$PNO" eval --model "$DIR/pno-d.safetensors" --data "$D" --samples 10 --plots "$DIR/plots" --quiet
+for f in fields reliability coverage spectrum; do
+	[ -s "$DIR/plots/$f.png" ] || { echo "FAIL: $f.png not written"; fails=$((fails + 1)); }
+done
+expect 2 "not a writable directory" "$PNO" eval --model "$DIR/pno-d.safetensors" --data "$D" --plots "$DIR/no/such/dir"
+expect 0 "closed form" "$PNO" eval --model "$DIR/pno-r.safetensors" --data "$D" --samples 10
+expect 0 "test split, 6 inputs" "$PNO" eval --model "$DIR/pno-d.safetensors" --data "$D" --samples 4
+expect 2 "--split" "$PNO" eval --model "$DIR/pno-d.safetensors" --data "$D" --split weird
+expect 2 "trained on heat1d data; .* holds wave2d" "$PNO" eval --model "$DIR/pno-d.safetensors" --data "$DIR/w.h5"
+expect 0 "" "$PNO" generate heat --samples 12 --res 32 --seed 7 --out "$DIR/heat_other.h5" --quiet
+expect 0 "all split, 12 inputs" "$PNO" eval --model "$DIR/pno-d.safetensors" --data "$DIR/heat_other.h5" --samples 4
+expect 2 "use --split all" "$PNO" eval --model "$DIR/pno-d.safetensors" --data "$DIR/heat_other.h5" --split test
+expect 2 "exists" "$PNO" eval --model "$DIR/pno-d.safetensors" --data "$D" --json "$DIR/eval_pno-d.json"
+expect 0 "" "$PNO" train --data "$D" --out "$DIR/noval.safetensors" --model pno-r --nval 0 --width 8 --modes 6 --layers 2 --epochs 1 --batch 10 --threads 1 --quiet
+expect 2 "split of .* is empty" "$PNO" calibrate --model "$DIR/noval.safetensors" --data "$D"
+expect 2 "deterministic" "$PNO" calibrate --model "$DIR/deeponet.safetensors" --data "$D"
+expect 2 "--alpha" "$PNO" calibrate --model "$DIR/pno-d.safetensors" --data "$D" --alpha 1.5
+expect 2 "too few" "$PNO" calibrate --model "$DIR/pno-d.safetensors" --data "$D" --alpha 0.01
+cp "$DIR/pno-r.safetensors" "$DIR/cal.safetensors"
+expect 0 "conformal scale" "$PNO" calibrate --model "$DIR/cal.safetensors" --data "$D" --alpha 0.2 --samples 10
+expect 0 "calibrated (marginal, alpha 0.2)" "$PNO" eval --model "$DIR/cal.safetensors" --data "$D" --samples 10 --json "$DIR/eval_cal.json"
+grep -q '"metrics_calibrated": {' "$DIR/eval_cal.json" || { echo "FAIL: eval_cal.json lacks calibrated metrics"; fails=$((fails + 1)); }
+expect 0 "function-wise" "$PNO" calibrate --model "$DIR/cal.safetensors" --data "$DIR/heat_other.h5" --alpha 0.2 --delta 0.2 --samples 10
+expect 0 "removed" "$PNO" calibrate --model "$DIR/cal.safetensors" --remove
+expect 0 "" "$PNO" eval --model "$DIR/cal.safetensors" --data "$D" --samples 10 --json "$DIR/eval_cal2.json" --quiet
+grep -q '"metrics_calibrated": null' "$DIR/eval_cal2.json" || { echo "FAIL: calibration not removed"; fails=$((fails + 1)); }
 
 # runtime errors: corrupt inputs
 head -c 100 "$M" >"$DIR/trunc.safetensors"

@@ -1,7 +1,8 @@
 /* Deep ensembles: distinct members, the one-file format (round trip to the
  * bit, refusals of other methods, bad shapes, truncation), the mixture's
  * summaries against brute force, the exact variance decomposition, a short
- * training where the ensemble mean beats the average member (Jensen), and
+ * training where the ensemble mean beats the average member (Jensen),
+ * resume from per-member checkpoints to the bit, and
  * allocation-failure loops. */
 #include "testutil.h"
 #include "pno/ensemble.h"
@@ -505,10 +506,43 @@ static void test_train(void **state)
 	assert_true(pno_ensemble_train(&e, &d, &o, r) != PNO_STATUS_OK);
 	assert_err_has("ensemble member 0");
 
-	/* one path cannot hold K runs */
-	o.checkpoint = tu_tmp_path("ens_ck.safetensors");
-	assert_status(pno_ensemble_train(&e, &d, &o, r), PNO_STATUS_INVALID);
-	assert_err_has("checkpoint");
+	/* checkpoints: one file per member. 4 epochs straight equal 2
+	 * epochs with checkpoints, then a resume to 4 in which member 0
+	 * continues from its file and member 1 (whose file is removed, as if
+	 * the run had stopped before reaching it) starts afresh: bit for bit */
+	struct pno_ensemble e2;
+	char ck[4096], ck1[4096 + 16];
+	snprintf(ck, sizeof ck, "%s", tu_tmp_path("ens_ck"));
+	snprintf(ck1, sizeof ck1, "%s.member1", ck);
+	a = arch(1);
+	o.loss = PNO_LOSS_REL_L2;
+	o.epochs = 4;
+	o.checkpoint = o.resume = NULL;
+	pno_ensemble_free(&e);
+	assert_status(pno_ensemble_init(&e, 2, &a, X, 1, 20, 4), PNO_STATUS_OK);
+	assert_status(pno_ensemble_train(&e, &d, &o, r), PNO_STATUS_OK);
+	assert_status(pno_ensemble_init(&e2, 2, &a, X, 1, 20, 4), PNO_STATUS_OK);
+	o.epochs = 2;
+	o.checkpoint = ck;
+	assert_status(pno_ensemble_train(&e2, &d, &o, r), PNO_STATUS_OK);
+	assert_int_equal(remove(ck1), 0);
+	pno_ensemble_free(&e2);
+	assert_status(pno_ensemble_init(&e2, 2, &a, X, 1, 20, 4), PNO_STATUS_OK);
+	o.epochs = 4;
+	o.checkpoint = NULL;
+	o.resume = ck;
+	assert_status(pno_ensemble_train(&e2, &d, &o, r), PNO_STATUS_OK);
+	for (int k = 0; k < 2; k++)
+		assert_memory_equal(e.m[k].params, e2.m[k].params,
+				    e.m[k].n_params * sizeof(float));
+	/* a resume path without member 0's file is refused, not a fresh
+	 * start */
+	o.resume = tu_tmp_path("ens_no_such_ck");
+	assert_status(pno_ensemble_train(&e2, &d, &o, r), PNO_STATUS_NOTFOUND);
+	assert_err_has(".member0");
+	snprintf(ck1, sizeof ck1, "%s.member0", ck);
+	remove(ck1);
+	pno_ensemble_free(&e2);
 	free(r);
 	pno_ensemble_free(&e);
 	pno_dataset_free(&d);

@@ -79,8 +79,13 @@ struct pno_ensemble_result {
 /* Train every member in turn with pno_train_fno under o, member k with
  * training seed pno_rng_u64(o->seed, 0xE5000001, k). The loss kind must
  * suit the members (REL_L2 for single-head, CRPS or ENERGY for heads = 2;
- * pno_train_fno checks). o->checkpoint and o->resume are refused (one
- * path cannot hold K runs): INVALID. r may be NULL. */
+ * pno_train_fno checks). Checkpoints: member k writes its own FNO
+ * checkpoint "<o->checkpoint>.member<k>" after every epoch; with
+ * o->resume, member k continues from "<o->resume>.member<k>" if that
+ * exists and starts afresh otherwise (it was not reached), but member 0's
+ * file must exist (NOTFOUND) so a mistyped path is not a fresh start.
+ * Members train independently, so a resumed run ends with the weights of
+ * the uninterrupted one, bit for bit. r may be NULL. */
 enum pno_status pno_ensemble_train(struct pno_ensemble *e,
 				   const struct pno_dataset *d,
 				   const struct pno_train_opts *o,

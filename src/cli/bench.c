@@ -10,6 +10,8 @@
 #include "pno/core.h"
 #include "pno/io.h"
 
+#include "../internal.h"	/* pno__json_setup */
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -79,7 +81,7 @@ static int bench_data(struct bench *b, struct bench_pde *p)
 		const char *gh = json_string_value(json_object_get(r, "generate_hash"));
 		const char *dh = json_string_value(json_object_get(r, "data_blake2b"));
 		char have[65];
-		if (gh && dh && !strcmp(gh, want) && !bench_hash_file(p->data, have) &&
+		if (gh && dh && !strcmp(gh, want) && !file_hash(p->data, have) &&
 		    !strcmp(have, dh)) {
 			snprintf(p->data_hash, sizeof p->data_hash, "%s", dh);
 			p->gen_seconds = json_number_value(json_object_get(r, "seconds"));
@@ -127,7 +129,7 @@ static int bench_data(struct bench *b, struct bench_pde *p)
 			bench_exit_status(st), p->data_error);
 		return 0;
 	}
-	if (bench_hash_file(p->data, p->data_hash)) {
+	if (file_hash(p->data, p->data_hash)) {
 		snprintf(p->data_error, sizeof p->data_error,
 			 "the generated file is unreadable");
 		fprintf(stderr, "pno bench: %s: %s\n", p->data, p->data_error);
@@ -559,6 +561,11 @@ int cmd_bench(int argc, char **argv)
 		}
 	if (flags_parse("bench", f, NF(f), argc, argv, 2, NULL, 0, NULL))
 		return 2;
+	/* jansson's allocator is process-wide and the library switches it
+	 * to its own hooks the first time it parses JSON (loading a model
+	 * for the figures); a value allocated before the switch cannot be
+	 * freed after it, so switch before the first config value exists */
+	pno__json_setup();
 	if (strlen(out) > 2048) {
 		fprintf(stderr, "pno bench: --out: path longer than 2048 "
 			"bytes\n");

@@ -98,11 +98,13 @@ int bench_plots(const struct bench *b);
  * rename); 0 or 1 (printed). */
 int bench_write_text(const char *path, const char *text);
 int bench_write_json(const char *path, json_t *doc);
+/* A JSON value as text in libc memory (free() it; json_dumps' result
+ * belongs to the library's allocator once it has installed its hooks). */
+char *bench_json_text(const json_t *v, size_t flags);
 int bench_mkdir_p(const char *path);
 int bench_dir_empty(const char *path);
-/* BLAKE2b-256 as hex of a file's bytes / of a JSON value in canonical
- * form (sorted keys, compact); 0 on success. */
-int bench_hash_file(const char *path, char hex[65]);
+/* BLAKE2b-256 as hex of a JSON value in canonical form (sorted keys,
+ * compact); 0 on success. (Files: file_hash in cli.h.) */
 int bench_hash_json(json_t *v, char hex[65]);
 
 /* An argv being built (NULL-terminated in v). */

@@ -68,9 +68,23 @@ int bench_write_text(const char *path, const char *text)
 	return 0;
 }
 
+char *bench_json_text(const json_t *v, size_t flags)
+{
+	size_t n = json_dumpb(v, NULL, 0, flags | JSON_ENCODE_ANY);
+	char *t = n ? malloc(n + 2) : NULL;
+	if (!t)
+		return NULL;
+	if (json_dumpb(v, t, n, flags | JSON_ENCODE_ANY) != n) {
+		free(t);
+		return NULL;
+	}
+	t[n] = '\0';
+	return t;
+}
+
 int bench_write_json(const char *path, json_t *doc)
 {
-	char *text = json_dumps(doc, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+	char *text = bench_json_text(doc, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
 	if (!text) {
 		fprintf(stderr, "pno bench: %s: out of memory\n", path);
 		return 1;
@@ -96,30 +110,11 @@ static void hash_bytes(const char *s, size_t n, char hex[65])
 	sodium_bin2hex(hex, 65, h, sizeof h);
 }
 
-int bench_hash_file(const char *path, char hex[65])
-{
-	unsigned char buf[1 << 16], h[32];
-	crypto_generichash_state st;
-	FILE *fp = fopen(path, "rb");
-	size_t n;
-	if (!fp)
-		return -1;
-	crypto_generichash_init(&st, NULL, 0, sizeof h);
-	while ((n = fread(buf, 1, sizeof buf, fp)) > 0)
-		crypto_generichash_update(&st, buf, n);
-	int err = ferror(fp);
-	fclose(fp);
-	if (err)
-		return -1;
-	crypto_generichash_final(&st, h, sizeof h);
-	sodium_bin2hex(hex, 65, h, sizeof h);
-	return 0;
-}
 
 /* Hash of a JSON value in canonical form (sorted keys, compact). */
 int bench_hash_json(json_t *v, char hex[65])
 {
-	char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS |
+	char *s = bench_json_text(v, JSON_COMPACT | JSON_SORT_KEYS |
 				       JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
 	if (!s)
 		return -1;

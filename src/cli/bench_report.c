@@ -45,20 +45,20 @@ static const struct col {
 	enum col_kind kind;
 	const char *metric;
 	double level;
-	const char *fmt;
+	const char *fmt, *sfmt;	/* mean, std */
 } cols[] = {
-	{"rel_l2", "Rel. L2", "Rel.\\ $L^2$", COL_METRIC, "rel_l2", 0, "%.4g"},
-	{"nll", "NLL", "NLL", COL_METRIC, "nll", 0, "%.4g"},
-	{"crps", "CRPS", "CRPS", COL_METRIC, "crps", 0, "%.4g"},
-	{"coverage_90", "Coverage 90%", "Cov.\\ 90\\%", COL_COVERAGE, NULL, 0.9, "%.3f"},
-	{"width_90", "Width 90%", "Width 90\\%", COL_WIDTH, NULL, 0.9, "%.4g"},
-	{"coverage_95", NULL, NULL, COL_COVERAGE, NULL, 0.95, "%.3f"},
-	{"calib_error", NULL, NULL, COL_METRIC, "calib_error", 0, "%.4g"},
-	{"energy", NULL, NULL, COL_METRIC, "energy", 0, "%.4g"},
-	{"train_seconds", "Train s", "Train (s)", COL_TRAIN_S, NULL, 0, "%.1f"},
-	{"eval_seconds", NULL, NULL, COL_EVAL_S, NULL, 0, "%.1f"},
+	{"rel_l2", "Rel. L2", "Rel.\\ $L^2$", COL_METRIC, "rel_l2", 0, "%.4g", "%.2g"},
+	{"nll", "NLL", "NLL", COL_METRIC, "nll", 0, "%.4g", "%.2g"},
+	{"crps", "CRPS", "CRPS", COL_METRIC, "crps", 0, "%.4g", "%.2g"},
+	{"coverage_90", "Coverage 90%", "Cov.\\ 90\\%", COL_COVERAGE, NULL, 0.9, "%.3f", "%.3f"},
+	{"width_90", "Width 90%", "Width 90\\%", COL_WIDTH, NULL, 0.9, "%.4g", "%.2g"},
+	{"coverage_95", NULL, NULL, COL_COVERAGE, NULL, 0.95, "%.3f", "%.3f"},
+	{"calib_error", NULL, NULL, COL_METRIC, "calib_error", 0, "%.4g", "%.2g"},
+	{"energy", NULL, NULL, COL_METRIC, "energy", 0, "%.4g", "%.2g"},
+	{"train_seconds", "Train s", "Train (s)", COL_TRAIN_S, NULL, 0, "%.1f", "%.1f"},
+	{"eval_seconds", NULL, NULL, COL_EVAL_S, NULL, 0, "%.1f", "%.1f"},
 	{"predict_seconds_per_sample", "Predict s/sample",
-	 "Predict (s/sample)", COL_PREDICT_S, NULL, 0, "%.3g"},
+	 "Predict (s/sample)", COL_PREDICT_S, NULL, 0, "%.3g", "%.2g"},
 };
 #define N_COLS ((int)(sizeof cols / sizeof cols[0]))
 
@@ -304,7 +304,7 @@ static void cell_text(char *out, size_t size, const struct agg *a, int k,
 		snprintf(out, size, "%s", m);
 		return;
 	}
-	snprintf(s, sizeof s, cols[k].fmt, a->std[k]);
+	snprintf(s, sizeof s, cols[k].sfmt, a->std[k]);
 	snprintf(out, size, "%s%s%s", m, pm, s);
 }
 
@@ -442,7 +442,7 @@ int bench_reports(const struct bench *b)
 	char path[BENCH_PATH];
 	int rc = 0;
 	json_t *doc = results_json(b);
-	char *js = doc ? json_dumps(doc, JSON_INDENT(1) |
+	char *js = doc ? bench_json_text(doc, JSON_INDENT(1) |
 					 JSON_REAL_PRECISION(10)) : NULL;
 	json_decref(doc);
 	snprintf(path, sizeof path, "%s/results.json", b->out);

@@ -14,8 +14,15 @@ int runtime_error(const char *cmd, enum pno_status s);
  * directory: prints why and returns 2, else 0. */
 int check_out_path(const char *cmd, const char *path, int force);
 
+/* BLAKE2b-256 of a file's bytes as 64 hex digits; 0 on success. */
+int file_hash(const char *path, char hex[65]);
+/* Escape `s` as the inside of a JSON string (truncating at `size`). */
+void json_escape(char *out, size_t size, const char *s);
+
 int cmd_bench(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_calibrate(int argc, char **argv);
 
 #endif

@@ -47,7 +47,7 @@ static int exists(const char *path)
 }
 
 /* Escape `s` as the inside of a JSON string (truncating at `size`). */
-static void json_escape(char *out, size_t size, const char *s)
+void json_escape(char *out, size_t size, const char *s)
 {
 	size_t o = 0;
 	for (; *s && o + 7 < size; s++) {
@@ -132,7 +132,7 @@ static void on_epoch(void *ud, const struct pno_epoch_stats *s)
 }
 
 /* BLAKE2b-256 of a file as hex (libsodium), for provenance. */
-static int file_hash(const char *path, char hex[65])
+int file_hash(const char *path, char hex[65])
 {
 	unsigned char buf[1 << 16], h[32];
 	crypto_generichash_state st;
@@ -253,11 +253,6 @@ static int cmd_train(int argc, char **argv)
 			"vfno, deeponet, ensemble)\n", model, PNO_FNO_METHODS);
 		return 2;
 	}
-	if (is_ens && (checkpoint || resume)) {
-		fprintf(stderr, "pno train: --checkpoint/--resume are not "
-			"implemented for --model %s yet\n", model);
-		return 2;
-	}
 	if (!strcmp(model, "pno-d"))
 		lk = PNO_LOSS_ENERGY;
 	if (!strcmp(model, "pno-r"))
@@ -274,8 +269,12 @@ static int cmd_train(int argc, char **argv)
 		fprintf(stderr, "pno train: --data %s: no such file\n", data);
 		return 2;
 	}
-	if (resume && !exists(resume)) {
-		fprintf(stderr, "pno train: --resume %s: no such file\n", resume);
+	char member0[4096];
+	snprintf(member0, sizeof member0, "%s.member0", resume ? resume : "");
+	if (resume && !exists(is_ens ? member0 : resume)) {
+		fprintf(stderr, "pno train: --resume %s: no such file%s\n",
+			resume, is_ens ? " (an ensemble's checkpoint is one "
+			"file per member: PATH.member0 ...)" : "");
 		return 2;
 	}
 	pno_threads_set(threads);
@@ -364,13 +363,16 @@ static int cmd_train(int argc, char **argv)
 		snprintf(hash, sizeof hash, "unreadable");
 	/* provenance as a JSON object, nested as a string value in the
 	 * metadata (safetensors metadata values are strings) */
-	char pbuf[8192], ebuf[8192], dq[4096];
+	char pbuf[8192], ebuf[8192], dq[4096], pq[160];
 	json_escape(dq, sizeof dq, data);
+	json_escape(pq, sizeof pq, d.pde);
 	snprintf(pbuf, sizeof pbuf,
-		 "{\"data\":\"%s\",\"data_blake2b\":\"%s\",\"seed\":%llu,"
+		 "{\"data\":\"%s\",\"data_blake2b\":\"%s\",\"pde\":\"%s\","
+		 "\"t_in\":%d,\"t_out\":%d,\"seed\":%llu,"
 		 "\"epochs\":%d,\"batch\":%d,\"lr\":%g,\"weight_decay\":%g,"
 		 "\"ntrain\":%d,\"nval\":%d,\"ntest\":%d,\"pno_version\":\"%s\"}",
-		 dq, hash, (unsigned long long)seed, epochs, batch, lr, wd,
+		 dq, hash, pq, t_in, t_out, (unsigned long long)seed, epochs,
+		 batch, lr, wd,
 		 ntrain, nval, ntest, PNO_VERSION_STRING);
 	json_escape(ebuf, sizeof ebuf, pbuf);
 	prov = malloc(strlen(ebuf) + 32);
@@ -543,6 +545,8 @@ static void usage(FILE *out)
 		"  generate   make a PDE dataset (HDF5, PDEBench layout)\n"
 		"  train      train a model on a dataset\n"
 		"  predict    sample a model's predictive distribution at an input\n"
+		"  eval       score a model's predictive distribution on data\n"
+		"  calibrate  fit a conformal scale for a model's intervals\n"
 		"  info       print a model's architecture and metadata\n"
 		"  version    print the version\n"
 		"  bench      run methods x PDEs x seeds from a config; tables, plots\n\n"
@@ -572,6 +576,10 @@ int main(int argc, char **argv)
 		return cmd_predict(argc, argv);
 	if (!strcmp(cmd, "info"))
 		return cmd_info(argc, argv);
+	if (!strcmp(cmd, "eval"))
+		return cmd_eval(argc, argv);
+	if (!strcmp(cmd, "calibrate"))
+		return cmd_calibrate(argc, argv);
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
 		printf("pno %s\n", PNO_VERSION_STRING);
 		return 0;

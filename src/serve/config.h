@@ -9,6 +9,12 @@
  * naming the key, the source (file and line/column for JSON, or the flag)
  * and the allowed range. A config is a plain struct; reload builds a new
  * one and diffs it against the old.
+ *
+ * Integers are parsed strictly (optional '-', digits, nothing after, no
+ * overflow); in JSON an integer key takes a JSON integer only (16.0 is the
+ * wrong type). A JSON object giving a key twice is rejected. Strings longer
+ * than their buffer are INVALID, never truncated. A missing file is
+ * NOTFOUND, an unreadable one IO; every content error is INVALID.
  */
 #ifndef PNO_SERVE_CONFIG_H
 #define PNO_SERVE_CONFIG_H
@@ -46,15 +52,21 @@ struct cfg_key {
 	const char *name;
 	enum cfg_type type;
 	size_t offset;			/* in struct serve_config */
-	double min, max;		/* ints/doubles; string max length */
+	double min, max;		/* ints/doubles; string min/max length */
 	const char *def;		/* default as text */
 	int reloadable;
 	int secret;			/* redacted in logs and diffs */
 	const char *help;
+	size_t size;			/* of the field: int or int64_t; buffer */
+	const char *choices;		/* strings: "a|b|c" allowed values, or NULL */
 };
 
 extern const struct cfg_key serve_config_keys[];
 extern const int serve_config_nkeys;
+
+/* The table entry for a name ('-' or '_', a leading "--" ignored), NULL if
+ * unknown. */
+const struct cfg_key *serve_config_key(const char *name);
 
 /* Defaults for every key. */
 void serve_config_defaults(struct serve_config *c);
@@ -68,15 +80,41 @@ enum pno_status serve_config_set(struct serve_config *c, const char *name,
 enum pno_status serve_config_check(const struct serve_config *c);
 
 /* Reload: keys whose values differ. Writes one line per changed key
- * ("key: old -> new", secrets as "(redacted)") through log(ud, line);
- * returns the count of changed keys, and sets *non_reloadable to the
- * first changed key a reload may not change (NULL if none). */
+ * through log(ud, line) (log may be NULL): "max_batch: 8 -> 16", strings
+ * quoted ("log_level: \"info\" -> \"debug\""), secrets as
+ * "token: (redacted) -> (redacted)", and " (needs a restart)" appended for
+ * a key that is not reloadable. Returns the count of changed keys, and
+ * sets *non_reloadable (may be NULL) to the name of the first changed key,
+ * in table order, that a reload may not change (NULL if none). */
 int serve_config_diff(const struct serve_config *old,
 		      const struct serve_config *new_,
 		      void (*log)(void *ud, const char *line), void *ud,
 		      const char **non_reloadable);
 
-/* `pno serve --help`: every key with type, range, default. */
+/* `pno serve --help`: every key, one aligned line each: --flag-name, type,
+ * range, default, "(reloadable)" if so, description. */
 void serve_config_help(FILE *out);
+
+/* A key's current value as text (strings unquoted; secrets too: callers
+ * that log must check key->secret). */
+void serve_config_format(const struct cfg_key *k, const void *base,
+			 char *out, size_t size);
+/* The key's row of the table in docs/serve/config.md (no newline). */
+void serve_config_doc_row(const struct cfg_key *k, char *out, size_t size);
+
+/* The same operations over any table and struct (base points at the struct
+ * the offsets refer to); the serve_config_* functions above are these over
+ * serve_config_keys. source prefixes messages ("config FILE", "--flag"). */
+void cfg_table_defaults(const struct cfg_key *keys, int nkeys, void *base);
+enum pno_status cfg_table_set(const struct cfg_key *keys, int nkeys,
+			      void *base, const char *name, const char *value,
+			      const char *source);
+/* Apply a JSON object given as text; *base unchanged on failure. */
+enum pno_status cfg_table_load_json(const struct cfg_key *keys, int nkeys,
+				    void *base, size_t base_size,
+				    const char *text, const char *source);
+int cfg_table_diff(const struct cfg_key *keys, int nkeys, const void *old,
+		   const void *new_, void (*log)(void *ud, const char *line),
+		   void *ud, const char **non_reloadable);
 
 #endif

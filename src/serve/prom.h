@@ -10,11 +10,19 @@
  * INVALID with the reason.
  *
  * Thread safety: observations (inc, set, observe) are lock-free atomics on
- * a series found by its label values; a series is created on its first
- * use under the family's mutex (bounded per family: beyond max_series the
- * observation is dropped and counted in pno_prom_dropped_series_total).
- * Exposition takes a consistent-enough snapshot (each series read
- * atomically) without stopping observers.
+ * a series found by its label values (a linear search of the published
+ * series, no lock); a series is created on its first use under the
+ * family's mutex (bounded per family: beyond max_series the observation is
+ * dropped and counted in pno_prom_dropped_series_total, which every
+ * registry has; so is an observation whose series could not be allocated
+ * or whose label values are missing). Exposition takes a consistent-enough
+ * snapshot (each value read atomically; a histogram's _count is the sum
+ * of its buckets as read, so le="+Inf" always equals _count) without
+ * stopping observers. Registration and exposition serialize on the
+ * registry's mutex.
+ *
+ * Observations that make no sense are ignored: NaN anywhere, a negative
+ * counter increment, inc/set/observe on a family of another type.
  */
 #ifndef PNO_SERVE_PROM_H
 #define PNO_SERVE_PROM_H
@@ -35,8 +43,14 @@ enum pno_status prom_registry_new(struct prom_registry **r);
 void prom_registry_free(struct prom_registry *r);
 
 /* Register a family. labels: NULL-terminated names (at most
- * PROM_MAX_LABELS); buckets: increasing finite upper bounds for
- * histograms (+Inf is implicit), NULL otherwise. max_series 0: 1024. */
+ * PROM_MAX_LABELS; [a-zA-Z_][a-zA-Z0-9_]*, not __*, not le on a
+ * histogram) or NULL; buckets: 1..PROM_MAX_BUCKETS increasing finite upper
+ * bounds for histograms (+Inf is implicit), NULL and 0 otherwise.
+ * max_series 0: 1024 (a family without labels has its one series from the
+ * start, so it is exposed with 0 before any observation). A name that is
+ * invalid, a counter not ending in _total (or a non-counter that does), or
+ * a name whose samples would clash with a registered family's: INVALID.
+ * *f stays owned by the registry. */
 enum pno_status prom_register(struct prom_registry *r, struct prom_family **f,
 			      enum prom_type type, const char *name,
 			      const char *help, const char *const *labels,
@@ -53,15 +67,18 @@ void prom_observe(struct prom_family *f, const char *const *label_values,
 		  double v);		/* histogram */
 
 /* Standard process metrics refreshed at each exposition:
- * process_resident_memory_bytes, process_cpu_seconds_total,
- * process_start_time_seconds, process_open_fds (from /proc/self). */
+ * process_resident_memory_bytes, process_virtual_memory_bytes,
+ * process_cpu_seconds_total, process_start_time_seconds, process_open_fds,
+ * process_max_fds (from /proc/self, /proc/stat and getrlimit). Once per
+ * registry (INVALID the second time). */
 enum pno_status prom_register_process(struct prom_registry *r);
 
 /* The whole registry as text format 0.0.4 into a malloc'd (pno_malloc)
  * NUL-terminated buffer; *len its length. NOMEM on failure. */
 enum pno_status prom_expose(struct prom_registry *r, char **text, size_t *len);
 
-/* Helpers for buckets: n exponential bounds start * factor^i. */
+/* Helpers for buckets: n exponential bounds start * factor^i (each the
+ * previous times factor). */
 void prom_exp_buckets(double *out, double start, double factor, int n);
 
 #endif
