@@ -312,6 +312,19 @@ static void test_tiny_run_resume(void **state)
 		assert_true(json_is_true(json_object_get(c, "reused")));
 	json_decref(r);
 
+	/* a cell that lost its result (as if its eval had failed) keeps
+	 * its training and is only evaluated again */
+	char res[1024];
+	cell_file(res, sizeof res, out, "fno", 1, "result.json");
+	assert_int_equal(unlink(res), 0);
+	rc = run("bench", "--config", cfg, "--out", out, NULL);
+	if (rc != 0)
+		fail_msg("re-eval exit %d: %s", rc, err_text);
+	assert_non_null(strstr(err_text, "3 reused"));
+	assert_non_null(strstr(err_text, "fno/seed1: evaluating (trained earlier)"));
+	assert_true(same_time(t_fno, mtime(m_fno)));
+	assert_true(exists(res));
+
 	/* pno-d's epochs changed: only its two cells rerun */
 	tiny_config(cfg, 3, "");
 	rc = run("bench", "--config", cfg, "--out", out, NULL);

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -198,6 +199,8 @@ static int cell_reuse(struct bench_cell *c)
 		c->eval = json_incref(ev);
 		c->train_seconds = json_number_value(json_object_get(r, "train_seconds"));
 		c->eval_seconds = json_number_value(json_object_get(r, "eval_seconds"));
+		c->train_cpu = json_number_value(json_object_get(r, "train_cpu_seconds"));
+		c->eval_cpu = json_number_value(json_object_get(r, "eval_cpu_seconds"));
 		c->state = BENCH_CELL_OK;
 		c->reused = 1;
 	}
@@ -210,12 +213,14 @@ static int cell_write_result(const struct bench *b, struct bench_cell *c)
 	char res[BENCH_PATH];
 	cell_path(c, "result.json", res, sizeof res);
 	json_t *r = json_pack(
-		"{s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:f, s:f}", "schema",
+		"{s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:f, s:f, s:f, s:f}", "schema",
 		"pno-bench-cell/1", "pde", b->pdes[c->p].label, "method",
 		b->methods[c->m].label, "model", b->methods[c->m].model,
 		"seed", (json_int_t)c->seed, "hash", c->hash, "status",
 		c->state == BENCH_CELL_OK ? "ok" : "failed", "train_seconds",
-		c->train_seconds, "eval_seconds", c->eval_seconds);
+		c->train_seconds, "eval_seconds", c->eval_seconds,
+		"train_cpu_seconds", c->train_cpu, "eval_cpu_seconds",
+		c->eval_cpu);
 	if (!r)
 		return 1;
 	if (c->state == BENCH_CELL_OK) {
@@ -324,8 +329,10 @@ static int cell_trained(const struct bench *b, struct bench_cell *c)
 	json_t *r = json_load_file(rec, 0, NULL);
 	const char *h = json_string_value(json_object_get(r, "hash"));
 	int ok = h && c->hash[0] && !strcmp(h, c->hash);
-	if (ok)
+	if (ok) {
 		c->train_seconds = json_number_value(json_object_get(r, "train_seconds"));
+		c->train_cpu = json_number_value(json_object_get(r, "train_cpu_seconds"));
+	}
 	json_decref(r);
 	return ok;
 }
@@ -358,7 +365,7 @@ static int cell_start(const struct bench *b, struct bench_cell *c)
 
 /* A step of c exited with status st: go on, or finish the cell. */
 static void cell_step_done(const struct bench *b, struct bench_cell *c,
-			   int st)
+			   int st, const struct rusage *ru)
 {
 	char log[BENCH_PATH], evj[BENCH_PATH];
 	cell_path(c, "log.txt", log, sizeof log);
@@ -366,10 +373,15 @@ static void cell_step_done(const struct bench *b, struct bench_cell *c,
 	double dt = now_s() - c->t_step;
 	int code = bench_exit_status(st);
 	c->pid = 0;
-	if (c->step == 0)
+	double cpu = (double)ru->ru_utime.tv_sec + 1e-6 * ru->ru_utime.tv_usec +
+		     (double)ru->ru_stime.tv_sec + 1e-6 * ru->ru_stime.tv_usec;
+	if (c->step == 0) {
 		c->train_seconds = dt;
-	else
+		c->train_cpu = cpu;
+	} else {
 		c->eval_seconds = dt;
+		c->eval_cpu = cpu;
+	}
 	if (code != 0) {
 		char why[512];
 		bench_log_error(log, why, sizeof why);
@@ -379,9 +391,10 @@ static void cell_step_done(const struct bench *b, struct bench_cell *c,
 	if (c->step == 0) {
 		char rec[BENCH_PATH];
 		cell_path(c, "trained.json", rec, sizeof rec);
-		json_t *r = json_pack("{s:s, s:s, s:f}", "schema",
+		json_t *r = json_pack("{s:s, s:s, s:f, s:f}", "schema",
 				      "pno-bench-trained/1", "hash", c->hash,
-				      "train_seconds", c->train_seconds);
+				      "train_seconds", c->train_seconds,
+				      "train_cpu_seconds", c->train_cpu);
 		if (r)
 			bench_write_json(rec, r);
 		json_decref(r);
@@ -455,7 +468,8 @@ static int run_cells(struct bench *b)
 			forwarded = 1;
 		}
 		int st;
-		pid_t pid = waitpid(-1, &st, 0);
+		struct rusage ru;
+		pid_t pid = wait4(-1, &st, 0, &ru);
 		if (pid < 0) {
 			if (errno == EINTR)
 				continue;
@@ -475,7 +489,7 @@ static int run_cells(struct bench *b)
 			running--;
 			continue;
 		}
-		cell_step_done(b, c, st);
+		cell_step_done(b, c, st, &ru);
 		if (c->state == BENCH_CELL_RUNNING) {
 			if (c->pid > 0) {
 				if (!b->quiet && step == 0) {

@@ -50,7 +50,8 @@ struct bench_cell {
 	int step;			/* 0 train, 1 eval */
 	pid_t pid;
 	double t_start, t_step;
-	double train_seconds, eval_seconds;
+	double train_seconds, eval_seconds;	/* wall time of the steps */
+	double train_cpu, eval_cpu;	/* their CPU time (user + system) */
 	char failed_step[16];
 	int exit_code;
 	char error[512];		/* last line of the failing step's log */

@@ -178,8 +178,13 @@ void bench_args_flags(struct bench_args *a, json_t *o)
 		if (json_is_integer(v))
 			snprintf(val, sizeof val, "%lld",
 				 (long long)json_integer_value(v));
-		else
-			snprintf(val, sizeof val, "%.17g", json_real_value(v));
+		else	/* the shortest text that reads back as the value */
+			for (int prec = 6; prec <= 17; prec++) {
+				snprintf(val, sizeof val, "%.*g", prec,
+					 json_real_value(v));
+				if (strtod(val, NULL) == json_real_value(v))
+					break;
+			}
 		bench_args_add(a, val);
 	}
 }

@@ -36,7 +36,7 @@ double bench_coverage(const struct bench_cell *c, double level, int width)
 }
 
 enum col_kind { COL_METRIC, COL_COVERAGE, COL_WIDTH, COL_TRAIN_S,
-		COL_EVAL_S, COL_PREDICT_S };
+		COL_EVAL_S, COL_TRAIN_CPU, COL_EVAL_CPU, COL_PREDICT_S };
 
 /* key (JSON and CSV), table heads (NULL: not in the tables), the metric
  * key or coverage level, printf formats of mean and std in the tables */
@@ -57,6 +57,8 @@ static const struct col {
 	{"energy", NULL, NULL, COL_METRIC, "energy", 0, "%.4g", "%.2g"},
 	{"train_seconds", "Train s", "Train (s)", COL_TRAIN_S, NULL, 0, "%.1f", "%.1f"},
 	{"eval_seconds", NULL, NULL, COL_EVAL_S, NULL, 0, "%.1f", "%.1f"},
+	{"train_cpu_seconds", NULL, NULL, COL_TRAIN_CPU, NULL, 0, "%.1f", "%.1f"},
+	{"eval_cpu_seconds", NULL, NULL, COL_EVAL_CPU, NULL, 0, "%.1f", "%.1f"},
 	{"predict_seconds_per_sample", "Predict s/sample",
 	 "Predict (s/sample)", COL_PREDICT_S, NULL, 0, "%.3g", "%.2g"},
 };
@@ -76,6 +78,10 @@ static double col_value(const struct bench_cell *c, const struct col *k)
 		return c->train_seconds;
 	case COL_EVAL_S:
 		return c->eval_seconds;
+	case COL_TRAIN_CPU:
+		return c->train_cpu;
+	case COL_EVAL_CPU:
+		return c->eval_cpu;
 	case COL_PREDICT_S:
 		v = json_object_get(c->eval, "predict_seconds_per_sample");
 		return json_is_number(v) ? json_number_value(v) : NAN;
@@ -218,6 +224,8 @@ static json_t *results_json(const struct bench *b)
 			continue;
 		json_object_set_new(o, "train_seconds", num_or_null(c->train_seconds));
 		json_object_set_new(o, "eval_seconds", num_or_null(c->eval_seconds));
+		json_object_set_new(o, "train_cpu_seconds", num_or_null(c->train_cpu));
+		json_object_set_new(o, "eval_cpu_seconds", num_or_null(c->eval_cpu));
 		if (c->state == BENCH_CELL_OK) {
 			json_object_set(o, "eval", c->eval);
 		} else {
