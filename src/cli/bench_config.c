@@ -142,7 +142,7 @@ static int help_text(const char *exe, const char *cmd, const char *pde,
  * pno bench does not set itself; values numbers, strings or booleans. */
 static int check_flags(const struct bench *b, const char *where, json_t *o,
 		       const char *const *reserved, int nres,
-		       const char *help)
+		       const char *help, const char *cmd)
 {
 	const char *k;
 	json_t *v;
@@ -163,8 +163,7 @@ static int check_flags(const struct bench *b, const char *where, json_t *o,
 		snprintf(pat, sizeof pat, "\n  --%s ", k);
 		if (strlen(k) > 60 || !strstr(help, pat))
 			return cfg_error(b, key, "unknown flag --%s (see "
-					 "pno %s --help)", k, where[0] == 'p'
-					 ? "generate <pde>" : "train");
+					 "pno %s --help)", k, cmd);
 	}
 	return 0;
 }
@@ -217,8 +216,10 @@ static int load_pde(struct bench *b, int i, json_t *o)
 	if (help_text(b->exe, "generate", name, help, sizeof help))
 		return cfg_error(b, key, "cannot run %s generate %s --help",
 				 b->exe, name);
+	char cmd[96];
+	snprintf(cmd, sizeof cmd, "generate %s", name);
 	if ((rc = check_flags(b, key, gen, gen_reserved, NA(gen_reserved),
-			      help)))
+			      help, cmd)))
 		return rc;
 	p->ntrain = p->nval = p->ntest = -1;
 	json_t *split = json_object_get(o, "split");
@@ -289,7 +290,7 @@ static int load_method(struct bench *b, int i, json_t *o, const char *help)
 		json_incref(train);
 	m->train = train;
 	return check_flags(b, key, train, train_reserved, NA(train_reserved),
-			   help);
+			   help, "train");
 }
 
 int bench_config_load(struct bench *b, const char *path)
