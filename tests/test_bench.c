@@ -367,6 +367,16 @@ static void test_tiny_run_resume(void **state)
 
 int main(void)
 {
+	/* the figures go through PLplot -> cairo -> fontconfig, whose caches
+	 * live until exit: LeakSanitizer in the pno processes is told so (as
+	 * test_plot does for itself) */
+	char supp[1024], opts[2048];
+	snprintf(supp, sizeof supp, "%s", tu_tmp_path("bench_lsan.supp"));
+	write_file(supp, "leak:libfontconfig.so\n");
+	const char *old = getenv("LSAN_OPTIONS");
+	snprintf(opts, sizeof opts, "%s%ssuppressions=%s", old ? old : "",
+		 old && *old ? ":" : "", supp);
+	setenv("LSAN_OPTIONS", opts, 1);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_configs),
 		cmocka_unit_test(test_tiny_run_resume),
