@@ -818,6 +818,79 @@ static enum pno_status read_series(struct pno_dataset *d, const char *path,
 	return PNO_STATUS_OK;
 }
 
+/* Every pair (t, t + k) of every trajectory: per trajectory two
+ * hyperslabs, steps [0, T - k) into in and [k, T) into out, whose
+ * (T - k, X[, Y]) layout is already (pairs, C = 1, X[, Y]). */
+static enum pno_status read_series_pairs(struct pno_dataset *d,
+					 const char *path,
+					 const struct h5_ds *t,
+					 const struct pno_dataset_opts *o)
+{
+	enum pno_status s;
+	hsize_t start[4] = {0, 0, 0, 0}, count[4];
+	char st[160];
+	const int k = o->pairs_step;
+	shape_str(st, sizeof st, t);
+	if (t->rank != 3 && t->rank != 4)
+		return pno__errorf(PNO_STATUS_SHAPE,
+				   "%s: dataset 'tensor' has shape %s, expected "
+				   "(N, T, X) or (N, T, H, W)", path, st);
+	if ((hsize_t)k >= t->dims[1])
+		return pno__errorf(PNO_STATUS_RANGE,
+				   "%s: pairs step %d needs more than %d time steps; "
+				   "'tensor' has T = %llu, shape %s", path, k, k,
+				   (unsigned long long)t->dims[1], st);
+	if ((s = set_dims(d, path, "tensor", t, 2, o->max_samples)) != PNO_STATUS_OK)
+		return s;
+	const long pairs = (long)t->dims[1] - k;
+	const int ntraj = d->N;
+	if ((double)ntraj * (double)pairs > (double)INT_MAX)
+		return pno__errorf(PNO_STATUS_SHAPE,
+				   "%s: %d trajectories x %ld pairs exceed %d samples; "
+				   "limit the trajectories (max_samples)", path, ntraj,
+				   pairs, INT_MAX);
+	d->N = (int)(ntraj * pairs);
+	d->pairs = (int)pairs;
+	d->Cin = d->Cout = 1;
+	const size_t per = (size_t)d->X * d->Y;
+	if ((s = alloc_pairs(d, path, per, per)) != PNO_STATUS_OK)
+		return s;
+	count[0] = 1;
+	count[1] = (hsize_t)pairs;
+	count[2] = t->dims[2];
+	count[3] = t->rank == 4 ? t->dims[3] : 1;
+	for (int n = 0; n < ntraj; n++) {
+		size_t off = (size_t)n * (size_t)pairs * per;
+		start[0] = (hsize_t)n;
+		start[1] = 0;
+		if ((s = ds_read(t, path, "tensor", start, count, d->in + off)))
+			return s;
+		start[1] = (hsize_t)k;
+		if ((s = ds_read(t, path, "tensor", start, count, d->out + off)))
+			return s;
+	}
+	/* every step of every trajectory is in `in` or `out` */
+	for (int n = 0; n < ntraj; n++) {
+		const float *in = d->in + (size_t)n * (size_t)pairs * per;
+		const float *out = d->out + (size_t)n * (size_t)pairs * per;
+		for (long j = 0; j < pairs; j++)
+			for (size_t p = 0; p < per; p++) {
+				float a = in[(size_t)j * per + p];
+				float b = out[(size_t)j * per + p];
+				if (isfinite(a) && isfinite(b))
+					continue;
+				long step = isfinite(a) ? j + k : j;
+				return pno__errorf(PNO_STATUS_NONFINITE,
+						   "%s: dataset 'tensor' trajectory %d "
+						   "step %ld has a non-finite value "
+						   "(%g at flat index %zu)", path, n,
+						   step, (double)(isfinite(a) ? b : a),
+						   p);
+			}
+	}
+	return PNO_STATUS_OK;
+}
+
 enum pno_status pno_dataset_read(struct pno_dataset *d, const char *path,
 				 const struct pno_dataset_opts *opt)
 {
@@ -833,10 +906,11 @@ enum pno_status pno_dataset_read(struct pno_dataset *d, const char *path,
 	memset(d, 0, sizeof *d);
 	if (opt)
 		o = *opt;
-	if (o.max_samples < 0 || o.t_out < -1)
+	if (o.max_samples < 0 || o.t_out < -1 || o.pairs_step < 0)
 		return pno__errorf(PNO_STATUS_INVALID,
-				   "%s: invalid options (t_out %d, max_samples %d)",
-				   path ? path : "", o.t_out, o.max_samples);
+				   "%s: invalid options (t_out %d, max_samples %d, "
+				   "pairs_step %d)", path ? path : "", o.t_out,
+				   o.max_samples, o.pairs_step);
 	if ((s = h5_open(&file, path)) != PNO_STATUS_OK)
 		return s;
 	has_nu = h5_has(file, "nu");
@@ -848,13 +922,20 @@ enum pno_status pno_dataset_read(struct pno_dataset *d, const char *path,
 	}
 	if ((s = ds_open(&t, file, path, "tensor")) != PNO_STATUS_OK)
 		goto cleanup;
+	if (has_nu && o.pairs_step > 0) {
+		s = pno__errorf(PNO_STATUS_INVALID,
+				"%s: pairs step %d needs a time series; this file is "
+				"Darcy-style ('nu' + 'tensor')", path, o.pairs_step);
+		goto cleanup;
+	}
 	if (has_nu) {
 		if ((s = ds_open(&nu, file, path, "nu")) != PNO_STATUS_OK)
 			goto cleanup;
 		s = read_darcy(d, path, &nu, &t, o.max_samples);
 		snprintf(d->layout, sizeof d->layout, "darcy");
 	} else {
-		s = read_series(d, path, &t, &o);
+		s = o.pairs_step > 0 ? read_series_pairs(d, path, &t, &o)
+				     : read_series(d, path, &t, &o);
 		snprintf(d->layout, sizeof d->layout, "timeseries");
 	}
 	if (s != PNO_STATUS_OK)
@@ -883,4 +964,164 @@ void pno_dataset_free(struct pno_dataset *d)
 	pno_free(d->in);
 	pno_free(d->out);
 	memset(d, 0, sizeof *d);
+}
+
+/* *out = 't-coordinate' if it is a rank-1 array of T values, else NULL;
+ * only running out of memory is an error (the times are optional). */
+static enum pno_status read_times(double **out, hid_t file, const char *path,
+				  long T)
+{
+	struct h5_ds c = {-1, 0, {0}};
+	enum pno_status s = PNO_STATUS_OK;
+	double *t = NULL;
+	float *f = NULL;
+	hsize_t start[1] = {0}, count[1] = {(hsize_t)T};
+	*out = NULL;
+	if (!h5_has(file, "t-coordinate") ||
+	    ds_open(&c, file, path, "t-coordinate") != PNO_STATUS_OK ||
+	    c.rank != 1 || c.dims[0] != (hsize_t)T)
+		goto out;
+	f = pno_malloc((size_t)T * sizeof(float));
+	t = pno_malloc((size_t)T * sizeof(double));
+	if (!f || !t) {
+		pno_free(t);
+		pno_free(f);
+		H5_CLOSE(H5Dclose, c.id);
+		return pno__errorf(PNO_STATUS_NOMEM, "%s: out of memory", path);
+	}
+	if (ds_read(&c, path, "t-coordinate", start, count, f)) {
+		pno_free(t);
+		t = NULL;
+		goto out;
+	}
+	for (long i = 0; i < T; i++)
+		t[i] = f[i];
+	*out = t;
+out:
+	pno_clear_error();
+	pno_free(f);
+	H5_CLOSE(H5Dclose, c.id);
+	return s;
+}
+
+enum pno_status pno_trajectories_read(struct pno_trajectories *tr,
+				      const char *path, int first, int max)
+{
+	enum pno_status s;
+	struct h5_ds t = {-1, 0, {0}};
+	hid_t file = -1;
+	hsize_t start[4] = {0, 0, 0, 0}, count[4];
+	char sh[160];
+
+	h5_quiet();
+	if (!tr)
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "pno_trajectories_read: NULL output");
+	memset(tr, 0, sizeof *tr);
+	if (first < 0 || max < 0)
+		return pno__errorf(PNO_STATUS_RANGE,
+				   "%s: trajectories from %d, at most %d: must be "
+				   ">= 0", path ? path : "", first, max);
+	if ((s = h5_open(&file, path)) != PNO_STATUS_OK)
+		return s;
+	if (!h5_has(file, "tensor") || h5_has(file, "nu")) {
+		s = pno__errorf(PNO_STATUS_FORMAT,
+				"%s: not a time series (%s; a rollout needs "
+				"'tensor' (N, T, X[, Y]) without 'nu')", path,
+				h5_has(file, "nu") ? "Darcy-style 'nu' + 'tensor'"
+						   : "no dataset 'tensor'");
+		goto cleanup;
+	}
+	if ((s = ds_open(&t, file, path, "tensor")) != PNO_STATUS_OK)
+		goto cleanup;
+	shape_str(sh, sizeof sh, &t);
+	if (t.rank != 3 && t.rank != 4) {
+		s = pno__errorf(PNO_STATUS_SHAPE,
+				"%s: dataset 'tensor' has shape %s, expected "
+				"(N, T, X) or (N, T, H, W)", path, sh);
+		goto cleanup;
+	}
+	if (t.dims[1] < 2 || t.dims[1] > INT_MAX) {
+		s = pno__errorf(PNO_STATUS_SHAPE,
+				"%s: dataset 'tensor' has %llu time steps (shape "
+				"%s); a trajectory needs at least 2", path,
+				(unsigned long long)t.dims[1], sh);
+		goto cleanup;
+	}
+	if (t.dims[0] == 0 || (hsize_t)first >= t.dims[0]) {
+		s = pno__errorf(PNO_STATUS_RANGE,
+				"%s: trajectory %d does not exist ('tensor' has %llu, "
+				"shape %s)", path, first,
+				(unsigned long long)t.dims[0], sh);
+		goto cleanup;
+	}
+	{
+		struct pno_dataset g = {0};	/* grid checks as the reader's */
+		hsize_t left = t.dims[0] - (hsize_t)first;
+		int cap = max > 0 && (hsize_t)max < left ? max : 0;
+		struct h5_ds tail = t;
+		tail.dims[0] = left;
+		if ((s = set_dims(&g, path, "tensor", &tail, 2, cap)))
+			goto cleanup;
+		tr->N = g.N, tr->dims = g.dims, tr->X = g.X, tr->Y = g.Y;
+	}
+	tr->T = (int)t.dims[1];
+	tr->C = 1;
+	tr->first = first;
+	const size_t per = (size_t)tr->T * tr->X * tr->Y;
+	size_t bytes;
+	if (pno__mul_overflow((size_t)tr->N, per, &bytes) ||
+	    pno__mul_overflow(bytes, sizeof(float), &bytes)) {
+		s = pno__errorf(PNO_STATUS_SHAPE, "%s: %d trajectories too large",
+				path, tr->N);
+		goto cleanup;
+	}
+	if (!(tr->u = pno_malloc(bytes))) {
+		s = pno__errorf(PNO_STATUS_NOMEM,
+				"%s: out of memory for %zu bytes of trajectories",
+				path, bytes);
+		goto cleanup;
+	}
+	start[0] = (hsize_t)first;
+	count[0] = (hsize_t)tr->N;
+	count[1] = t.dims[1];
+	count[2] = t.dims[2];
+	count[3] = t.rank == 4 ? t.dims[3] : 1;
+	if ((s = ds_read(&t, path, "tensor", start, count, tr->u)))
+		goto cleanup;
+	for (size_t i = 0; i < (size_t)tr->N * per; i++)
+		if (!isfinite(tr->u[i])) {
+			size_t P = (size_t)tr->X * tr->Y;
+			s = pno__errorf(PNO_STATUS_NONFINITE,
+					"%s: dataset 'tensor' trajectory %zu step "
+					"%zu has a non-finite value (%g)", path,
+					(size_t)first + i / per, i % per / P,
+					(double)tr->u[i]);
+			goto cleanup;
+		}
+	if ((s = read_times(&tr->t, file, path, tr->T)) != PNO_STATUS_OK)
+		goto cleanup;
+	s = attr_string(file, path, "pde", tr->pde, sizeof tr->pde);
+	if (s == PNO_STATUS_NOMEM)
+		goto cleanup;
+	if (s != PNO_STATUS_OK) {
+		s = PNO_STATUS_OK;
+		pno_clear_error();
+		snprintf(tr->pde, sizeof tr->pde, "unknown");
+	}
+cleanup:
+	H5_CLOSE(H5Dclose, t.id);
+	H5_CLOSE(H5Fclose, file);
+	if (s != PNO_STATUS_OK)
+		pno_trajectories_free(tr);
+	return s;
+}
+
+void pno_trajectories_free(struct pno_trajectories *tr)
+{
+	if (!tr)
+		return;
+	pno_free(tr->u);
+	pno_free(tr->t);
+	memset(tr, 0, sizeof *tr);
 }

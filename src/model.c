@@ -134,29 +134,44 @@ const char *pno_model_meta(const struct pno_model *m, const char *key)
 	return m->meta ? pno__meta_string(m->meta, key) : NULL;
 }
 
-enum pno_status pno_model_file_set_conformal(const char *path,
-					     const struct pno_conformal *c)
+/* Keys a model file's writer owns: never replaced through set_meta. */
+static const char *const OWN_KEYS[] = {
+	"format", "pno_version", "method", "architecture", "normalization",
+	"grid", "members", "member_method", "vfno", "deeponet", NULL};
+
+enum pno_status pno_model_file_set_meta(const char *path, const char *key,
+					const char *value)
 {
 	struct pno_safetensors sf = {0};
 	struct pno_tensor_view *v = NULL;
 	json_t *md = NULL;
-	char *text = NULL, *meta = NULL;
+	char *meta = NULL;
 	enum pno_status s;
+	if (!path || !key || !*key)
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "model metadata: no path or key");
+	for (int i = 0; OWN_KEYS[i]; i++)
+		if (!strcmp(key, OWN_KEYS[i]))
+			return pno__errorf(PNO_STATUS_INVALID,
+					   "%s: metadata \"%s\" is the model's "
+					   "own and cannot be replaced", path,
+					   key);
 	pno__json_init();
 	s = pno__model_open(&sf, &md, path, MODEL_METHODS);
 	if (s != PNO_STATUS_OK)
 		return s;
-	if (c && c->present) {
-		json_t *str;
-		if (!(text = pno_conformal_to_json(c)) ||
-		    !(str = json_string(text)) ||
-		    json_object_set_new(md, "conformal", str)) {
-			s = pno__errorf(PNO_STATUS_NOMEM, "%s: out of memory",
-					path);
+	if (value) {
+		json_t *str = json_string(value);
+		if (!str || json_object_set_new(md, key, str)) {
+			s = pno__errorf(str ? PNO_STATUS_NOMEM
+					    : PNO_STATUS_INVALID,
+					"%s: metadata \"%s\": %s", path, key,
+					str ? "out of memory"
+					    : "value is not UTF-8");
 			goto out;
 		}
 	} else {
-		json_object_del(md, "conformal");
+		json_object_del(md, key);
 	}
 	meta = pno__json_dumps(md, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	v = pno_calloc((size_t)(sf.n ? sf.n : 1), sizeof *v);
@@ -172,10 +187,21 @@ enum pno_status pno_model_file_set_conformal(const char *path,
 	}
 	s = pno_safetensors_write(path, v, sf.n, meta);
 out:
-	pno_free(text);
 	pno_free(meta);
 	pno_free(v);
 	json_decref(md);
 	pno_safetensors_free(&sf);
+	return s;
+}
+
+enum pno_status pno_model_file_set_conformal(const char *path,
+					     const struct pno_conformal *c)
+{
+	char *text = NULL;
+	if (c && c->present && !(text = pno_conformal_to_json(c)))
+		return pno__errorf(PNO_STATUS_NOMEM, "%s: out of memory",
+				   path ? path : "");
+	enum pno_status s = pno_model_file_set_meta(path, "conformal", text);
+	pno_free(text);
 	return s;
 }

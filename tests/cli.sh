@@ -127,6 +127,7 @@ expect 2 "does not fit" "$PNO" train --data "$D" --out "$M" --ntrain 100
 # train and inspect
 expect 0 "test relative L2" "$PNO" train --data "$D" --out "$M" --width 8 --modes 6 --layers 2 --epochs 2 --batch 10 --threads 1
 expect 0 "width" "$PNO" info "$M"
+expect 0 "training input statistics for drift monitoring" "$PNO" info "$M"
 expect 2 "exists" "$PNO" train --data "$D" --out "$M" --epochs 1
 
 # probabilistic methods: train, inspect, predict
@@ -190,6 +191,52 @@ expect 0 "function-wise" "$PNO" calibrate --model "$DIR/cal.safetensors" --data 
 expect 0 "removed" "$PNO" calibrate --model "$DIR/cal.safetensors" --remove
 expect 0 "" "$PNO" eval --model "$DIR/cal.safetensors" --data "$D" --samples 10 --json "$DIR/eval_cal2.json" --quiet
 grep -q '"metrics_calibrated": null' "$DIR/eval_cal2.json" || { echo "FAIL: calibration not removed"; fails=$((fails + 1)); }
+
+# quality gates over a recorded evaluation
+printf '{"max_rel_l2": 100, "coverage90": [0, 1]}' >"$DIR/gates_ok.json"
+printf '{"max_rel_l2": 0.0001}' >"$DIR/gates_strict.json"
+printf '{"max_crps_regression": 0.0}' >"$DIR/gates_reg.json"
+printf '{"max_rel_l2": 0.1, "bogus": 1}' >"$DIR/gates_bad.json"
+cp "$DIR/pno-r.safetensors" "$DIR/g.safetensors"
+expect 1 "no evaluation recorded" "$PNO" gate --model "$DIR/g.safetensors" --config "$DIR/gates_ok.json"
+expect 0 "recorded the evaluation" "$PNO" eval --model "$DIR/g.safetensors" --data "$D" --samples 10 --record
+expect 0 "PASS  rel_l2" "$PNO" gate --model "$DIR/g.safetensors" --config "$DIR/gates_ok.json"
+expect 1 "FAIL  rel_l2" "$PNO" gate --model "$DIR/g.safetensors" --config "$DIR/gates_strict.json"
+expect 0 "PASS  crps_regression" "$PNO" gate --model "$DIR/g.safetensors" --config "$DIR/gates_reg.json" --baseline "$DIR/g.safetensors"
+expect 1 "no recorded evaluation" "$PNO" gate --model "$DIR/g.safetensors" --config "$DIR/gates_reg.json" --baseline "$DIR/pno-r.safetensors"
+expect 2 "unknown key \"bogus\"" "$PNO" gate --model "$DIR/g.safetensors" --config "$DIR/gates_bad.json"
+expect 2 "no such file" "$PNO" gate --model "$DIR/g.safetensors" --config "$DIR/nogates.json"
+expect 0 "training input statistics" "$PNO" info "$DIR/g.safetensors"
+grep -q "evaluation" "$DIR/out" || { echo "FAIL: info lacks the evaluation"; fails=$((fails + 1)); }
+
+# rollout: a one-step model trained on every pair (t, t + 1)
+R="$DIR/heat_series.h5"
+RM="$DIR/r1.safetensors"
+expect 0 "" "$PNO" generate heat --samples 12 --res 32 --t-final 0.2 --dt-out 0.02 --seed 3 --out "$R" --quiet
+expect 2 "exclude each other" "$PNO" train --data "$R" --out "$DIR/x.safetensors" --pairs-step 1 --t-out 3
+expect 2 "pairs step 11 needs more" "$PNO" train --data "$R" --out "$DIR/x.safetensors" --pairs-step 11
+expect 2 "--pairs-step" "$PNO" train --data "$R" --out "$DIR/x.safetensors" --pairs-step 0
+expect 2 "needs a time series" "$PNO" train --data "$DIR/d.h5" --out "$DIR/x.safetensors" --pairs-step 1
+expect 2 "does not fit the 12 trajectories" "$PNO" train --data "$R" --out "$DIR/x.safetensors" --pairs-step 1 --ntrain 12
+expect 0 "split in trajectories 10 / 1 / 1" "$PNO" train --data "$R" --out "$RM" --model pno-r --pairs-step 1 --width 8 --modes 6 --layers 2 --epochs 1 --batch 10 --threads 1
+expect 0 "test split, 10 inputs" "$PNO" eval --model "$RM" --data "$R" --samples 4
+expect 0 "conformal scale" "$PNO" calibrate --model "$RM" --data "$R" --alpha 0.5 --samples 4
+expect 0 "calibrated" "$PNO" eval --model "$RM" --data "$R" --samples 4
+expect 0 "removed" "$PNO" calibrate --model "$RM" --remove
+expect 0 "rel_unc" "$PNO" rollout --model "$RM" --data "$R" --steps 5 --samples 8 --first 10 --json "$DIR/roll.json" --threads 1
+grep -q '"per_step"' "$DIR/roll.json" && grep -q '"err_q99"' "$DIR/roll.json" || { echo "FAIL: rollout JSON lacks the per-step metrics"; fails=$((fails + 1)); }
+expect 0 "" "$PNO" rollout --model "$RM" --data "$R" --steps 2 --samples 2 --trajectories 1 --quiet
+expect 2 "required" "$PNO" rollout --model "$RM" --data "$R"
+expect 2 "exists" "$PNO" rollout --model "$RM" --data "$R" --steps 2 --json "$DIR/roll.json"
+expect 2 "goes past the last step 10" "$PNO" rollout --model "$RM" --data "$R" --steps 4 --start 7
+expect 2 "--steps" "$PNO" rollout --model "$RM" --data "$R" --steps 0
+expect 2 "--samples" "$PNO" rollout --model "$RM" --data "$R" --steps 2 --samples 0
+expect 2 "--threshold" "$PNO" rollout --model "$RM" --data "$R" --steps 2 --threshold -1
+expect 2 "trajectory 12 does not exist" "$PNO" rollout --model "$RM" --data "$R" --steps 2 --first 12
+expect 2 "not a time series" "$PNO" rollout --model "$RM" --data "$DIR/d.h5" --steps 1
+expect 2 "is 2D" "$PNO" rollout --model "$DIR/dm.safetensors" --data "$R" --steps 1
+expect 2 "no such file" "$PNO" rollout --model "$DIR/none.safetensors" --data "$R" --steps 1
+expect 0 "--threshold" "$PNO" rollout --help
 
 # runtime errors: corrupt inputs
 head -c 100 "$M" >"$DIR/trunc.safetensors"

@@ -80,7 +80,7 @@ static void test_darcy_roundtrip(void **state)
 		pno_dataset_free(&d);
 		pno_dataset_free(&d);	/* safe twice */
 	}
-	struct pno_dataset_opts o = {0, -1, 2};
+	struct pno_dataset_opts o = {0, -1, 2, 0};
 	assert_status(pno_dataset_read(&d, path, &o), PNO_STATUS_OK);
 	assert_int_equal(d.N, 2);
 	assert_true(d.out[2 * H * W - 1] == val(2, 2 * H * W - 1));
@@ -187,7 +187,7 @@ static void test_float64_input(void **state)
 	H5Aclose(at), H5Tclose(st), H5Sclose(sc);
 	H5Dclose(ds), H5Sclose(sp), H5Fclose(f);
 	free(u);
-	struct pno_dataset_opts o = {1, 4, 0};
+	struct pno_dataset_opts o = {1, 4, 0, 0};
 	assert_status(pno_dataset_read(&d, path, &o), PNO_STATUS_OK);
 	assert_string_equal(d.pde, "advection");
 	check_pair(&d, 1, 4);
@@ -210,7 +210,7 @@ static void test_pdebench_layouts(void **state)
 		{"t-coordinate", 1, {T + 1}, tc},
 	};
 	struct pno_dataset d;
-	struct pno_dataset_opts o = {0, -1, 0};
+	struct pno_dataset_opts o = {0, -1, 0, 0};
 	assert_status(pno_h5_write(path, burgers, 3, NULL, 0, 1), PNO_STATUS_OK);
 	assert_status(pno_dataset_read(&d, path, &o), PNO_STATUS_OK);
 	assert_string_equal(d.layout, "timeseries");
@@ -386,17 +386,17 @@ static void test_read_errors(void **state)
 
 	/* time indices */
 	assert_status(write_series(path, 1, 0), PNO_STATUS_OK);
-	o = (struct pno_dataset_opts){0, T, 0};
+	o = (struct pno_dataset_opts){0, T, 0, 0};
 	assert_status(pno_dataset_read(&d, path, &o), PNO_STATUS_RANGE);
 	assert_err_has("T = 6");
-	o = (struct pno_dataset_opts){-1, 2, 0};
+	o = (struct pno_dataset_opts){-1, 2, 0, 0};
 	assert_status(pno_dataset_read(&d, path, &o), PNO_STATUS_RANGE);
-	o = (struct pno_dataset_opts){T - 1, -1, 0};
+	o = (struct pno_dataset_opts){T - 1, -1, 0, 0};
 	assert_status(pno_dataset_read(&d, path, &o), PNO_STATUS_RANGE);
 	assert_err_has("both 5");
-	o = (struct pno_dataset_opts){0, -2, 0};
+	o = (struct pno_dataset_opts){0, -2, 0, 0};
 	assert_status(pno_dataset_read(&d, path, &o), PNO_STATUS_INVALID);
-	o = (struct pno_dataset_opts){0, -1, -3};
+	o = (struct pno_dataset_opts){0, -1, -3, 0};
 	assert_status(pno_dataset_read(&d, path, &o), PNO_STATUS_INVALID);
 	unlink(path);
 }

@@ -156,9 +156,11 @@ void pno_h5_stream_abort(struct pno_h5_stream *s);
 struct pno_dataset_opts {
 	int t_in;		/* time index of the input (default 0) */
 	int t_out;		/* time index of the output (-1: last) */
-	int max_samples;	/* 0: all */
+	int max_samples;	/* 0: all; with pairs_step: trajectories */
+	int pairs_step;		/* 0: off (one pair t_in -> t_out); k >= 1:
+				 * every pair (t, t + k) of every trajectory */
 };
-#define PNO_DATASET_OPTS_DEFAULT {0, -1, 0}
+#define PNO_DATASET_OPTS_DEFAULT {0, -1, 0, 0}
 
 struct pno_dataset {
 	int N;			/* samples */
@@ -169,12 +171,24 @@ struct pno_dataset {
 	float *out;		/* (N, Cout, X[, Y]) */
 	char pde[64];		/* root attribute "pde" or a guess from the layout */
 	char layout[16];	/* "darcy" or "timeseries" */
+	int pairs;		/* pairs_step: pairs per trajectory (T - k),
+				 * sample n (T - k) + t is (t -> t + k) of
+				 * trajectory n; 0 otherwise */
 };
 /* Reads and validates. Layout: 'nu' + 'tensor' is Darcy (nu (N, H, W) is
  * the input; tensor (N, 1, H, W) or (N, H, W) the output); 'tensor' alone
  * is a time series (N, T, X) -> dims 1 or (N, T, H, W) -> dims 2, read as
  * steps t_in -> t_out (t_out -1: last; both in [0, T), different, else
- * PNO_STATUS_RANGE). Errors: missing file NOTFOUND; not HDF5 or no
+ * PNO_STATUS_RANGE).
+ * With pairs_step = k >= 1 (time series only; t_in and t_out are then
+ * ignored) every pair (t, t + k), t = 0..T-k-1, of every trajectory is a
+ * sample: N (T - k) samples ordered by trajectory, then t, so a split by
+ * sample index at a multiple of d->pairs splits whole trajectories.
+ * max_samples then limits TRAJECTORIES (whole ones are read, so training
+ * and test pairs never share a trajectory by accident). Each trajectory
+ * is read as two hyperslabs straight into in and out (no staging
+ * buffer). k >= T is RANGE, k < 0 or a Darcy file INVALID, more than
+ * INT_MAX pairs SHAPE. Errors: missing file NOTFOUND; not HDF5 or no
  * 'tensor' FORMAT; wrong rank, N or grid mismatch SHAPE (message shows the
  * actual shape); a NaN or Inf is PNO_STATUS_NONFINITE naming the dataset
  * and the sample index. Only the first max_samples samples are read and
@@ -183,6 +197,28 @@ struct pno_dataset {
 enum pno_status pno_dataset_read(struct pno_dataset *d, const char *path,
 				 const struct pno_dataset_opts *opt);
 void pno_dataset_free(struct pno_dataset *d);
+
+/* Whole trajectories of a time series, for autoregressive rollouts. */
+struct pno_trajectories {
+	int N, T;		/* trajectories read, time steps */
+	int C;			/* channels (1: 'tensor' is one field) */
+	int dims, X, Y;		/* grid; Y = 1 in 1D */
+	int first;		/* file index of trajectory 0 */
+	float *u;		/* (N, T, C, X[, Y]) */
+	double *t;		/* (T) 't-coordinate', NULL if absent or not of
+				 * length T */
+	char pde[64];		/* as in pno_dataset */
+};
+/* Trajectories first .. first + max - 1 (max 0: to the end; fewer if the
+ * file ends first) of the time series 'tensor' (N, T, X) or (N, T, H, W).
+ * Errors: missing file NOTFOUND; no 'tensor' or a Darcy-style file ('nu'
+ * present) FORMAT ("not a time series"); rank other than 3 or 4 or T < 2
+ * SHAPE; first outside [0, N) or max < 0 RANGE; NaN/Inf NONFINITE naming
+ * the trajectory and step. Memory: N T X Y floats. On failure *tr is
+ * zeroed. */
+enum pno_status pno_trajectories_read(struct pno_trajectories *tr,
+				      const char *path, int first, int max);
+void pno_trajectories_free(struct pno_trajectories *tr);
 
 /* Read a string root attribute (fixed or variable length) into buf.
  * PNO_STATUS_NOTFOUND if absent, PNO_STATUS_FORMAT if not a string,

@@ -65,8 +65,15 @@ enum pno_status pno_model_predict(struct pno_model *m, const float *x, int S,
 /* The string metadata value of key in the file, NULL if absent. */
 const char *pno_model_meta(const struct pno_model *m, const char *key);
 
-/* Store c (NULL: remove any calibration) in the model file at path,
- * atomically: every tensor and every other metadata entry unchanged. */
+/* Set metadata entry key to the string value (NULL: remove it) in the
+ * model file at path, atomically: every tensor and every other entry
+ * unchanged. Keys the model's writer owns (format, method, architecture,
+ * normalization, grid, ...) are refused: INVALID. */
+enum pno_status pno_model_file_set_meta(const char *path, const char *key,
+					const char *value);
+
+/* Store c (NULL: remove any calibration) in the model file at path as
+ * the entry "conformal" (pno_model_file_set_meta). */
 enum pno_status pno_model_file_set_conformal(const char *path,
 					     const struct pno_conformal *c);
 

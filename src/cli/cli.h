@@ -22,7 +22,10 @@ void json_escape(char *out, size_t size, const char *s);
 int cmd_bench(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
+int cmd_rollout(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
+int cmd_gate(int argc, char **argv);
+int cmd_keys(int argc, char **argv);
 
 #endif

@@ -33,7 +33,7 @@ struct evalset {
 /* The model's training provenance (a JSON object stored as a string). */
 struct provenance {
 	int known;
-	int ntrain, nval, ntest, t_in, t_out;
+	int ntrain, nval, ntest, t_in, t_out, pairs_step;
 	char hash[65], pde[64];
 };
 
@@ -55,10 +55,12 @@ static void read_provenance(const char *path, struct provenance *pv)
 		json_decref(o);
 		return;
 	}
-	const char *ints[] = {"ntrain", "nval", "ntest", "t_in", "t_out"};
-	int *iv[] = {&pv->ntrain, &pv->nval, &pv->ntest, &pv->t_in, &pv->t_out};
+	const char *ints[] = {"ntrain", "nval", "ntest", "t_in", "t_out",
+			      "pairs_step"};
+	int *iv[] = {&pv->ntrain, &pv->nval, &pv->ntest, &pv->t_in, &pv->t_out,
+		     &pv->pairs_step};
 	pv->known = 1;
-	for (int i = 0; i < 5; i++) {
+	for (int i = 0; i < 6; i++) {
 		json_t *v = json_object_get(o, ints[i]);
 		if (json_is_integer(v))
 			*iv[i] = (int)json_integer_value(v);
@@ -100,6 +102,11 @@ static int evalset_open(struct evalset *es, const char *cmd, const char *model,
 	struct pno_dataset_opts dopt = PNO_DATASET_OPTS_DEFAULT;
 	dopt.t_in = t_in >= 0 ? t_in : pv.t_in;
 	dopt.t_out = t_out >= -1 ? t_out : pv.t_out;
+	/* a one-step model (pno train --pairs-step) is scored on every pair
+	 * (t, t + k) of the trajectories, as it was trained; its recorded
+	 * split sizes count those pairs */
+	if (pv.pairs_step > 0 && t_in < 0 && t_out < -1)
+		dopt.pairs_step = pv.pairs_step;
 	if ((s = pno_dataset_read(&es->d, data, &dopt)) != PNO_STATUS_OK)
 		return runtime_error(cmd, s);
 	snprintf(es->pde, sizeof es->pde, "%s", pv.pde);
@@ -276,6 +283,50 @@ static int write_text(const char *cmd, const char *path, const char *text,
 	return 0;
 }
 
+/* The summary `--record` stores in the model ("evaluation"): what the
+ * quality gates judge (src/serve/gate.h). NULL on allocation failure. */
+static char *eval_summary(const struct evalset *es, const char *hash,
+			  int samples, uint64_t seed,
+			  const struct pno_metrics *r, const struct pno_metrics *c)
+{
+	json_t *o = json_pack(
+		"{s:s,s:s,s:s,s:s,s:i,s:i,s:i,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,"
+		"s:f,s:f}",
+		"schema", "pno-eval-summary/1", "data_blake2b", hash, "pde",
+		es->d.pde, "split", es->split, "first", es->first, "count",
+		es->count, "samples", samples, "seed", (json_int_t)seed,
+		"rel_l2", r->rel_l2, "rmse", r->rmse, "nll", r->nll, "crps",
+		r->crps, "energy", r->energy, "coverage90", r->coverage[2],
+		"width90", r->width[2], "calib_error", r->calib_error,
+		"spread_skill", r->spread_skill);
+	if (o && c) {
+		json_t *k = json_pack("{s:f,s:f,s:f,s:f,s:f,s:f}", "rel_l2",
+				      c->rel_l2, "nll", c->nll, "crps",
+				      c->crps, "coverage90", c->coverage[2],
+				      "width90", c->width[2], "calib_error",
+				      c->calib_error);
+		if (!k || json_object_set_new(o, "calibrated", k)) {
+			json_decref(o);
+			o = NULL;
+		}
+	}
+	char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER |
+				    JSON_REAL_PRECISION(9)) : NULL;
+	json_decref(o);
+	return text;
+}
+
+/* Free text from jansson (its allocator is the library's). */
+static void json_text_free(char *text)
+{
+	json_malloc_t jm;
+	json_free_t jf;
+	if (!text)
+		return;
+	json_get_alloc_funcs(&jm, &jf);
+	jf(text);
+}
+
 /* The figures of --plots DIR: the first input's fields, the reliability
  * diagram, coverage against nominal, and the error / std spectra. */
 static int eval_plots(const char *dir, const struct evalset *es,
@@ -346,7 +397,7 @@ int cmd_eval(int argc, char **argv)
 {
 	const char *model = NULL, *data = NULL, *json = NULL, *plots = NULL;
 	const char *split = "auto";
-	int samples = 100, threads = 0, max_n = 0, force = 0;
+	int samples = 100, threads = 0, max_n = 0, force = 0, record = 0;
 	int t_in = -1, t_out = -2;
 	uint64_t seed = 0;
 	struct flag f[] = {
@@ -360,6 +411,7 @@ int cmd_eval(int argc, char **argv)
 		{"t-out", FLAG_INT, &t_out, -1, 1 << 20, "time series: output step (default: the model's)", 0, 0},
 		{"json", FLAG_STRING, &json, 0, 0, "write every metric to this JSON file", 0, 0},
 		{"plots", FLAG_STRING, &plots, 0, 0, "write PNG figures into this directory", 0, 0},
+		{"record", FLAG_BOOL, &record, 0, 0, "store the summary in the model file (for quality gates)", 0, 0},
 		{"threads", FLAG_INT, &threads, 0, 1024, "threads (0: all cores)", 0, 0},
 		{"force", FLAG_BOOL, &force, 0, 0, "overwrite an existing --json", 0, 0},
 		{"quiet", FLAG_BOOL, &quiet, 0, 0, "print only the summary line", 0, 0},
@@ -495,6 +547,25 @@ int cmd_eval(int argc, char **argv)
 	if (plots && (rc = eval_plots(plots, &es, mean0, std0, &r,
 				      cal ? &rc_ : NULL)))
 		goto done;
+	if (record) {
+		char hash[65];
+		if (file_hash(data, hash)) {
+			fprintf(stderr, "pno eval: %s: cannot read\n", data);
+			rc = 1;
+			goto done;
+		}
+		char *sum = eval_summary(&es, hash, samples, seed, &r,
+					 cal ? &rc_ : NULL);
+		s = sum ? pno_model_file_set_meta(model, "evaluation", sum)
+			: PNO_STATUS_NOMEM;
+		json_text_free(sum);
+		if (s != PNO_STATUS_OK) {
+			rc = runtime_error("eval", s);
+			goto done;
+		}
+		if (!quiet)
+			printf("recorded the evaluation in %s\n", model);
+	}
 	rc = 0;
 done:
 	free(mean0);

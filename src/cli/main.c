@@ -12,6 +12,8 @@
 #include "pno/ensemble.h"
 #include "pno/vfno.h"
 
+#include "drift.h"
+
 #include <jansson.h>
 #include <math.h>
 #include <sodium.h>
@@ -23,6 +25,15 @@
 
 
 int quiet;
+
+/* Under LeakSanitizer: fontconfig (loaded by PLplot's cairo driver for
+ * the figures of eval and bench) keeps its caches until exit by design;
+ * not a leak of ours. Ignored by non-sanitized builds. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void)
+{
+	return "leak:libfontconfig.so\n";
+}
 
 static void log_stderr(void *ud, enum pno_log_level level, const char *msg)
 {
@@ -97,7 +108,13 @@ static const char *train_usage =
 	"'tensor', or a time series 'tensor' from step --t-in to --t-out). The\n"
 	"samples are split in order: the first --ntrain for training, the next\n"
 	"--nval for validation, the last --ntest for the test error. Prints the\n"
-	"train/validation loss per epoch and the test relative L2 error.\n";
+	"train/validation loss per epoch and the test relative L2 error.\n"
+	"\n"
+	"--pairs-step K trains a one-step model for rollouts: every pair of steps\n"
+	"(t, t + K) of every trajectory is a sample, and --ntrain/--nval/--ntest\n"
+	"then count TRAJECTORIES (default 80/10/10%), so no trajectory is split\n"
+	"between training and test. It replaces --t-in/--t-out (giving both is\n"
+	"an error).\n";
 
 struct progress {
 	int tty;
@@ -160,7 +177,7 @@ static int cmd_train(int argc, char **argv)
 	int batch = 20, threads = 0, ntrain = 0, nval = -1, ntest = -1;
 	int step_size = 0, t_in = 0, t_out = -1, force = 0, adam = 0;
 	int patience = 0, plateau = 0, last = 0, rollback_after = 3;
-	int proj = 128, ens_samples = 3;
+	int proj = 128, ens_samples = 3, pairs_step = 0;
 	double lr = 1e-3, wd = 1e-4, gamma = 0.5, clip = 0;
 	double dropout = 0.1, fourier_dropout = 0.1;
 	const char *loss = NULL;
@@ -203,6 +220,7 @@ static int cmd_train(int argc, char **argv)
 		{"ntest", FLAG_INT, &ntest, -1, 1 << 30, "test samples (-1: 10%)", 0, 0},
 		{"t-in", FLAG_INT, &t_in, 0, 1 << 20, "time series: input step", 0, 0},
 		{"t-out", FLAG_INT, &t_out, -1, 1 << 20, "time series: output step (-1: last)", 0, 0},
+		{"pairs-step", FLAG_INT, &pairs_step, 1, 1 << 20, "time series: every pair (t, t + K) of every trajectory is a sample (one-step model); splits count trajectories", 0, 0},
 		{"checkpoint", FLAG_STRING, &checkpoint, 0, 0, "checkpoint written after every epoch", 0, 0},
 		{"resume", FLAG_STRING, &resume, 0, 0, "continue from a checkpoint", 0, 0},
 		{"threads", FLAG_INT, &threads, 0, 1024, "threads (0: all cores)", 0, 0},
@@ -263,6 +281,14 @@ static int cmd_train(int argc, char **argv)
 			"(energy or crps)\n", loss);
 		return 2;
 	}
+	for (int k = 0; pairs_step && k < NF(f); k++)
+		if ((!strcmp(f[k].name, "t-in") || !strcmp(f[k].name, "t-out")) &&
+		    f[k].seen) {
+			fprintf(stderr, "pno train: --%s and --pairs-step exclude "
+				"each other (--pairs-step uses every pair (t, t "
+				"+ K))\n", f[k].name);
+			return 2;
+		}
 	if (check_out_path("train", out, force))
 		return 2;
 	if (!exists(data)) {
@@ -283,7 +309,12 @@ static int cmd_train(int argc, char **argv)
 	struct pno_dataset_opts dopt = PNO_DATASET_OPTS_DEFAULT;
 	dopt.t_in = t_in;
 	dopt.t_out = t_out;
+	dopt.pairs_step = pairs_step;
 	enum pno_status s = pno_dataset_read(&d, data, &dopt);
+	if (s == PNO_STATUS_RANGE || s == PNO_STATUS_INVALID) {
+		fprintf(stderr, "pno train: %s\n", pno_last_error());
+		return 2;	/* an option that does not fit the file */
+	}
 	if (s != PNO_STATUS_OK)
 		return runtime_error("train", s);
 	int rc = 1;
@@ -291,14 +322,31 @@ static int cmd_train(int argc, char **argv)
 	struct pno_vfno v = {0};
 	struct pno_deeponet dn = {0};
 	struct pno_ensemble en = {0};
-	char *prov = NULL;
+	char *prov = NULL, *extra = NULL;
 
+	/* with pairs the split counts trajectories; it is turned into
+	 * sample counts (multiples of d.pairs) below */
+	int nunit = d.pairs ? d.N / d.pairs : d.N;
 	if (nval < 0)
-		nval = d.N / 10;
+		nval = nunit / 10;
 	if (ntest < 0)
-		ntest = d.N / 10;
+		ntest = nunit / 10;
 	if (ntrain == 0)
-		ntrain = d.N - nval - ntest;
+		ntrain = nunit - nval - ntest;
+	if (ntrain < 1 || (long)ntrain + nval + ntest > nunit) {
+		fprintf(stderr, "pno train: split %d train + %d validation + %d "
+			"test does not fit the %d %s of %s\n", ntrain, nval,
+			ntest, nunit, d.pairs ? "trajectories" : "samples", data);
+		rc = 2;
+		goto out;
+	}
+	if (d.pairs) {
+		if (!quiet)
+			printf("pairs (t, t + %d): %d per trajectory; split in "
+			       "trajectories %d / %d / %d\n", pairs_step, d.pairs,
+			       ntrain, nval, ntest);
+		ntrain *= d.pairs, nval *= d.pairs, ntest *= d.pairs;
+	}
 	if (ntrain < 1 || (long)ntrain + nval + ntest > d.N) {
 		fprintf(stderr, "pno train: split %d train + %d validation + %d "
 			"test does not fit the %d samples of %s\n", ntrain, nval,
@@ -370,10 +418,11 @@ static int cmd_train(int argc, char **argv)
 		 "{\"data\":\"%s\",\"data_blake2b\":\"%s\",\"pde\":\"%s\","
 		 "\"t_in\":%d,\"t_out\":%d,\"seed\":%llu,"
 		 "\"epochs\":%d,\"batch\":%d,\"lr\":%g,\"weight_decay\":%g,"
-		 "\"ntrain\":%d,\"nval\":%d,\"ntest\":%d,\"pno_version\":\"%s\"}",
+		 "\"ntrain\":%d,\"nval\":%d,\"ntest\":%d,\"pairs_step\":%d,"
+		 "\"pno_version\":\"%s\"}",
 		 dq, hash, pq, t_in, t_out, (unsigned long long)seed, epochs,
 		 batch, lr, wd,
-		 ntrain, nval, ntest, PNO_VERSION_STRING);
+		 ntrain, nval, ntest, pairs_step, PNO_VERSION_STRING);
 	json_escape(ebuf, sizeof ebuf, pbuf);
 	prov = malloc(strlen(ebuf) + 32);
 	if (!prov) {
@@ -454,17 +503,34 @@ static int cmd_train(int argc, char **argv)
 		rc = runtime_error("train", s);
 		goto out;
 	}
-	char metrics[256], extra[16384];
+	char metrics[256];
 	snprintf(metrics, sizeof metrics,
 		 "{\"test_rel_l2\": %.6g, \"val_rel_l2\": %.6g, "
 		 "\"train_loss\": %.6g, \"epochs\": %d, \"best_epoch\": %d, "
 		 "\"seconds\": %.3f}",
 		 r.test_rel_l2, r.val_loss, r.train_loss, r.epochs_run,
 		 r.best_epoch, r.seconds);
-	char mq[512];
-	json_escape(mq, sizeof mq, metrics);
-	snprintf(extra, sizeof extra, "{\"provenance\":\"%s\",\"metrics\":\"%s\"}",
-		 ebuf, mq);
+	/* the training inputs' statistics, for the server's drift monitor */
+	struct drift_ref dref = {0};
+	char *dj = NULL;
+	s = drift_ref_compute(&dref, d.in, ntrain, d.Cin, d.dims, d.X, d.Y,
+			      1000);
+	if (s == PNO_STATUS_OK)
+		s = drift_ref_to_json(&dref, &dj);
+	drift_ref_free(&dref);
+	if (s != PNO_STATUS_OK) {
+		rc = runtime_error("train", s);
+		goto out;
+	}
+	json_t *xo = json_pack("{s:s,s:s,s:s}", "provenance", pbuf,
+			       "metrics", metrics, "drift_reference", dj);
+	pno_free(dj);
+	extra = xo ? json_dumps(xo, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(xo);
+	if (!extra) {
+		fprintf(stderr, "pno train: out of memory\n");
+		goto out;
+	}
 	s = is_vfno  ? pno_vfno_save(&v, out, extra)
 	    : is_don ? pno_deeponet_save(&dn, out, extra)
 	    : is_ens ? pno_ensemble_save(&en, out, extra)
@@ -483,6 +549,12 @@ static int cmd_train(int argc, char **argv)
 	rc = 0;
 out:
 	free(prov);
+	if (extra) {	/* jansson's text: its own deallocator */
+		json_malloc_t jm;
+		json_free_t jf;
+		json_get_alloc_funcs(&jm, &jf);
+		jf(extra);
+	}
 	pno_fno_free(&m);
 	pno_vfno_free(&v);
 	pno_deeponet_free(&dn);
@@ -529,7 +601,12 @@ static int cmd_info(int argc, char **argv)
 		if (!strcmp(k, "method") || !strcmp(k, "format") ||
 		    !json_is_string(v))
 			continue;
-		printf("%-12s %s\n", k, json_string_value(v));
+		if (!strcmp(k, "drift_reference"))	/* long: summarize */
+			printf("%-12s (training input statistics for drift "
+			       "monitoring, %zu bytes)\n", k,
+			       strlen(json_string_value(v)));
+		else
+			printf("%-12s %s\n", k, json_string_value(v));
 	}
 	json_decref(md);
 	pno_safetensors_free(&st);
@@ -545,11 +622,14 @@ static void usage(FILE *out)
 		"  generate   make a PDE dataset (HDF5, PDEBench layout)\n"
 		"  train      train a model on a dataset\n"
 		"  predict    sample a model's predictive distribution at an input\n"
+		"  rollout    autoregressive rollout with uncertainty over time series\n"
 		"  eval       score a model's predictive distribution on data\n"
 		"  calibrate  fit a conformal scale for a model's intervals\n"
+		"  gate       judge a model's recorded evaluation against quality gates\n"
 		"  info       print a model's architecture and metadata\n"
-		"  version    print the version\n"
-		"  bench      run methods x PDEs x seeds from a config; tables, plots\n\n"
+		"  keys       manage the API keys of pno serve (add, list, revoke)\n"
+		"  bench      run methods x PDEs x seeds from a config; tables, plots\n"
+		"  version    print the version\n\n"
 		"'pno <command> --help' lists a command's options.\n",
 		PNO_VERSION_STRING);
 }
@@ -574,12 +654,18 @@ int main(int argc, char **argv)
 		return cmd_train(argc, argv);
 	if (!strcmp(cmd, "predict"))
 		return cmd_predict(argc, argv);
+	if (!strcmp(cmd, "rollout"))
+		return cmd_rollout(argc, argv);
 	if (!strcmp(cmd, "info"))
 		return cmd_info(argc, argv);
 	if (!strcmp(cmd, "eval"))
 		return cmd_eval(argc, argv);
 	if (!strcmp(cmd, "calibrate"))
 		return cmd_calibrate(argc, argv);
+	if (!strcmp(cmd, "gate"))
+		return cmd_gate(argc, argv);
+	if (!strcmp(cmd, "keys"))
+		return cmd_keys(argc, argv);
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
 		printf("pno %s\n", PNO_VERSION_STRING);
 		return 0;

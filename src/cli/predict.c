@@ -94,7 +94,7 @@ int cmd_predict(int argc, char **argv)
 	pno_threads_set(threads);
 
 	struct pno_dataset d = {0};
-	struct pno_dataset_opts dopt = {t_in, t_out, index + 1};
+	struct pno_dataset_opts dopt = {t_in, t_out, index + 1, 0};
 	static struct pno_model am;	/* large */
 	struct pno_prediction p = {0};
 	int rc = 1;
