@@ -365,6 +365,51 @@ static void test_tiny_run_resume(void **state)
 	rm_rf(out);
 }
 
+/* ---- a time series with a rollout step: rollout.json per cell, its
+ * per-step curves in results.json and two rollout figures ---- */
+static void test_rollout_cells(void **state)
+{
+	(void)state;
+	char cfg[512], out[512], path[1024];
+	snprintf(cfg, sizeof cfg, "%s", tu_tmp_path("bench_ro.json"));
+	snprintf(out, sizeof out, "%s", tu_tmp_path("bench_ro_out"));
+	rm_rf(out);
+	write_file(cfg,
+		"{\"seeds\": [1], \"eval\": {\"samples\": 4},\n"
+		" \"pdes\": [{\"name\": \"heat\", \"generate\": {\"samples\": 30, "
+		"\"res\": 32, \"t-final\": 0.05, \"dt-out\": 0.01},\n"
+		"  \"split\": {\"ntrain\": 20, \"nval\": 5, \"ntest\": 5},\n"
+		"  \"rollout\": {\"steps\": 4, \"samples\": 4, \"first\": 25, "
+		"\"trajectories\": 5}}],\n"
+		" \"methods\": [{\"model\": \"mc-dropout\", \"train\": {\"width\": 8, "
+		"\"modes\": 4, \"layers\": 2, \"epochs\": 2, \"pairs-step\": 1}}]}\n");
+	int rc = run("bench", "--config", cfg, "--out", out, NULL);
+	if (rc != 0)
+		fail_msg("exit %d: %s", rc, err_text);
+	json_t *r = load_results(out);
+	json_t *c = json_array_get(json_object_get(r, "cells"), 0);
+	json_t *ps = json_object_get(json_object_get(c, "rollout"), "per_step");
+	assert_int_equal(json_array_size(ps), 4);
+	for (size_t k = 0; k < 4; k++) {
+		json_t *e = json_object_get(json_array_get(ps, k), "rel_l2");
+		assert_true(json_is_number(e) && json_number_value(e) > 0);
+	}
+	json_decref(r);
+	snprintf(path, sizeof path, "%s/plots/heat_rollout_error.png", out);
+	assert_true(exists(path));
+	snprintf(path, sizeof path, "%s/plots/heat_rollout_std.png", out);
+	assert_true(exists(path));
+	/* a rollout flag pno rollout does not take is refused up front */
+	rm_rf(out);
+	write_file(cfg,
+		"{\"seeds\": [1], \"pdes\": [{\"name\": \"heat\", "
+		"\"rollout\": {\"steps\": 4, \"horizon\": 9}}],\n"
+		" \"methods\": [{\"model\": \"fno\"}]}\n");
+	assert_int_equal(run("bench", "--config", cfg, "--out", out, NULL), 2);
+	assert_non_null(strstr(err_text, "pdes[0].rollout.horizon: unknown flag"));
+	assert_false(exists(out));
+}
+
 int main(void)
 {
 	/* the figures go through PLplot -> cairo -> fontconfig, whose caches
@@ -380,6 +425,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_configs),
 		cmocka_unit_test(test_tiny_run_resume),
+		cmocka_unit_test(test_rollout_cells),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

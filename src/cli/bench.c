@@ -155,6 +155,8 @@ static int bench_data(struct bench *b, struct bench_pde *p)
 
 /* ---- cells ---- */
 
+static const char *const step_name[] = {"train", "eval", "rollout"};
+
 static void cell_hash(const struct bench *b, struct bench_cell *c)
 {
 	const struct bench_pde *p = &b->pdes[c->p];
@@ -168,6 +170,9 @@ static void cell_hash(const struct bench *b, struct bench_cell *c)
 		m->train, "seed", (json_int_t)c->seed, "eval", "samples",
 		b->eval_samples, "split", b->eval_split, "max_samples",
 		b->eval_max, "data_blake2b", p->data_hash);
+	if (o && p->rollout)	/* absent when none: old hashes stay valid */
+		json_object_set(json_object_get(o, "pde"), "rollout",
+				p->rollout);
 	if (!o || bench_hash_json(o, c->hash))
 		c->hash[0] = '\0';
 	json_decref(o);
@@ -183,7 +188,7 @@ static void cell_path(const struct bench_cell *c, const char *file,
 
 /* A finished cell from an earlier run: its result records status ok and
  * this cell's hash, and its model and eval files are there. */
-static int cell_reuse(struct bench_cell *c)
+static int cell_reuse(const struct bench *b, struct bench_cell *c)
 {
 	char res[BENCH_PATH], model[BENCH_PATH];
 	cell_path(c, "result.json", res, sizeof res);
@@ -195,8 +200,12 @@ static int cell_reuse(struct bench_cell *c)
 	int ok = st && h && c->hash[0] && !strcmp(st, "ok") &&
 		 !strcmp(h, c->hash) && json_is_object(ev) &&
 		 access(model, R_OK) == 0;
+	json_t *ro = json_object_get(r, "rollout");
+	if (ok && b->pdes[c->p].rollout && !json_is_object(ro))
+		ok = 0;
 	if (ok) {
 		c->eval = json_incref(ev);
+		c->rollout = json_is_object(ro) ? json_incref(ro) : NULL;
 		c->train_seconds = json_number_value(json_object_get(r, "train_seconds"));
 		c->eval_seconds = json_number_value(json_object_get(r, "eval_seconds"));
 		c->train_cpu = json_number_value(json_object_get(r, "train_cpu_seconds"));
@@ -225,6 +234,8 @@ static int cell_write_result(const struct bench *b, struct bench_cell *c)
 		return 1;
 	if (c->state == BENCH_CELL_OK) {
 		json_object_set(r, "eval", c->eval);
+		if (c->rollout)
+			json_object_set(r, "rollout", c->rollout);
 	} else {
 		json_object_set_new(r, "failed_step",
 				    json_string(c->failed_step));
@@ -285,6 +296,18 @@ static int cell_launch(const struct bench *b, struct bench_cell *c)
 			bench_args_add(&a, "--t-out");
 			bench_args_addf(&a, "%lld", p->t_out);
 		}
+	} else if (c->step == 2) {
+		cell_path(c, "rollout.json", evj, sizeof evj);
+		bench_args_add(&a, "rollout");
+		bench_args_add(&a, "--model");
+		bench_args_add(&a, model);
+		bench_args_add(&a, "--data");
+		bench_args_add(&a, p->data);
+		bench_args_flags(&a, p->rollout);
+		bench_args_add(&a, "--seed");
+		bench_args_addf(&a, "%lld", (long long)c->seed);
+		bench_args_add(&a, "--json");
+		bench_args_add(&a, evj);
 	} else {
 		bench_args_add(&a, "eval");
 		bench_args_add(&a, "--model");
@@ -310,7 +333,7 @@ static int cell_launch(const struct bench *b, struct bench_cell *c)
 	c->t_step = now_s();
 	c->pid = bench_spawn(b->exe, a.v, log);
 	if (c->pid < 0) {
-		cell_fail(c, c->step ? "eval" : "train", -1, "cannot start");
+		cell_fail(c, step_name[c->step], -1, "cannot start");
 		return -1;
 	}
 	return 0;
@@ -378,14 +401,17 @@ static void cell_step_done(const struct bench *b, struct bench_cell *c,
 	if (c->step == 0) {
 		c->train_seconds = dt;
 		c->train_cpu = cpu;
-	} else {
+	} else if (c->step == 1) {
 		c->eval_seconds = dt;
 		c->eval_cpu = cpu;
+	} else {	/* the rollout counts as evaluation */
+		c->eval_seconds += dt;
+		c->eval_cpu += cpu;
 	}
 	if (code != 0) {
 		char why[512];
 		bench_log_error(log, why, sizeof why);
-		cell_fail(c, c->step ? "eval" : "train", code, why);
+		cell_fail(c, step_name[c->step], code, why);
 		return;
 	}
 	if (c->step == 0) {
@@ -403,6 +429,19 @@ static void cell_step_done(const struct bench *b, struct bench_cell *c,
 		return;
 	}
 	json_error_t err;
+	if (c->step == 2) {
+		char rj[BENCH_PATH];
+		cell_path(c, "rollout.json", rj, sizeof rj);
+		c->rollout = json_load_file(rj, 0, &err);
+		if (!json_is_array(json_object_get(c->rollout, "per_step"))) {
+			json_decref(c->rollout);
+			c->rollout = NULL;
+			cell_fail(c, "rollout", 0, "rollout.json has no per_step");
+			return;
+		}
+		c->state = BENCH_CELL_OK;
+		return;
+	}
 	c->eval = json_load_file(evj, 0, &err);
 	if (!json_is_object(json_object_get(c->eval, "metrics"))) {
 		char why[512];
@@ -412,6 +451,11 @@ static void cell_step_done(const struct bench *b, struct bench_cell *c,
 		json_decref(c->eval);
 		c->eval = NULL;
 		cell_fail(c, "eval", 0, why);
+		return;
+	}
+	if (b->pdes[c->p].rollout) {
+		c->step = 2;
+		cell_launch(b, c);
 		return;
 	}
 	c->state = BENCH_CELL_OK;
@@ -681,7 +725,7 @@ int cmd_bench(int argc, char **argv)
 					continue;
 				}
 				cell_hash(&b, c);
-				if (!force && cell_reuse(c))
+				if (!force && cell_reuse(&b, c))
 					reused++;
 			}
 	if (!b.quiet)

@@ -19,6 +19,7 @@ struct bench_pde {
 	int t_in, t_out;		/* time series steps; t_out -1: last */
 	int has_t;			/* t_in / t_out given */
 	int plot_index;			/* test input drawn in the field plot */
+	json_t *rollout;		/* pno rollout flags, NULL: no rollout */
 	char data[BENCH_PATH];		/* DIR/data/<label>.h5 */
 	char data_hash[65];		/* BLAKE2b of the file, "" if none */
 	int data_ok;
@@ -47,7 +48,7 @@ struct bench_cell {
 	char hash[65];			/* of the config slice + data hash */
 	enum bench_cell_state state;
 	int reused;			/* finished by an earlier run */
-	int step;			/* 0 train, 1 eval */
+	int step;			/* 0 train, 1 eval, 2 rollout */
 	pid_t pid;
 	double t_start, t_step;
 	double train_seconds, eval_seconds;	/* wall time of the steps */
@@ -56,6 +57,7 @@ struct bench_cell {
 	int exit_code;
 	char error[512];		/* last line of the failing step's log */
 	json_t *eval;			/* the eval JSON document (owned) */
+	json_t *rollout;		/* the rollout document (owned) or NULL */
 };
 
 struct bench {

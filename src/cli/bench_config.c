@@ -26,6 +26,8 @@ static const char *const known_methods[] = {
 /* flags pno bench sets itself: the config may not */
 static const char *const gen_reserved[] = {"out", "force", "quiet", "help",
 					   "threads"};
+static const char *const rollout_reserved[] = {
+	"model", "data", "seed", "json", "threads", "force", "help"};
 static const char *const train_reserved[] = {
 	"data", "out", "model", "force", "quiet", "help", "seed", "ntrain",
 	"nval", "ntest", "t-in", "t-out", "threads", "checkpoint", "resume"};
@@ -172,7 +174,7 @@ static int load_pde(struct bench *b, int i, json_t *o)
 {
 	static const char *const keys[] = {"name", "label", "generate",
 					   "split", "t_in", "t_out",
-					   "plot_index"};
+					   "plot_index", "rollout"};
 	static const char *const split_keys[] = {"ntrain", "nval", "ntest"};
 	struct bench_pde *p = &b->pdes[i];
 	char where[64], key[128], help[32768];
@@ -221,6 +223,20 @@ static int load_pde(struct bench *b, int i, json_t *o)
 	if ((rc = check_flags(b, key, gen, gen_reserved, NA(gen_reserved),
 			      help, cmd)))
 		return rc;
+	json_t *ro = json_object_get(o, "rollout");
+	if (ro) {
+		snprintf(key, sizeof key, "%s.rollout", where);
+		if (help_text(b->exe, "rollout", NULL, help, sizeof help))
+			return cfg_error(b, key, "cannot run %s rollout --help",
+					 b->exe);
+		if ((rc = check_flags(b, key, ro, rollout_reserved,
+				      NA(rollout_reserved), help, "rollout")))
+			return rc;
+		if (!json_is_integer(json_object_get(ro, "steps")))
+			return cfg_error(b, key, "\"steps\" (an integer) is "
+					 "required");
+		p->rollout = json_incref(ro);
+	}
 	p->ntrain = p->nval = p->ntest = -1;
 	json_t *split = json_object_get(o, "split");
 	snprintf(key, sizeof key, "%s.split", where);
@@ -403,12 +419,16 @@ int bench_config_load(struct bench *b, const char *path)
 
 void bench_free(struct bench *b)
 {
-	for (int i = 0; b->pdes && i < b->n_pdes; i++)
+	for (int i = 0; b->pdes && i < b->n_pdes; i++) {
 		json_decref(b->pdes[i].generate);
+		json_decref(b->pdes[i].rollout);
+	}
 	for (int i = 0; b->methods && i < b->n_methods; i++)
 		json_decref(b->methods[i].train);
-	for (int i = 0; b->cells && i < b->n_cells; i++)
+	for (int i = 0; b->cells && i < b->n_cells; i++) {
 		json_decref(b->cells[i].eval);
+		json_decref(b->cells[i].rollout);
+	}
 	pno_free(b->pdes);
 	pno_free(b->methods);
 	pno_free(b->seeds);

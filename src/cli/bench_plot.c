@@ -5,10 +5,9 @@
  * reliability diagram and coverage-vs-nominal curves with every method
  * (the eval documents' calibration and coverage, averaged over seeds).
  *
- * Rollouts (hook): time-dependent PDEs will get error and std growth
- * curves once `pno rollout --json` exists: a third cell step writes
- * rollout.json and plot_rollouts() below draws its per-step "rel_l2" and
- * "mean_std" with pno_plot_curves. */
+ * Rollouts: for a PDE with a "rollout" entry every cell runs a third
+ * step, `pno rollout --json rollout.json`, and plot_rollouts() draws the
+ * per-step "rel_l2" and "mean_std" of every method. */
 #include "bench.h"
 #include "cli.h"
 
@@ -24,6 +23,7 @@
 #include <sys/stat.h>
 
 #define MAX_LEVELS 32
+#define PNO_ROLLOUT_PLOT_STEPS 4096
 
 /* The eval documents' (level, observed) pairs of array `key` ("calib_obs"
  * or "coverage") averaged over the method's finished seeds. Returns the
@@ -132,8 +132,15 @@ static int plot_fields(const struct bench *b, int p, const char *dir)
 		int first = (int)json_integer_value(json_object_get(c->eval, "first"));
 		int count = (int)json_integer_value(json_object_get(c->eval, "count"));
 		int idx = first + (pd->plot_index < count ? pd->plot_index : 0);
-		if (idx < 0 || idx >= d.N)
+		if (idx < 0 || idx >= d.N) {	/* a --pairs-step model */
+			if (!b->quiet)
+				fprintf(stderr, "pno bench: no field figure "
+					"for %s/%s: its test split (input %d) "
+					"counts step pairs, not the file's %d "
+					"samples\n", pd->label,
+					b->methods[m].label, idx, d.N);
 			continue;
+		}
 		char model[BENCH_PATH + 32], path[BENCH_PATH + 160], title[256];
 		snprintf(model, sizeof model, "%s/model.safetensors", c->dir);
 		snprintf(path, sizeof path, "%s/%s_%s_fields.png", dir,
@@ -172,13 +179,62 @@ static int plot_fields(const struct bench *b, int p, const char *dir)
 	return failed;
 }
 
-/* The rollout hook (see the top of the file): nothing to draw yet. */
+/* Rollout error and std growth: per method, the per-step "rel_l2" and
+ * "mean_std" of its first finished seed's rollout.json, one figure each. */
 static int plot_rollouts(const struct bench *b, int p, const char *dir)
 {
-	(void)b;
-	(void)p;
-	(void)dir;
-	return 0;
+	static const char *const keys[2] = {"rel_l2", "mean_std"};
+	static const char *const ylab[2] = {"relative L2 of the mean",
+					    "mean predictive std"};
+	const char *names[PNO_PLOT_MAX_SERIES];
+	static double x[PNO_ROLLOUT_PLOT_STEPS], y[PNO_PLOT_MAX_SERIES * PNO_ROLLOUT_PLOT_STEPS];
+	int failed = 0;
+	if (!b->pdes[p].rollout)
+		return 0;
+	for (int f = 0; f < 2; f++) {
+		int n = 0, K = 0, pos = 1;
+		for (int m = 0; m < b->n_methods && n < PNO_PLOT_MAX_SERIES; m++) {
+			const struct bench_cell *c = NULL;
+			for (int i = 0; i < b->n_cells && !c; i++)
+				if (b->cells[i].p == p && b->cells[i].m == m &&
+				    b->cells[i].state == BENCH_CELL_OK &&
+				    b->cells[i].rollout)
+					c = &b->cells[i];
+			json_t *ps = c ? json_object_get(c->rollout, "per_step") : NULL;
+			int k = (int)json_array_size(ps);
+			if (k < 1 || k > PNO_ROLLOUT_PLOT_STEPS || (K && k != K))
+				continue;
+			int ok = 1;
+			for (int i = 0; i < k; i++) {
+				json_t *v = json_object_get(json_array_get(ps, (size_t)i), keys[f]);
+				if (!json_is_number(v)) {
+					ok = 0;
+					break;
+				}
+				y[n * k + i] = json_number_value(v);
+				x[i] = i + 1;
+				pos &= y[n * k + i] > 0;
+			}
+			if (!ok)
+				continue;
+			K = k;
+			names[n++] = b->methods[m].label;
+		}
+		if (!n)
+			continue;
+		char path[BENCH_PATH + 160], title[256];
+		snprintf(path, sizeof path, "%s/%s_rollout_%s.png", dir,
+			 b->pdes[p].label, f ? "std" : "error");
+		snprintf(title, sizeof title, "%s: rollout, %s", b->pdes[p].label,
+			 ylab[f]);
+		enum pno_status s = pno_plot_curves(path, title, "step", ylab[f],
+						    n, names, x, y, K, pos, NULL);
+		if (s != PNO_STATUS_OK) {
+			fprintf(stderr, "pno bench: %s: %s\n", path, pno_last_error());
+			failed++;
+		}
+	}
+	return failed;
 }
 
 int bench_plots(const struct bench *b)

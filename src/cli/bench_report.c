@@ -228,6 +228,8 @@ static json_t *results_json(const struct bench *b)
 		json_object_set_new(o, "eval_cpu_seconds", num_or_null(c->eval_cpu));
 		if (c->state == BENCH_CELL_OK) {
 			json_object_set(o, "eval", c->eval);
+			json_object_set_new(o, "rollout", c->rollout ?
+					    json_incref(c->rollout) : json_null());
 		} else {
 			json_object_set_new(o, "failed_step", json_string(c->failed_step));
 			json_object_set_new(o, "exit_code", json_integer(c->exit_code));
