@@ -106,6 +106,13 @@ static int bench_data(struct bench *b, struct bench_pde *p)
 	bench_args_add(&a, "--quiet");
 	bench_args_add(&a, "--threads");
 	bench_args_addf(&a, "%lld", (long long)b->threads * b->jobs);
+	if (a.overflow) {
+		snprintf(p->data_error, sizeof p->data_error, "the generate "
+			 "arguments exceed 256 or 16 KB");
+		fprintf(stderr, "pno bench: data %s: %s\n", p->label,
+			p->data_error);
+		return 0;
+	}
 	unlink(rec);	/* a stale record must not vouch for new data */
 	FILE *fp = fopen(log, "w");
 	if (fp)
@@ -331,6 +338,12 @@ static int cell_launch(const struct bench *b, struct bench_cell *c)
 	bench_args_addf(&a, "%lld", b->threads);
 	bench_args_add(&a, "--force");
 	c->t_step = now_s();
+	if (a.overflow) {
+		c->pid = -1;
+		cell_fail(c, step_name[c->step], -1, "the step's arguments "
+			  "exceed 256 or 16 KB");
+		return -1;
+	}
 	c->pid = bench_spawn(b->exe, a.v, log);
 	if (c->pid < 0) {
 		cell_fail(c, step_name[c->step], -1, "cannot start");

@@ -117,6 +117,7 @@ struct bench_args {
 	char *v[BENCH_MAX_ARGS + 1];
 	char buf[16384];
 	size_t used;
+	int overflow;			/* an argument did not fit */
 };
 void bench_args_add(struct bench_args *a, const char *s);
 void bench_args_addf(struct bench_args *a, const char *fmt, long long v);

@@ -128,8 +128,10 @@ int bench_hash_json(json_t *v, char hex[65])
 void bench_args_add(struct bench_args *a, const char *s)
 {
 	size_t len = strlen(s) + 1;
-	if (a->n >= BENCH_MAX_ARGS || a->used + len > sizeof a->buf)
-		return;		/* config sizes keep far below this */
+	if (a->n >= BENCH_MAX_ARGS || a->used + len > sizeof a->buf) {
+		a->overflow = 1;	/* the step is refused, not cut short */
+		return;
+	}
 	memcpy(a->buf + a->used, s, len);
 	a->v[a->n++] = a->buf + a->used;
 	a->v[a->n] = NULL;
