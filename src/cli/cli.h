@@ -19,6 +19,7 @@ int file_hash(const char *path, char hex[65]);
 /* Escape `s` as the inside of a JSON string (truncating at `size`). */
 void json_escape(char *out, size_t size, const char *s);
 
+int cmd_bench(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_serve(int argc, char **argv);

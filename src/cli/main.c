@@ -638,6 +638,7 @@ static void usage(FILE *out)
 		"  info       print a model's architecture and metadata\n"
 		"  serve      serve a model repository over HTTP (Open Inference Protocol v2)\n"
 		"  keys       manage the API keys of pno serve (add, list, revoke)\n"
+		"  bench      run methods x PDEs x seeds from a config; tables, plots\n"
 		"  audit      keygen, verify or show the server's audit log\n"
 		"  version    print the version\n\n"
 		"'pno <command> --help' lists a command's options.\n",
@@ -656,6 +657,8 @@ int main(int argc, char **argv)
 	}
 	pno_log_set(log_stderr, NULL, PNO_LOG_LEVEL_INFO);
 	const char *cmd = argv[1];
+	if (!strcmp(cmd, "bench"))
+		return cmd_bench(argc, argv);
 	if (!strcmp(cmd, "generate"))
 		return cmd_generate(argc, argv);
 	if (!strcmp(cmd, "train"))
