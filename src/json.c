@@ -107,3 +107,8 @@ json_t *pno__json_loads(const char *text, enum pno_status *status,
 	}
 	return j;
 }
+
+void pno_json_init(void)
+{
+	pno__json_setup();
+}

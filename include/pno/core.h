@@ -72,6 +72,13 @@ typedef void (*pno_log_fn)(void *ud, enum pno_log_level level, const char *msg);
 /* Set the log sink (NULL: discard) and the lowest level passed to it. */
 void pno_log_set(pno_log_fn fn, void *ud, enum pno_log_level min_level);
 
+/* Route jansson's allocations through pno's allocator hooks now. The
+ * library does this itself before its first JSON use; a program that also
+ * uses jansson directly must call this first, before creating any JSON
+ * value of its own (a value allocated before the switch would be freed by
+ * the other allocator). Idempotent. */
+void pno_json_init(void);
+
 /* ---- allocator hooks ---- */
 struct pno_allocator {
 	/* Returns memory aligned to `align` (a power of two >= sizeof(void*))

@@ -10,7 +10,6 @@
 #include "pno/core.h"
 #include "pno/io.h"
 
-#include "../internal.h"	/* pno__json_setup */
 
 #include <dirent.h>
 #include <errno.h>
@@ -636,7 +635,7 @@ int cmd_bench(int argc, char **argv)
 	 * to its own hooks the first time it parses JSON (loading a model
 	 * for the figures); a value allocated before the switch cannot be
 	 * freed after it, so switch before the first config value exists */
-	pno__json_setup();
+	pno_json_init();
 	if (strlen(out) > 2048) {
 		fprintf(stderr, "pno bench: --out: path longer than 2048 "
 			"bytes\n");

@@ -7,7 +7,6 @@
 #include "flags.h"
 
 #include "auth.h"
-#include "../internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -329,7 +328,7 @@ int cmd_keys(int argc, char **argv)
 	const char *sub = argc > 2 ? argv[2] : NULL;
 	/* jansson's allocator is the library's from here on: set it before
 	 * this file makes its first JSON value */
-	pno__json_setup();
+	pno_json_init();
 	if (sub && (!strcmp(sub, "--help") || !strcmp(sub, "-h") ||
 		    !strcmp(sub, "help"))) {
 		printf("%s", keys_usage);

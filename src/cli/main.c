@@ -656,6 +656,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	pno_log_set(log_stderr, NULL, PNO_LOG_LEVEL_INFO);
+	pno_json_init();	/* before any command makes JSON of its own */
 	const char *cmd = argv[1];
 	if (!strcmp(cmd, "bench"))
 		return cmd_bench(argc, argv);
