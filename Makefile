@@ -1,5 +1,6 @@
 # pno: the two commands of the README's quick start, and a few helpers.
-#   make demo   install deps, build, run the demo (train an FNO, print errors)
+#   make demo   install deps, build, run the demo (pno bench on the quick config:
+#               Darcy data, FNO, PNO-D and MC dropout trained and evaluated)
 #   make test   install deps, build, run the whole suite, then again under
 #               AddressSanitizer + UndefinedBehaviorSanitizer
 BUILD      ?= build
