@@ -198,53 +198,6 @@ cleanup:
 
 /* ---- add ---- */
 
-/* Ascending sort of n floats (finite): quicksort, median of three,
- * insertion sort below 16, recursion on the smaller part. */
-static void sort_floats(float *v, int n)
-{
-	while (n > 16) {
-		int mid = n / 2;
-		float t;
-#define SWAPF(i, j) (t = v[i], v[i] = v[j], v[j] = t)
-		if (v[mid] < v[0])
-			SWAPF(mid, 0);
-		if (v[n - 1] < v[0])
-			SWAPF(n - 1, 0);
-		if (v[n - 1] < v[mid])
-			SWAPF(n - 1, mid);
-		float piv = v[mid];
-		int i = 0, j = n - 1;
-		for (;;) {
-			while (v[i] < piv)
-				i++;
-			while (piv < v[j])
-				j--;
-			if (i >= j)
-				break;
-			SWAPF(i, j);
-			i++, j--;
-		}
-#undef SWAPF
-		/* v[0..j] <= piv <= v[j+1..n) */
-		int nl = j + 1;
-		if (nl < n - nl) {
-			sort_floats(v, nl);
-			v += nl, n -= nl;
-		} else {
-			sort_floats(v + nl, n - nl);
-			n = nl;
-		}
-	}
-	for (int i = 1; i < n; i++) {
-		float x = v[i];
-		int j = i - 1;
-		while (j >= 0 && v[j] > x) {
-			v[j + 1] = v[j];
-			j--;
-		}
-		v[j + 1] = x;
-	}
-}
 
 /* Type-7 sample quantile of sorted x[0..S). The position h = (S - 1) p
  * is rounded to 1e-9 so that decimal levels land where they mean to:
@@ -355,7 +308,7 @@ static void chunk_sums(const struct pno_metrics_acc *a, double *s, double *mx,
 		const double e = m - yv, ae = fabs(e);
 		for (int t = 0; t < S; t++)
 			x[t] = p->samples[(size_t)t * N + k];
-		sort_floats(x, S);
+		pno__sort_floats(x, (size_t)S);
 
 		s[SUM_SE] += e * e;
 		s[SUM_AE] += ae;

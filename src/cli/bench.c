@@ -35,26 +35,6 @@ static void on_signal(int sig)
 	signal(sig, SIG_DFL);
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void fmt_duration(char *buf, size_t n, double s)
-{
-	if (!isfinite(s) || s < 0)
-		snprintf(buf, n, "?");
-	else if (s < 60)
-		snprintf(buf, n, "%.0fs", s);
-	else if (s < 3600)
-		snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
-	else
-		snprintf(buf, n, "%dh%02dm", (int)(s / 3600),
-			 (int)fmod(s / 60, 60));
-}
-
 /* ---- data ---- */
 
 static void gen_hash(const struct bench_pde *p, char hex[65])
@@ -119,14 +99,14 @@ static int bench_data(struct bench *b, struct bench_pde *p)
 	if (!b->quiet)
 		fprintf(stderr, "pno bench: data %s: generating (%s)\n",
 			p->label, log);
-	double t0 = now_s();
+	double t0 = cli_now();
 	pid_t pid = bench_spawn(b->exe, a.v, log);
 	int st = 0;
 	if (pid > 0)
 		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 			if (interrupted)
 				kill(pid, SIGTERM);
-	p->gen_seconds = now_s() - t0;
+	p->gen_seconds = cli_now() - t0;
 	if (interrupted)
 		return 130;
 	if (pid < 0 || bench_exit_status(st) != 0) {
@@ -336,7 +316,7 @@ static int cell_launch(const struct bench *b, struct bench_cell *c)
 	bench_args_add(&a, "--threads");
 	bench_args_addf(&a, "%lld", b->threads);
 	bench_args_add(&a, "--force");
-	c->t_step = now_s();
+	c->t_step = cli_now();
 	if (a.overflow) {
 		c->pid = -1;
 		cell_fail(c, step_name[c->step], -1, "the step's arguments "
@@ -384,7 +364,7 @@ static int cell_start(const struct bench *b, struct bench_cell *c)
 	cell_path(c, "trained.json", rec, sizeof rec);
 	unlink(res);
 	c->state = BENCH_CELL_RUNNING;
-	c->t_start = now_s();
+	c->t_start = cli_now();
 	c->step = cell_trained(b, c);
 	FILE *fp = fopen(log, c->step ? "a" : "w");	/* a fresh log per training */
 	if (fp) {
@@ -405,7 +385,7 @@ static void cell_step_done(const struct bench *b, struct bench_cell *c,
 	char log[BENCH_PATH], evj[BENCH_PATH];
 	cell_path(c, "log.txt", log, sizeof log);
 	cell_path(c, "eval.json", evj, sizeof evj);
-	double dt = now_s() - c->t_step;
+	double dt = cli_now() - c->t_step;
 	int code = bench_exit_status(st);
 	c->pid = 0;
 	double cpu = (double)ru->ru_utime.tv_sec + 1e-6 * ru->ru_utime.tv_usec +
@@ -563,12 +543,12 @@ static int run_cells(struct bench *b)
 		running--;
 		done++;
 		ran++;
-		spent += now_s() - c->t_start;
+		spent += cli_now() - c->t_start;
 		cell_write_result(b, c);
 		if (!b->quiet) {
 			char nm[256], eta[32];
 			int left = todo - ran;
-			fmt_duration(eta, sizeof eta,
+			cli_fmt_duration(eta, sizeof eta,
 				     spent / ran * left / b->jobs);
 			cell_name(b, c, nm, sizeof nm);
 			if (c->state == BENCH_CELL_OK)
@@ -576,7 +556,7 @@ static int run_cells(struct bench *b)
 					"in %.1f s, rel L2 %.4g, CRPS %.4g; "
 					"%d to go, ETA %s\n", done,
 					b->n_cells, nm,
-					now_s() - c->t_start,
+					cli_now() - c->t_start,
 					bench_metric(c, "rel_l2"),
 					bench_metric(c, "crps"), left, eta);
 			else
@@ -695,7 +675,7 @@ int cmd_bench(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, &old_int);
 	sigaction(SIGTERM, &sa, &old_term);
-	double t0 = now_s();
+	double t0 = cli_now();
 
 	for (int i = 0; i < b.n_pdes && !interrupted; i++)
 		if (bench_data(&b, &b.pdes[i]) == 130)
@@ -748,7 +728,7 @@ int cmd_bench(int argc, char **argv)
 			b.threads, b.threads > 1 ? "s" : "");
 	if (!interrupted && run_cells(&b) == 130)
 		interrupted = 1;
-	b.wall_seconds = now_s() - t0;
+	b.wall_seconds = cli_now() - t0;
 	if (interrupted) {
 		fprintf(stderr, "pno bench: interrupted; finished cells are "
 			"kept in %s and reused when rerun\n", out);
@@ -768,7 +748,7 @@ int cmd_bench(int argc, char **argv)
 		rc = 1;
 	} else if (!b.quiet) {
 		char w[32];
-		fmt_duration(w, sizeof w, b.wall_seconds);
+		cli_fmt_duration(w, sizeof w, b.wall_seconds);
 		fprintf(stderr, "pno bench: all %d cells finished in %s; "
 			"reports in %s\n", b.n_cells, w, out);
 	}

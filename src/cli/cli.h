@@ -14,6 +14,10 @@ int runtime_error(const char *cmd, enum pno_status s);
  * directory: prints why and returns 2, else 0. */
 int check_out_path(const char *cmd, const char *path, int force);
 
+/* Monotonic seconds. */
+double cli_now(void);
+/* "42s", "3m05s", "1h02m" ("?" for a negative or non-finite time). */
+void cli_fmt_duration(char *buf, size_t n, double s);
 /* BLAKE2b-256 of a file's bytes as 64 hex digits; 0 on success. */
 int file_hash(const char *path, char hex[65]);
 /* Escape `s` as the inside of a JSON string (truncating at `size`). */

@@ -185,13 +185,6 @@ static uint64_t fn_seed(uint64_t seed, int i)
 	return pno_rng_u64(seed, 0xE7A1000000ull, (uint64_t)i);
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int want_help(int argc, char **argv)
 {
 	for (int i = 2; i < argc; i++)
@@ -468,10 +461,10 @@ int cmd_eval(int argc, char **argv)
 	es.m.use_conformal = 0;
 	double t_pred = 0;
 	for (int i = 0; i < es.count; i++) {
-		double t0 = now_s();
+		double t0 = cli_now();
 		s = pno_model_predict(&es.m, es_in(&es, i), samples,
 				      fn_seed(seed, i), NULL, 0, &p);
-		t_pred += now_s() - t0;
+		t_pred += cli_now() - t0;
 		struct pno_metrics_pred mp = {
 			p.S, p.samples, p.mean, p.std, p.gauss_mu,
 			p.gauss_sigma, p.aleatoric, p.epistemic};

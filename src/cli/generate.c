@@ -250,32 +250,12 @@ struct bar {
 	double t0, last;
 };
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void fmt_duration(char *buf, size_t n, double s)
-{
-	if (!isfinite(s) || s < 0)
-		snprintf(buf, n, "?");
-	else if (s < 60)
-		snprintf(buf, n, "%.0fs", s);
-	else if (s < 3600)
-		snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
-	else
-		snprintf(buf, n, "%dh%02dm", (int)(s / 3600),
-			 (int)fmod(s / 60, 60));
-}
-
 static int on_progress(void *ud, long done, long total)
 {
 	struct bar *b = ud;
 	if (interrupted)
 		return 1;
-	double t = now();
+	double t = cli_now();
 	if (!b->tty || quiet || (t - b->last < 0.1 && done < total))
 		return 0;
 	b->last = t;
@@ -289,7 +269,7 @@ static int on_progress(void *ud, long done, long total)
 		snprintf(rate, sizeof rate, "%.1f samples/s", r);
 	else
 		snprintf(rate, sizeof rate, "%.1f s/sample", 1.0 / r);
-	fmt_duration(eta, sizeof eta, (double)(total - done) / r);
+	cli_fmt_duration(eta, sizeof eta, (double)(total - done) / r);
 	fprintf(stderr, "\r  %s [%s] %ld/%ld  %s  ETA %s   ", b->pde, bar, done,
 		total, rate, eta);
 	if (done == total)
@@ -349,7 +329,7 @@ int cmd_generate(int argc, char **argv)
 	base->seed = c.base.seed;
 	if (c.base.res)
 		base->res = c.base.res;
-	struct bar bar = {p->name, isatty(2), now(), 0};
+	struct bar bar = {p->name, isatty(2), cli_now(), 0};
 	base->progress = on_progress;
 	base->progress_ud = &bar;
 	base->cancel = &interrupted;
@@ -361,7 +341,7 @@ int cmd_generate(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, &old_int);
 	sigaction(SIGTERM, &sa, &old_term);
-	double t0 = now();
+	double t0 = cli_now();
 	enum pno_status s = p->run(&o, c.out, c.force);
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGTERM, &old_term, NULL);
@@ -378,6 +358,6 @@ int cmd_generate(int argc, char **argv)
 		return runtime_error("generate", s);
 	if (!quiet)
 		printf("wrote %s: %s, %d samples, %d points per axis, %.1f s\n",
-		       c.out, p->name, base->samples, base->res, now() - t0);
+		       c.out, p->name, base->samples, base->res, cli_now() - t0);
 	return 0;
 }

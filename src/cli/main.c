@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 
@@ -42,6 +43,26 @@ static void log_stderr(void *ud, enum pno_log_level level, const char *msg)
 	if (quiet && level < PNO_LOG_LEVEL_WARN)
 		return;
 	fprintf(stderr, "pno: %s: %s\n", names[level], msg);
+}
+
+double cli_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void cli_fmt_duration(char *buf, size_t n, double s)
+{
+	if (!isfinite(s) || s < 0)
+		snprintf(buf, n, "?");
+	else if (s < 60)
+		snprintf(buf, n, "%.0fs", s);
+	else if (s < 3600)
+		snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+	else
+		snprintf(buf, n, "%dh%02dm", (int)(s / 3600),
+			 (int)fmod(s / 60, 60));
 }
 
 int runtime_error(const char *cmd, enum pno_status s)

@@ -10,53 +10,6 @@
 
 /* ---- small numerics ---- */
 
-/* Ascending sort of finite floats: quicksort (median of three, recursion
- * on the smaller side so the stack stays O(log n)), insertion below 16.
- * Allocates nothing, unlike qsort in some libcs. */
-static void sortf(float *v, size_t n)
-{
-	while (n > 16) {
-		size_t mid = n / 2, i = 0, j = n - 1;
-		float t;
-#define SW(a, b) (t = v[a], v[a] = v[b], v[b] = t)
-		if (v[mid] < v[0])
-			SW(mid, 0);
-		if (v[n - 1] < v[0])
-			SW(n - 1, 0);
-		if (v[n - 1] < v[mid])
-			SW(n - 1, mid);
-		float piv = v[mid];
-		for (;;) {
-			while (v[i] < piv)
-				i++;
-			while (piv < v[j])
-				j--;
-			if (i >= j)
-				break;
-			SW(i, j);
-			i++, j--;
-		}
-#undef SW
-		size_t nl = j + 1;
-		if (nl < n - nl) {
-			sortf(v, nl);
-			v += nl, n -= nl;
-		} else {
-			sortf(v + nl, n - nl);
-			n = nl;
-		}
-	}
-	for (size_t i = 1; i < n; i++) {
-		float x = v[i];
-		size_t j = i;
-		while (j > 0 && v[j - 1] > x) {
-			v[j] = v[j - 1];
-			j--;
-		}
-		v[j] = x;
-	}
-}
-
 /* type-7 quantile of sorted v[0..n) */
 static double quantile7(const float *v, size_t n, double p)
 {
@@ -299,7 +252,7 @@ enum pno_status drift_ref_compute(struct drift_ref *r, const float *x, int N,
 		}
 		r->mean[c] = mean;
 		r->std[c] = sqrt(s2 / (double)total);
-		sortf(vals, total);
+		pno__sort_floats(vals, total);
 		double *e = r->edges + (size_t)c * DRIFT_EDGES;
 		double *f = r->bin_frac + (size_t)c * DRIFT_BINS;
 		size_t below = 0;
@@ -700,7 +653,7 @@ void drift_evaluate(struct drift_monitor *m, struct drift_report *rep,
 			memcpy(m->sortbuf, v, (size_t)n * sizeof *v);
 			for (int i = 0; i < n; i++)
 				s += v[i];
-			sortf(m->sortbuf, (size_t)n);
+			pno__sort_floats(m->sortbuf, (size_t)n);
 			dc.ks_d = drift_ks_stat(m->sortbuf, n,
 						m->ref->sample + (size_t)c * R, R);
 			dc.ks_p = drift_ks_pvalue(dc.ks_d, n, R);
