@@ -371,6 +371,22 @@ int sv_reload(struct server *srv, const char *why, const char *load,
 	int rc = reload_locked(srv, load, unload, err, errsz);
 	pthread_mutex_unlock(&srv->reload_mu);
 	char esc[2 * SV_ERR_MAX];
+	/* the keys file on every reload, even when the config is refused: a
+	 * revocation must not wait for a valid config */
+	if (srv->auth) {
+		if (auth_ctx_reload(srv->auth) != PNO_STATUS_OK) {
+			sv_json_escape(esc, sizeof esc, pno_last_error());
+			sv_log(srv, PNO_LOG_LEVEL_ERROR, "keys_reload_failed",
+			       ",\"trigger\":\"%s\",\"reason\":\"%s\","
+			       "\"message\":\"the previous keys stay in force\"",
+			       why, esc);
+		} else {
+			int pruned = session_prune(srv->sessions, srv->auth);
+			sv_log(srv, PNO_LOG_LEVEL_INFO, "keys_reloaded",
+			       ",\"trigger\":\"%s\",\"sessions_ended\":%d",
+			       why, pruned);
+		}
+	}
 	if (rc) {
 		prom_inc(srv->met.reload_fail, NULL, 1);
 		sv_json_escape(esc, sizeof esc, err);
