@@ -25,7 +25,8 @@
 
 #define X1 32
 
-static char repo[900], keys_path[900];
+static char repo[900], keys_path[900], gates_repo[900], gates_path[900];
+static const char *serve_repo = repo;	/* the one start_server serves */
 
 static double now_s(void)
 {
@@ -52,14 +53,15 @@ static void mkdirs(const char *path)
 /* a small untrained fno; huge: every weight 1e30 (finite: the loader
  * accepts the file), so the second layer overflows to Inf and the output
  * is not finite */
-static void write_model(const char *name, int v, int huge, uint64_t seed)
+static void write_model_in(const char *root, const char *name, int v,
+			   int huge, uint64_t seed)
 {
 	struct pno_fno m;
 	struct pno_fno_arch a = {.dims = 1, .in_ch = 1, .out_ch = 1,
 				 .width = 8, .modes1 = 4, .modes2 = 1,
 				 .layers = 2, .proj_hidden = 16};
 	char dir[1024], path[1100];
-	snprintf(dir, sizeof dir, "%s/%s/%d", repo, name, v);
+	snprintf(dir, sizeof dir, "%s/%s/%d", root, name, v);
 	mkdirs(dir);
 	snprintf(path, sizeof path, "%s/model.safetensors", dir);
 	assert_status(pno_fno_init(&m, &a, X1, 1, 2, seed), PNO_STATUS_OK);
@@ -68,6 +70,29 @@ static void write_model(const char *name, int v, int huge, uint64_t seed)
 	snprintf(m.method, sizeof m.method, "fno");
 	assert_status(pno_fno_save(&m, path, NULL), PNO_STATUS_OK);
 	pno_fno_free(&m);
+}
+
+static void write_model(const char *name, int v, int huge, uint64_t seed)
+{
+	write_model_in(repo, name, v, huge, seed);
+}
+
+/* a version of "qual" in the gates repository with a recorded
+ * evaluation (rel_l2 < 0: none) */
+static void write_judged(int v, double rel_l2, double crps)
+{
+	char path[1100], ev[512];
+	write_model_in(gates_repo, "qual", v, 0, 10 + (uint64_t)v);
+	if (rel_l2 < 0)
+		return;
+	snprintf(path, sizeof path, "%s/qual/%d/model.safetensors",
+		 gates_repo, v);
+	snprintf(ev, sizeof ev, "{\"schema\":\"pno-eval-summary/1\","
+		 "\"data_blake2b\":\"abc123\",\"split\":\"test\","
+		 "\"samples\":50,\"rel_l2\":%g,\"crps\":%g,"
+		 "\"coverage90\":0.9}", rel_l2, crps);
+	assert_status(pno_model_file_set_meta(path, "evaluation", ev),
+		      PNO_STATUS_OK);
 }
 
 struct key {
@@ -142,7 +167,8 @@ static void start_server(struct srv *s, const char *tag,
 		snprintf(err, sizeof err, "%s.stderr", s->log);
 		if (!freopen(err, "w", stdout) || !freopen(err, "a", stderr))
 			_exit(127);
-		const char *argv[48] = {PNO_BIN, "serve", "--repository", repo,
+		const char *argv[48] = {PNO_BIN, "serve", "--repository",
+					serve_repo,
 					"--port", "0", "--port-file",
 					s->port_file, "--log-file", s->log,
 					"--compute-threads", "1", "--threads",
@@ -398,8 +424,12 @@ static int setup(void **state)
 	(void)state;
 	snprintf(repo, sizeof repo, "%s", tu_tmp_path("sec_repo"));
 	snprintf(keys_path, sizeof keys_path, "%s", tu_tmp_path("sec_keys.json"));
-	char cmd[1100];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", repo);
+	snprintf(gates_repo, sizeof gates_repo, "%s",
+		 tu_tmp_path("sec_repo_gates"));
+	snprintf(gates_path, sizeof gates_path, "%s",
+		 tu_tmp_path("sec_gates.json"));
+	char cmd[2100];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", repo, gates_repo);
 	if (system(cmd) != 0)
 		return -1;
 	write_model("heat", 1, 0, 1);
@@ -685,6 +715,100 @@ static void test_breaker(void **state)
 	stop_server(&s);
 }
 
+/* the version of an answer (NULL if none) */
+static void expect_version(const struct resp *r, const char *v)
+{
+	json_t *j = json_loads(r->body, 0, NULL);
+	const char *got = json_string_value(json_object_get(j, "model_version"));
+	if (!got || strcmp(got, v))
+		fail_msg("model_version %s, want %s: %.300s", got ? got : "-",
+			 v, r->body);
+	json_decref(j);
+}
+
+static void test_gates(void **state)
+{
+	(void)state;
+	struct srv s;
+	struct resp r;
+	FILE *f = fopen(gates_path, "w");
+	assert_non_null(f);
+	fputs("{\"max_rel_l2\": 0.1, \"max_crps_regression\": 0.05}\n", f);
+	assert_int_equal(fclose(f), 0);
+	write_judged(1, 0.05, 0.20);	/* first: nothing to regress from */
+	write_judged(2, 0.50, 0.10);	/* rel_l2 over the bound */
+	write_judged(3, 0.06, 0.30);	/* CRPS 0.30 > 1.05 x v1's 0.20 */
+	write_judged(4, -1, 0);		/* no evaluation recorded */
+	const char *ex[] = {"--auth", "false", "--gates-file", gates_path,
+			    NULL};
+	serve_repo = gates_repo;
+	start_server(&s, "gates", ex);
+	serve_repo = repo;
+	/* only version 1 is served, and it is the default */
+	http(&s, "GET", "/v2/models/qual", NULL, NULL, &r);
+	expect(&r, 200);
+	json_t *j = json_loads(r.body, 0, NULL);
+	json_t *vs = json_object_get(j, "versions");
+	assert_int_equal(json_array_size(vs), 1);
+	assert_string_equal(json_string_value(json_array_get(vs, 0)), "1");
+	json_t *rf = json_object_get(json_object_get(j, "parameters"),
+				     "refused_versions");
+	assert_int_equal(json_array_size(rf), 3);
+	static const char *const want[3][2] = {
+		{"2", "rel_l2: relative L2 0.5 > 0.1"},
+		{"3", "crps_regression: CRPS 0.3 > 0.21"},
+		{"4", "no evaluation recorded"}};
+	for (int i = 0; i < 3; i++) {
+		json_t *e = json_array_get(rf, (size_t)i);
+		assert_string_equal(json_string_value(json_object_get(e,
+								      "version")),
+				    want[i][0]);
+		const char *why = json_string_value(json_object_get(e, "reason"));
+		if (!why || !strstr(why, want[i][1]))
+			fail_msg("version %s refused for \"%s\", want \"%s\"",
+				 want[i][0], why ? why : "-", want[i][1]);
+	}
+	json_decref(j);
+	resp_free(&r);
+	http(&s, "POST", "/v2/models/qual/infer", infer_body, NULL, &r);
+	expect(&r, 200);
+	expect_version(&r, "1");
+	resp_free(&r);
+	http(&s, "POST", "/v2/models/qual/versions/2/infer", infer_body, NULL,
+	     &r);
+	expect(&r, 404);
+	assert_non_null(strstr(r.body, "refused by the quality gates"));
+	resp_free(&r);
+	call(&s, "GET", "/v2/models/qual/versions/3/ready", NULL, NULL, 404);
+	assert_true(log_has(&s, "\"event\":\"gates_refused\",\"model\":"
+			    "\"qual\",\"version\":\"3\",\"baseline\":\"1\""));
+	assert_true(log_has(&s, "\"crps_regression\":\"not judged"));
+	http(&s, "POST", "/v2/repository/index", "", NULL, &r);
+	expect(&r, 200);
+	assert_non_null(strstr(r.body, "refused by the quality gates"));
+	resp_free(&r);
+	/* a better version 5 goes live at the next reload, as the default */
+	write_judged(5, 0.04, 0.19);
+	kill(s.pid, SIGHUP);
+	double t0 = now_s();
+	for (;;) {
+		http(&s, "POST", "/v2/models/qual/infer", infer_body, NULL, &r);
+		expect(&r, 200);
+		json_t *jj = json_loads(r.body, 0, NULL);
+		const char *v = json_string_value(json_object_get(jj,
+							     "model_version"));
+		int done = v && !strcmp(v, "5");
+		json_decref(jj);
+		resp_free(&r);
+		if (done)
+			break;
+		if (now_s() - t0 > 10)
+			fail_msg("version 5 not served 10 s after SIGHUP");
+		usleep(20000);
+	}
+	stop_server(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -693,6 +817,7 @@ int main(void)
 		cmocka_unit_test(test_session_expiry),
 		cmocka_unit_test(test_rate_limit),
 		cmocka_unit_test(test_breaker),
+		cmocka_unit_test(test_gates),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

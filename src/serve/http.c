@@ -266,7 +266,13 @@ static int route_is_post(enum route rt)
 
 static enum MHD_Result not_found(struct req *r, const struct serve_state *st)
 {
-	if (!sv_state_model(st, r->model))
+	const struct refusal *rf = sv_state_refusal(st, r->model, r->version);
+	const struct smodel *sm = sv_state_model(st, r->model);
+	if (rf && (r->version[0] || !sm || sm->nv == 0))
+		return send_error(r, 404, "model \"%s\" version %s is not "
+				  "served: refused by the quality gates (%s)",
+				  r->model, rf->vstr, rf->reason);
+	if (!sm)
 		return send_error(r, 404, "model \"%s\" not found", r->model);
 	return send_error(r, 404, "model \"%s\" has no version %s", r->model,
 			  r->version);
@@ -320,12 +326,34 @@ static enum MHD_Result model_metadata(struct req *r, struct serve_state *st)
 			      "],\"parameters\":{\"version\":\"%s\",\"method\":"
 			      "\"%s\",\"dims\":%d,\"stochastic\":%s,"
 			      "\"decomposition\":%s,\"conformal\":%s,"
-			      "\"default_samples\":%d,\"max_samples\":%d}}",
+			      "\"default_samples\":%d,\"max_samples\":%d",
 			      mv->vstr, m->method, m->dims,
 			      m->stochastic ? "true" : "false",
 			      m->has_variance ? "true" : "false",
 			      m->conformal.present ? "true" : "false",
 			      st->cfg.default_samples, st->cfg.max_samples);
+	/* versions the quality gates kept back, with why (the last 4) */
+	if (!r->version[0] && sv_state_refusal(st, mv->name, NULL)) {
+		int shown = 0, total = 0;
+		for (int i = 0; i < st->nrefused; i++)
+			total += !strcmp(st->refused[i].name, mv->name);
+		k += (size_t)snprintf(b + k, sizeof b - k,
+				      ",\"refused_versions\":[");
+		for (int i = 0; i < st->nrefused && k < sizeof b; i++) {
+			const struct refusal *rf = &st->refused[i];
+			char esc[2 * SV_ERR_MAX];
+			if (strcmp(rf->name, mv->name) || total-- > 4)
+				continue;
+			sv_json_escape(esc, sizeof esc, rf->reason);
+			k += (size_t)snprintf(b + k, sizeof b - k, "%s{\"version"
+					      "\":\"%s\",\"reason\":\"%s\"}",
+					      shown++ ? "," : "", rf->vstr, esc);
+		}
+		if (k < sizeof b)
+			k += (size_t)snprintf(b + k, sizeof b - k, "]");
+	}
+	if (k < sizeof b)
+		k += (size_t)snprintf(b + k, sizeof b - k, "}}");
 	if (k >= sizeof b)
 		return send_error(r, 500, "metadata too long");
 	return send_json(r, 200, b);
@@ -359,6 +387,7 @@ static enum MHD_Result repository(struct req *r, enum route rt)
 	size_t cap = 256 + 32 * (SV_NAME_MAX + 80), k;
 	for (int i = 0; i < st->nm; i++)
 		cap += (size_t)st->m[i].nv * (SV_NAME_MAX + 64);
+	cap += (size_t)st->nrefused * (SV_NAME_MAX + 4 * SV_ERR_MAX);
 	char *b = pno_malloc(cap);
 	if (!b) {
 		sv_state_release(st);
@@ -372,6 +401,16 @@ static enum MHD_Result repository(struct req *r, enum route rt)
 					      "\"state\":\"READY\"}",
 					      k > 1 ? "," : "", st->m[i].name,
 					      st->m[i].v[j]->vstr);
+	for (int i = 0; i < st->nrefused; i++) {
+		char esc[2 * SV_ERR_MAX];
+		sv_json_escape(esc, sizeof esc, st->refused[i].reason);
+		k += (size_t)snprintf(b + k, cap - k, "%s{\"name\":\"%s\","
+				      "\"version\":\"%s\",\"state\":"
+				      "\"UNAVAILABLE\",\"reason\":\"refused by "
+				      "the quality gates: %s\"}", k > 1 ? "," :
+				      "", st->refused[i].name,
+				      st->refused[i].vstr, esc);
+	}
 	pthread_mutex_lock(&srv->reload_mu);
 	for (int i = 0; i < srv->n_unloaded; i++)
 		k += (size_t)snprintf(b + k, cap - k, "%s{\"name\":\"%s\","

@@ -161,13 +161,26 @@ struct smodel {
 	struct mversion **v;		/* ascending versions */
 };
 
+/* A version the quality gates kept from going live. */
+struct refusal {
+	char name[SV_NAME_MAX];
+	char vstr[24];
+	char reason[SV_ERR_MAX];	/* the failed verdicts */
+};
+
 /* What a reload replaces as a whole. */
 struct serve_state {
 	_Atomic int refs;
 	struct serve_config cfg;
 	int nm;
-	struct smodel *m;
+	struct smodel *m;		/* a model may have nv 0 (all refused) */
+	int nrefused;
+	struct refusal *refused;
 };
+
+/* the refusal of model name's version vstr ("" any), NULL if none */
+const struct refusal *sv_state_refusal(const struct serve_state *st,
+				       const char *name, const char *vstr);
 
 void sv_state_release(struct serve_state *st);
 /* the first state, from srv->opts.cfg (0, or -1 with the reason in err) */
