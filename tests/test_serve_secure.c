@@ -6,7 +6,7 @@
  * the circuit breaker on a model whose output is not finite, and quality
  * gates refusing a version. */
 #include "testutil.h"
-#include "auth.h"
+#include "serve_internal.h"
 #include "pno/fno.h"
 #include "pno/model.h"
 
@@ -14,7 +14,9 @@
 #include <jansson.h>
 
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,20 +87,25 @@ static void write_model(const char *name, int v, int huge, uint64_t seed)
 
 /* a version of "qual" in the gates repository with a recorded
  * evaluation (rel_l2 < 0: none) */
-static void write_judged(int v, double rel_l2, double crps)
+static void write_judged_in(const char *root, int v, double rel_l2,
+			   double crps)
 {
 	char path[1100], ev[512];
-	write_model_in(gates_repo, "qual", v, 0, 10 + (uint64_t)v);
+	write_model_in(root, "qual", v, 0, 10 + (uint64_t)v);
 	if (rel_l2 < 0)
 		return;
-	snprintf(path, sizeof path, "%s/qual/%d/model.safetensors",
-		 gates_repo, v);
+	snprintf(path, sizeof path, "%s/qual/%d/model.safetensors", root, v);
 	snprintf(ev, sizeof ev, "{\"schema\":\"pno-eval-summary/1\","
 		 "\"data_blake2b\":\"abc123\",\"split\":\"test\","
 		 "\"samples\":50,\"rel_l2\":%g,\"crps\":%g,"
 		 "\"coverage90\":0.9}", rel_l2, crps);
 	assert_status(pno_model_file_set_meta(path, "evaluation", ev),
 		      PNO_STATUS_OK);
+}
+
+static void write_judged(int v, double rel_l2, double crps)
+{
+	write_judged_in(gates_repo, v, rel_l2, crps);
 }
 
 struct key {
@@ -815,6 +822,119 @@ static void test_gates(void **state)
 	stop_server(&s);
 }
 
+/* In process: every allocation of a scan with gates (loads, verdicts,
+ * refusals) failed in turn. A thread-safe counting allocator: workers
+ * free their versions on their own threads. */
+static _Atomic long n_alloc, n_live, fail_at;
+static _Atomic int g_failed;
+
+static void *t_alloc(void *ud, size_t size, size_t align)
+{
+	void *p = NULL;
+	(void)ud;
+	long n = atomic_fetch_add(&n_alloc, 1) + 1;
+	if (atomic_load(&fail_at) == n) {
+		atomic_store(&g_failed, 1);
+		return NULL;
+	}
+	if (posix_memalign(&p, align < sizeof(void *) ? sizeof(void *) : align,
+			   size) != 0)
+		return NULL;
+	atomic_fetch_add(&n_live, 1);
+	return p;
+}
+
+static void t_free(void *ud, void *p)
+{
+	(void)ud;
+	if (!p)
+		return;
+	atomic_fetch_sub(&n_live, 1);
+	free(p);
+}
+
+static void t_reset(long k)
+{
+	atomic_store(&n_alloc, 0);
+	atomic_store(&g_failed, 0);
+	atomic_store(&fail_at, k);
+}
+
+static void test_gates_alloc_failures(void **state)
+{
+	(void)state;
+	static const struct pno_allocator al = {t_alloc, t_free, NULL};
+	struct server *srv = calloc(1, sizeof *srv);
+	char err[SV_ERR_MAX];
+	assert_non_null(srv);
+	serve_config_defaults(&srv->opts.cfg);
+	srv->opts.cfg.auth = 0;
+	/* two versions: one served, one refused against it as baseline */
+	char small[1000];
+	snprintf(small, sizeof small, "%s", tu_tmp_path("sec_repo_galloc"));
+	write_judged_in(small, 1, 0.05, 0.20);
+	write_judged_in(small, 2, 0.06, 0.30);
+	snprintf(srv->opts.cfg.repository, sizeof srv->opts.cfg.repository,
+		 "%.400s", small);
+	snprintf(srv->opts.cfg.gates_file, sizeof srv->opts.cfg.gates_file,
+		 "%.400s", gates_path);
+	srv->opts.cfg.max_samples = 4;
+	srv->opts.cfg.default_samples = 2;
+	srv->opts.cfg.max_queue_size = 2;
+	srv->opts.cfg.compute_threads = 1;
+	pthread_mutex_init(&srv->state_mu, NULL);
+	pthread_mutex_init(&srv->reload_mu, NULL);
+	pthread_mutex_init(&srv->pool_mu, NULL);
+	pthread_mutex_init(&srv->log_mu, NULL);
+	pthread_mutex_init(&srv->workers_mu, NULL);
+	pthread_cond_init(&srv->workers_cv, NULL);
+	srv->log = fopen("/dev/null", "w");
+	srv->log_level = PNO_LOG_LEVEL_ERROR + 1;
+	pno_allocator_set(&al);
+	assert_status(sv_metrics_init(&srv->met), PNO_STATUS_OK);
+	/* a clean run: version 1 served, 2 refused */
+	assert_int_equal(sv_repo_open(srv, err, sizeof err), 0);
+	assert_int_equal(srv->state->nm, 1);
+	assert_int_equal(srv->state->m[0].nv, 1);
+	assert_int_equal(srv->state->nrefused, 1);
+	sv_state_release(srv->state);
+	srv->state = NULL;
+	sv_workers_wait(srv);
+	long live0 = atomic_load(&n_live), k;
+	for (k = 1;; k++) {
+		t_reset(k);
+		err[0] = 0;
+		int rc = sv_repo_open(srv, err, sizeof err);
+		int failed = atomic_load(&g_failed);
+		t_reset(0);
+		if (rc == 0) {
+			/* version 2 is never served (jansson's parse in
+			 * gate_check allocates with malloc, outside these
+			 * hooks) */
+			assert_true(srv->state->nm == 1 &&
+				    srv->state->m[0].nv <= 1 &&
+				    !sv_state_version(srv->state, "qual", "2"));
+			sv_state_release(srv->state);
+			srv->state = NULL;
+		} else {
+			assert_true(failed);
+			assert_true(err[0] != 0);
+		}
+		sv_workers_wait(srv);
+		if (atomic_load(&n_live) != live0)
+			fail_msg("allocation %ld failed: %ld blocks left (%s)", k,
+				 atomic_load(&n_live) - live0, err);
+		if (!failed)
+			break;
+	}
+	printf("scan with gates: %ld allocation points, each failure clean\n",
+	       k - 1);
+	prom_registry_free(srv->met.reg);
+	pno_allocator_set(NULL);
+	fclose(srv->log);
+	free(srv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -824,6 +944,7 @@ int main(void)
 		cmocka_unit_test(test_rate_limit),
 		cmocka_unit_test(test_breaker),
 		cmocka_unit_test(test_gates),
+		cmocka_unit_test(test_gates_alloc_failures),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
