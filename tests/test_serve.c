@@ -137,8 +137,11 @@ static void start_server(struct srv *s, const char *tag, const char *extra1,
 					s->port_file, "--config", cfg_path,
 					"--log-file", s->log,
 					"--compute-threads", "1",
-					"--threads", "4"};
-		int n = 16;
+					"--threads", "4",
+					/* the protocol here; authentication
+					 * in test_serve_secure.c */
+					"--auth", "false"};
+		int n = 18;
 		if (extra1)
 			argv[n++] = extra1;
 		if (extra2)

@@ -46,10 +46,29 @@ static void test_defaults(void **state)
 	assert_int_equal(c.retry_after_s, 1);
 	assert_string_equal(c.log_level, "info");
 	assert_string_equal(c.port_file, "");
-	/* the defaults pass the checks once a repository is given */
+	/* authentication is on unless switched off; the breaker's defaults
+	 * are the module's */
+	assert_int_equal(c.auth, 1);
+	assert_string_equal(c.keys_file, "");
+	assert_true(c.rate_limit == 0);
+	assert_int_equal(c.breaker_window, 20);
+	assert_int_equal(c.breaker_min_calls, 10);
+	assert_true(c.breaker_failure_rate == 0.5);
+	assert_true(c.breaker_slow_rate == 1.0);
+	assert_int_equal(c.breaker_slow_call_ms, 10000);
+	assert_int_equal(c.breaker_wait_ms, 30000);
+	assert_int_equal(c.breaker_probes, 3);
+	/* the defaults pass the checks once a repository and a keys file
+	 * are given */
 	assert_status(serve_config_check(&c), PNO_STATUS_INVALID);
 	assert_err_has("repository");
 	strcpy(c.repository, "models");
+	assert_status(serve_config_check(&c), PNO_STATUS_INVALID);
+	assert_err_has("keys_file is not set");
+	strcpy(c.keys_file, "keys.json");
+	assert_status(serve_config_check(&c), PNO_STATUS_OK);
+	c.auth = 0;
+	c.keys_file[0] = 0;
 	assert_status(serve_config_check(&c), PNO_STATUS_OK);
 }
 
@@ -270,6 +289,15 @@ static void test_check(void **state)
 	struct serve_config c;
 	serve_config_defaults(&c);
 	strcpy(c.repository, "m");
+	strcpy(c.keys_file, "k");
+	c.breaker_min_calls = 21;
+	assert_status(serve_config_check(&c), PNO_STATUS_INVALID);
+	assert_err_has("breaker_min_calls (21) exceeds breaker_window (20)");
+	c.breaker_min_calls = 20;
+	c.session_idle_s = c.session_ttl_s + 1;
+	assert_status(serve_config_check(&c), PNO_STATUS_INVALID);
+	assert_err_has("session_idle_s");
+	c.session_idle_s = c.session_ttl_s;
 	assert_status(serve_config_set(&c, "max-samples", "10", "--max-samples"),
 		      PNO_STATUS_OK);
 	assert_status(serve_config_check(&c), PNO_STATUS_INVALID);
@@ -335,7 +363,8 @@ static void test_diff(void **state)
 	static const char *const reloadable[] = {
 		"connection_timeout_s", "max_body_bytes", "max_batch",
 		"max_queue_delay_us", "max_queue_size", "default_samples",
-		"max_samples", "exit_timeout_s", "retry_after_s", "log_level"};
+		"max_samples", "exit_timeout_s", "retry_after_s", "log_level",
+		"gates_file"};
 	for (int i = 0; i < serve_config_nkeys; i++) {
 		int want = 0;
 		for (size_t j = 0; j < sizeof reloadable / sizeof *reloadable; j++)
@@ -444,15 +473,16 @@ static void test_help(void **state)
 		char *eol = strchr(line, '\n');
 		*eol = 0;
 		/* the type column lines up across keys */
-		char *type = strstr(line + strlen(pat), k->type == CFG_INT ? "int"
-				    : "string");
+		static const char *const tn[] = {"int", "double", "bool",
+						 "string"};
+		char *type = strstr(line + strlen(pat), tn[k->type]);
 		assert_non_null(type);
 		if (col < 0)
 			col = (int)(type - line);
 		assert_int_equal((int)(type - line), col);
 		char def[600];
 		snprintf(def, sizeof def, k->type == CFG_STRING ? "default \"%s\""
-			 : "default %s ", k->def);
+			 : "default %s", k->def);
 		if (!strstr(line, def))
 			fail_msg("help line lacks \"%s\": %s", def, line);
 		assert_int_equal(strstr(line, "(reloadable)") != NULL, k->reloadable);

@@ -18,6 +18,13 @@
 	 sizeof(((struct serve_config *)0)->field) - 1, d, rel, 0, h,         \
 	 sizeof(((struct serve_config *)0)->field), ch}
 
+#define KD(field, lo, hi, d, rel, h)                                          \
+	{#field, CFG_DOUBLE, offsetof(struct serve_config, field), lo, hi, d, \
+	 rel, 0, h, sizeof(double), NULL}
+#define KB(field, d, rel, h)                                                  \
+	{#field, CFG_BOOL, offsetof(struct serve_config, field), 0, 1, d,     \
+	 rel, 0, h, sizeof(int), NULL}
+
 /* Reloadable: what the request path reads per request or per batch
  * (batching, samples, limits, timeouts, log level, retry-after). Not: what
  * is bound at start (listen address, thread pools, connection limit of the
@@ -50,6 +57,36 @@ const struct cfg_key serve_config_keys[] = {
 	KS(log_level, 1, "info", 1, "debug|info|warning|error", "log level"),
 	KS(port_file, 0, "", 0, NULL,
 	   "write the bound port to this file (\"\": none)"),
+	KB(auth, "true", 0, "require API keys or session tokens (false: "
+	   "open server, warned at start)"),
+	KS(keys_file, 0, "", 0, NULL, "API keys file (required when auth is "
+	   "on; re-read on reload)"),
+	KI(session_max, 1, 10000000, "10000", 0, "sessions held at once"),
+	KI(session_ttl_s, 1, 604800, "3600", 0,
+	   "session absolute lifetime in seconds"),
+	KI(session_idle_s, 1, 604800, "900", 0,
+	   "session idle timeout in seconds"),
+	KD(rate_limit, 0, 1e9, "0", 0,
+	   "requests per second per key (per address without auth); 0: off"),
+	KI(rate_burst, 1, 1000000, "20", 0, "rate limit burst"),
+	KI(rate_max_clients, 1, 100000000, "65536", 0,
+	   "clients the rate limiter tracks (least recent evicted)"),
+	KI(breaker_window, 1, 100000, "20", 0,
+	   "circuit breaker: calls in the sliding window"),
+	KI(breaker_min_calls, 1, 100000, "10", 0,
+	   "circuit breaker: calls before it may open"),
+	KD(breaker_failure_rate, 0.001, 1, "0.5", 0,
+	   "circuit breaker: failure rate that opens it"),
+	KD(breaker_slow_rate, 0.001, 1, "1", 0,
+	   "circuit breaker: slow-call rate that opens it"),
+	KI(breaker_slow_call_ms, 1, 3600000, "10000", 0,
+	   "circuit breaker: a call slower than this is slow"),
+	KI(breaker_wait_ms, 1, 3600000, "30000", 0,
+	   "circuit breaker: time open before probes"),
+	KI(breaker_probes, 1, 1000, "3", 0,
+	   "circuit breaker: probe calls when half-open"),
+	KS(gates_file, 0, "", 1, NULL,
+	   "quality gates a version must pass to be served (\"\": none)"),
 };
 const int serve_config_nkeys =
 	(int)(sizeof serve_config_keys / sizeof serve_config_keys[0]);
@@ -518,6 +555,20 @@ enum pno_status serve_config_check(const struct serve_config *c)
 		return pno__errorf(PNO_STATUS_INVALID, "config: repository is not "
 				   "set (--repository DIR or \"repository\" in "
 				   "the config file)");
+	if (c->auth && !c->keys_file[0])
+		return pno__errorf(PNO_STATUS_INVALID, "config: auth is on and "
+				   "keys_file is not set (set keys_file, or "
+				   "auth false to serve without "
+				   "authentication)");
+	if (c->session_idle_s > c->session_ttl_s)
+		return pno__errorf(PNO_STATUS_INVALID, "config: session_idle_s "
+				   "(%d) exceeds session_ttl_s (%d)",
+				   c->session_idle_s, c->session_ttl_s);
+	if (c->breaker_min_calls > c->breaker_window)
+		return pno__errorf(PNO_STATUS_INVALID, "config: "
+				   "breaker_min_calls (%d) exceeds "
+				   "breaker_window (%d)", c->breaker_min_calls,
+				   c->breaker_window);
 	if (c->default_samples > c->max_samples)
 		return pno__errorf(PNO_STATUS_INVALID, "config: default_samples "
 				   "(%d) exceeds max_samples (%d)",

@@ -46,6 +46,19 @@ struct serve_config {
 	int retry_after_s;		/* Retry-After on 503 */
 	char log_level[16];		/* debug | info | warning | error */
 	char port_file[CFG_STR];	/* write the bound port here ("" none) */
+	/* security (docs/serve/security.md) */
+	int auth;			/* off only by this key (warned) */
+	char keys_file[CFG_STR];	/* required when auth is on */
+	int session_max;
+	int session_ttl_s, session_idle_s;
+	double rate_limit;		/* requests/s per client; 0 off */
+	int rate_burst, rate_max_clients;
+	/* circuit breaker per model version (docs/serve/resilience.md) */
+	int breaker_window, breaker_min_calls;
+	double breaker_failure_rate, breaker_slow_rate;
+	int breaker_slow_call_ms, breaker_wait_ms, breaker_probes;
+	/* quality gates on load (docs/serve/gates.md) */
+	char gates_file[CFG_STR];	/* "" none */
 };
 
 struct cfg_key {

@@ -4,6 +4,7 @@
 #include "serve_internal.h"
 
 #include <microhttpd.h>
+#include <sodium.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -26,6 +27,7 @@ enum route {
 	R_REPO_INDEX,
 	R_REPO_LOAD,
 	R_REPO_UNLOAD,
+	R_SESSIONS,		/* POST create, DELETE revoke */
 };
 
 /* ---- request pool: buffers survive from one request to the next ---- */
@@ -89,6 +91,7 @@ static void req_put(struct server *srv, struct req *r)
 static const char *endpoint_name(int rt)
 {
 	return rt == R_INFER ? "infer" : rt == R_METRICS ? "metrics" :
+	       rt == R_SESSIONS ? "sessions" :
 	       rt >= R_REPO_INDEX ? "repository" : rt == R_NONE ? "unknown" :
 	       "health_metadata";
 }
@@ -119,13 +122,18 @@ static enum MHD_Result send_buf(struct req *r, int status, const char *ctype,
 	if (!resp)
 		return MHD_NO;
 	MHD_add_response_header(resp, "Content-Type", ctype);
-	if (status == 503) {
+	if (status == 503 || status == 429) {
 		char ra[16];
-		snprintf(ra, sizeof ra, "%d", atomic_load(&r->srv->retry_after));
+		snprintf(ra, sizeof ra, "%d", r->retry_after > 0 ?
+			 r->retry_after : atomic_load(&r->srv->retry_after));
 		MHD_add_response_header(resp, "Retry-After", ra);
 	}
+	if (status == 401)
+		MHD_add_response_header(resp, "WWW-Authenticate",
+					"Bearer realm=\"pno\"");
 	if (status == 405)
 		MHD_add_response_header(resp, "Allow",
+					r->route == R_SESSIONS ? "POST, DELETE" :
 					r->route == R_INFER ||
 					r->route >= R_REPO_INDEX ? "POST"
 								 : "GET");
@@ -205,6 +213,8 @@ static enum route route(struct req *r, const char *url)
 		return R_NONE;
 	if (n == 1)
 		return R_SERVER;
+	if (n == 2 && is(s[1], l[1], "sessions"))
+		return R_SESSIONS;
 	if (n == 3 && is(s[1], l[1], "health"))
 		return is(s[2], l[2], "live") ? R_LIVE :
 		       is(s[2], l[2], "ready") ? R_READY : R_NONE;
@@ -256,7 +266,13 @@ static int route_is_post(enum route rt)
 
 static enum MHD_Result not_found(struct req *r, const struct serve_state *st)
 {
-	if (!sv_state_model(st, r->model))
+	const struct refusal *rf = sv_state_refusal(st, r->model, r->version);
+	const struct smodel *sm = sv_state_model(st, r->model);
+	if (rf && (r->version[0] || !sm || sm->nv == 0))
+		return send_error(r, 404, "model \"%s\" version %s is not "
+				  "served: refused by the quality gates (%s)",
+				  r->model, rf->vstr, rf->reason);
+	if (!sm)
 		return send_error(r, 404, "model \"%s\" not found", r->model);
 	return send_error(r, 404, "model \"%s\" has no version %s", r->model,
 			  r->version);
@@ -310,12 +326,34 @@ static enum MHD_Result model_metadata(struct req *r, struct serve_state *st)
 			      "],\"parameters\":{\"version\":\"%s\",\"method\":"
 			      "\"%s\",\"dims\":%d,\"stochastic\":%s,"
 			      "\"decomposition\":%s,\"conformal\":%s,"
-			      "\"default_samples\":%d,\"max_samples\":%d}}",
+			      "\"default_samples\":%d,\"max_samples\":%d",
 			      mv->vstr, m->method, m->dims,
 			      m->stochastic ? "true" : "false",
 			      m->has_variance ? "true" : "false",
 			      m->conformal.present ? "true" : "false",
 			      st->cfg.default_samples, st->cfg.max_samples);
+	/* versions the quality gates kept back, with why (the last 4) */
+	if (!r->version[0] && sv_state_refusal(st, mv->name, NULL)) {
+		int shown = 0, total = 0;
+		for (int i = 0; i < st->nrefused; i++)
+			total += !strcmp(st->refused[i].name, mv->name);
+		k += (size_t)snprintf(b + k, sizeof b - k,
+				      ",\"refused_versions\":[");
+		for (int i = 0; i < st->nrefused && k < sizeof b; i++) {
+			const struct refusal *rf = &st->refused[i];
+			char esc[2 * SV_ERR_MAX];
+			if (strcmp(rf->name, mv->name) || total-- > 4)
+				continue;
+			sv_json_escape(esc, sizeof esc, rf->reason);
+			k += (size_t)snprintf(b + k, sizeof b - k, "%s{\"version"
+					      "\":\"%s\",\"reason\":\"%s\"}",
+					      shown++ ? "," : "", rf->vstr, esc);
+		}
+		if (k < sizeof b)
+			k += (size_t)snprintf(b + k, sizeof b - k, "]");
+	}
+	if (k < sizeof b)
+		k += (size_t)snprintf(b + k, sizeof b - k, "}}");
 	if (k >= sizeof b)
 		return send_error(r, 500, "metadata too long");
 	return send_json(r, 200, b);
@@ -333,20 +371,10 @@ static enum MHD_Result metrics(struct req *r)
 	return ret;
 }
 
-/* Admin endpoints change what is served. Authentication arrives with the
- * hardening issue: this is the one place it plugs in. */
-static int admin_authorized(struct req *r)
-{
-	(void)r;
-	return 1;
-}
-
 static enum MHD_Result repository(struct req *r, enum route rt)
 {
 	struct server *srv = r->srv;
 	char err[SV_ERR_MAX];
-	if (!admin_authorized(r))
-		return send_error(r, 401, "not authorized");
 	const char *load = rt == R_REPO_LOAD ? r->model : NULL;
 	const char *unload = rt == R_REPO_UNLOAD ? r->model : NULL;
 	if (sv_reload(srv, rt == R_REPO_INDEX ? "index" : load ? "load" :
@@ -359,6 +387,7 @@ static enum MHD_Result repository(struct req *r, enum route rt)
 	size_t cap = 256 + 32 * (SV_NAME_MAX + 80), k;
 	for (int i = 0; i < st->nm; i++)
 		cap += (size_t)st->m[i].nv * (SV_NAME_MAX + 64);
+	cap += (size_t)st->nrefused * (SV_NAME_MAX + 4 * SV_ERR_MAX);
 	char *b = pno_malloc(cap);
 	if (!b) {
 		sv_state_release(st);
@@ -372,6 +401,16 @@ static enum MHD_Result repository(struct req *r, enum route rt)
 					      "\"state\":\"READY\"}",
 					      k > 1 ? "," : "", st->m[i].name,
 					      st->m[i].v[j]->vstr);
+	for (int i = 0; i < st->nrefused; i++) {
+		char esc[2 * SV_ERR_MAX];
+		sv_json_escape(esc, sizeof esc, st->refused[i].reason);
+		k += (size_t)snprintf(b + k, cap - k, "%s{\"name\":\"%s\","
+				      "\"version\":\"%s\",\"state\":"
+				      "\"UNAVAILABLE\",\"reason\":\"refused by "
+				      "the quality gates: %s\"}", k > 1 ? "," :
+				      "", st->refused[i].name,
+				      st->refused[i].vstr, esc);
+	}
 	pthread_mutex_lock(&srv->reload_mu);
 	for (int i = 0; i < srv->n_unloaded; i++)
 		k += (size_t)snprintf(b + k, cap - k, "%s{\"name\":\"%s\","
@@ -424,6 +463,164 @@ static enum MHD_Result get_endpoint(struct req *r, enum route rt)
 	return ret;
 }
 
+/* ---- authentication, authorization, rate limit ---- */
+
+/* the role a route needs; -1: open (health probes, metrics) */
+static int route_role(enum route rt)
+{
+	switch (rt) {
+	case R_LIVE: case R_READY: case R_METRICS: case R_NONE:
+		return -1;
+	case R_REPO_INDEX: case R_REPO_LOAD: case R_REPO_UNLOAD:
+		return AUTH_ROLE_ADMIN;
+	case R_SESSIONS:
+		return 0;	/* any valid key */
+	default:
+		return AUTH_ROLE_INFER;
+	}
+}
+
+static void client_addr(struct MHD_Connection *c, char *out, size_t size)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+		c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	snprintf(out, size, "?");
+	if (!ci || !ci->client_addr)
+		return;
+	const struct sockaddr *sa = ci->client_addr;
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
+			  out, (socklen_t)size);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6,
+			  &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
+			  (socklen_t)size);
+}
+
+/* Authenticate, authorize and rate-limit a request whose route needs it;
+ * 1 if it was answered (through *ret), 0 to go on. The reason of a
+ * refusal goes to the log, never to the client. */
+static int guard(struct req *r, const char *authz, enum MHD_Result *ret)
+{
+	struct server *srv = r->srv;
+	int role = route_role((enum route)r->route);
+	if (role < 0)
+		return 0;
+	if (srv->auth) {
+		struct auth_principal p;
+		enum auth_result a = serve_authenticate(srv->auth, srv->sessions,
+							authz, (unsigned)role,
+							&p);
+		r->auth_reason = p.reason;
+		if (a != AUTH_UNAUTHENTICATED)
+			snprintf(r->principal, sizeof r->principal, "%s",
+				 p.name);
+		if (a == AUTH_UNAUTHENTICATED) {
+			const char *lv[1] = {"401"};
+			prom_inc(srv->met.auth_fail, lv, 1);
+			*ret = send_error(r, 401, "missing or invalid "
+					  "credentials (Authorization: Bearer "
+					  "<API key or session token>)");
+			return 1;
+		}
+		if (a == AUTH_FORBIDDEN) {
+			const char *lv[1] = {"403"};
+			char need[32];
+			auth_roles_str(need, sizeof need, (unsigned)role);
+			prom_inc(srv->met.auth_fail, lv, 1);
+			*ret = send_error(r, 403, "key \"%s\" lacks the %s role",
+					  p.name, need);
+			return 1;
+		}
+		if (r->route == R_SESSIONS)
+			r->principal_session = p.session;
+	}
+	if (srv->rl) {
+		char addr[INET6_ADDRSTRLEN + 1];
+		int ra = 0, ok;
+		if (srv->auth) {
+			ok = ratelimit_check(srv->rl, "key", r->principal, &ra);
+		} else {
+			client_addr(r->conn, addr, sizeof addr);
+			ok = ratelimit_check(srv->rl, "addr", addr, &ra);
+		}
+		if (!ok) {
+			prom_inc(srv->met.rate_limited, NULL, 1);
+			r->retry_after = ra;
+			*ret = send_error(r, 429, "rate limit exceeded (%g "
+					  "requests/s, burst %d): retry after "
+					  "%d s", srv->opts.cfg.rate_limit,
+					  srv->opts.cfg.rate_burst, ra);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* POST /v2/sessions with an API key: a session token; DELETE with the
+ * token: revoke it. */
+static enum MHD_Result sessions(struct req *r, int post, const char *authz)
+{
+	struct server *srv = r->srv;
+	if (!srv->auth)
+		return send_error(r, 404, "sessions need authentication (auth "
+				  "is off)");
+	const char *tok;
+	size_t len;
+	if (auth_parse_bearer(authz, &tok, &len))
+		return send_error(r, 401, "missing or invalid credentials");
+	if (!post) {
+		if (!r->principal_session)
+			return send_error(r, 400, "DELETE /v2/sessions takes "
+					  "the session token to end, not an "
+					  "API key");
+		session_revoke(srv->sessions, tok, len);
+		return send_json(r, 200, "{\"revoked\":true}");
+	}
+	if (r->principal_session) {
+		const char *lv[1] = {"403"};
+		prom_inc(srv->met.auth_fail, lv, 1);
+		return send_error(r, 403, "a session token cannot create "
+				  "sessions: use an API key");
+	}
+	struct auth_principal p;
+	if (serve_authenticate(srv->auth, NULL, authz, 0, &p) != AUTH_OK)
+		return send_error(r, 401, "missing or invalid credentials");
+	char token[SESSION_TOKEN_LEN + 1], b[SESSION_TOKEN_LEN + 128];
+	int64_t ttl = 0;
+	enum pno_status s = session_create(srv->sessions, &p, token, &ttl);
+	if (s == PNO_STATUS_RANGE)
+		return send_error(r, 503, "the session table is full (%d "
+				  "live sessions)", srv->opts.cfg.session_max);
+	if (s != PNO_STATUS_OK)
+		return send_error(r, 500, "cannot create a session");
+	snprintf(b, sizeof b, "{\"token\":\"%s\",\"expires_in_s\":%lld,"
+		 "\"idle_timeout_s\":%d}", token, (long long)ttl,
+		 srv->opts.cfg.session_idle_s);
+	sodium_memzero(token, sizeof token);
+	enum MHD_Result ret = send_json(r, 200, b);
+	sodium_memzero(b, sizeof b);
+	return ret;
+}
+
+/* Resilience: the version's breaker, before the request queues. */
+static int breaker_admit(struct req *r)
+{
+	int64_t wait = 0, now = serve_clock_monotonic(NULL);
+	enum breaker_decision d = breaker_acquire_permit(&r->mv->brk, now,
+							  &wait, &r->permit);
+	sv_breaker_export(r->mv);
+	if (d == BREAKER_PERMITTED) {
+		r->has_permit = 1;
+		return 0;
+	}
+	const char *lv[2] = {r->mv->name, r->mv->vstr};
+	prom_inc(r->srv->met.breaker_rejected, lv, 1);
+	int64_t s = (wait + 999999999) / 1000000000;
+	r->retry_after = s < 1 ? 1 : s > 86400 ? 86400 : (int)s;
+	return -1;
+}
+
 static enum MHD_Result infer_start(struct req *r)
 {
 	struct server *srv = r->srv;
@@ -436,13 +633,22 @@ static enum MHD_Result infer_start(struct req *r)
 	snprintf(r->version, sizeof r->version, "%s", r->mv->vstr);
 	if (sv_infer_parse(r, &r->st->cfg))
 		return send_error(r, r->status, "%s", r->err);
+	if (breaker_admit(r))
+		return send_error(r, 503, "the circuit breaker of %s:%s is "
+				  "open after model failures: retry after %d s",
+				  r->mv->name, r->mv->vstr, r->retry_after);
 	atomic_fetch_add(&srv->inflight, 1);
 	prom_inc(srv->met.inflight, NULL, 1);
 	r->queued = 1;
 	r->status = 0;
 	MHD_suspend_connection(r->conn);
 	if (sv_version_enqueue(r->mv, r)) {
-		/* the worker never saw it: answer 503 after the resume */
+		/* the worker never saw it: answer 503 after the resume; the
+		 * permit is given back as a success of no duration (the
+		 * module has no release) */
+		breaker_record_permit(&r->mv->brk, serve_clock_monotonic(NULL),
+				      &r->permit, 0, 0);
+		r->has_permit = 0;
 		r->status = 503;
 		snprintf(r->err, sizeof r->err, "the queue of %s:%s is full "
 			 "(max_queue_size %d inputs)", r->mv->name, r->mv->vstr,
@@ -488,10 +694,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 		if (r->route == R_NONE)
 			return send_error(r, 404, "no such endpoint: %s %.200s",
 					  method, url);
+		const char *authz = MHD_lookup_connection_value(
+			c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+		if (r->route == R_SESSIONS) {
+			if (!post && strcmp(method, "DELETE"))
+				return send_error(r, 405, "%s is not allowed on "
+						  "%.200s", method, url);
+			enum MHD_Result ret;
+			if (guard(r, authz, &ret))
+				return ret;
+			return sessions(r, post, authz);
+		}
 		if (route_is_post(r->route) != post ||
 		    (!post && strcmp(method, "GET") && strcmp(method, "HEAD")))
 			return send_error(r, 405, "%s is not allowed on %.200s",
 					  method, url);
+		enum MHD_Result ret;
+		if (guard(r, authz, &ret))
+			return ret;
 		if (!post)
 			return get_endpoint(r, r->route);
 		const char *cl = MHD_lookup_connection_value(
@@ -554,7 +774,15 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	const char *ep = endpoint_name(r->route);
 	if (!r->status)
 		count(r, 499);	/* the client left before an answer */
-	char id[600] = "", eb[2 * SV_ERR_MAX + 16] = "";
+	char id[600] = "", eb[2 * SV_ERR_MAX + 16] = "", who[AUTH_NAME_MAX + 80];
+	/* key names are [A-Za-z0-9_.@-]: nothing to escape */
+	snprintf(who, sizeof who, "%s%s%s%s%s", r->principal[0] ?
+		 ",\"principal\":\"" : "", r->principal, r->principal[0] ?
+		 "\"" : "", r->auth_reason && r->status >= 400 ?
+		 ",\"auth\":\"" : "", r->auth_reason && r->status >= 400 ?
+		 r->auth_reason : "");
+	if (r->auth_reason && r->status >= 400)
+		strncat(who, "\"", sizeof who - strlen(who) - 1);
 	if (r->has_id)
 		sv_json_escape(id, sizeof id, r->id);
 	if (r->status != 200 && r->err[0]) {
@@ -568,9 +796,15 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	       ",\"request\":\"r%" PRIu64 "\",\"id\":\"%s\",\"endpoint\":"
 	       "\"%s\",\"model\":\"%s\",\"version\":\"%s\",\"status\":%d,"
 	       "\"latency_ms\":%.3f,\"samples\":%d,\"batch\":%d,\"items\":"
-	       "%d%s", r->rid, id, ep, r->model, r->version,
+	       "%d%s%s", r->rid, id, ep, r->model, r->version,
 	       r->status ? r->status : 499, 1e3 * dt,
-	       r->status == 200 ? r->S : 0, r->batch_items, r->B, eb);
+	       r->status == 200 ? r->S : 0, r->batch_items, r->B, who, eb);
+	if (r->has_permit && r->mv) {
+		/* admitted but never computed (the client left first) */
+		breaker_record_permit(&r->mv->brk, serve_clock_monotonic(NULL),
+				      &r->permit, 0, 0);
+		r->has_permit = 0;
+	}
 	if (r->queued) {
 		atomic_fetch_sub(&srv->inflight, 1);
 		prom_inc(srv->met.inflight, NULL, -1);

@@ -485,6 +485,14 @@ void sv_infer_run(struct mversion *mv, struct req *r)
 						  SV_OUT_SAMPLES, 0),
 			       p.samples, f * r->S * sizeof *y);
 		pno_prediction_free(&p);
+		/* a model failure the breaker counts: never send NaN or
+		 * Inf as an answer (mean and std cover every output) */
+		for (size_t i = 0; i < 2 * f; i++)
+			if (!isfinite(y[i])) {
+				fail(r, 500, "the model produced a non-finite "
+				     "output (input %d)", b);
+				return;
+			}
 	}
 	r->status = 200;
 }

@@ -3,6 +3,7 @@
  * versions whose file did not change), and reload: config + repository
  * validated into new state, swapped atomically, or the old state kept. */
 #include "serve_internal.h"
+#include "gate.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -35,7 +36,19 @@ void sv_state_release(struct serve_state *st)
 		pno_free(st->m[i].v);
 	}
 	pno_free(st->m);
+	pno_free(st->refused);
 	pno_free(st);
+}
+
+const struct refusal *sv_state_refusal(const struct serve_state *st,
+				       const char *name, const char *vstr)
+{
+	const struct refusal *r = NULL;
+	for (int i = 0; st && i < st->nrefused; i++)
+		if (!strcmp(st->refused[i].name, name) &&
+		    (!vstr || !vstr[0] || !strcmp(st->refused[i].vstr, vstr)))
+			r = &st->refused[i];	/* the highest */
+	return r;
 }
 
 struct serve_state *sv_state_get(struct server *srv)
@@ -173,6 +186,77 @@ static int add_model(struct serve_state *st, int *cap)
 	return 0;
 }
 
+/* Quality gates (docs/serve/gates.md): judge a freshly loaded version's
+ * recorded evaluation; the regression baseline is the highest version of
+ * the model already live or accepted in this scan (versions go in
+ * ascending order). A model's first version has nothing to regress
+ * from: its regression gate is not judged (said in the log). Returns 1 to
+ * serve it; else 0 with the failed verdicts in why. */
+static int gates_pass(struct server *srv, const struct gate_config *g,
+		      const struct mversion *mv, const struct mversion *base,
+		      char *why, size_t whysz)
+{
+	struct gate_verdict v[GATE_MAX_VERDICTS];
+	struct gate_config gg = *g;
+	int n = 0, skipped = 0;
+	if (!base && gg.has_crps) {
+		gg.has_crps = 0;
+		skipped = 1;
+	}
+	const char *ev = pno_model_meta(&mv->model, "evaluation");
+	const char *bev = base ? pno_model_meta(&base->model, "evaluation")
+			       : NULL;
+	int pass = gate_check(&gg, ev, base ? (bev ? bev : "null") : NULL, v,
+			      &n);
+	char list[4096], esc[600];
+	size_t k = 0, w = 0;
+	why[0] = 0;
+	k += (size_t)snprintf(list + k, sizeof list - k, "[");
+	for (int i = 0; i < n && k < sizeof list; i++) {
+		sv_json_escape(esc, sizeof esc, v[i].detail);
+		k += (size_t)snprintf(list + k, sizeof list - k,
+				      "%s{\"gate\":\"%s\",\"pass\":%s,"
+				      "\"detail\":\"%s\"}", i ? "," : "",
+				      v[i].name, v[i].pass ? "true" : "false",
+				      esc);
+		if (!v[i].pass && w < whysz)
+			w += (size_t)snprintf(why + w, whysz - w, "%s%s: %s",
+					      w ? "; " : "", v[i].name,
+					      v[i].detail);
+	}
+	if (k < sizeof list)
+		snprintf(list + k, sizeof list - k, "]");
+	sv_log(srv, pass ? PNO_LOG_LEVEL_INFO : PNO_LOG_LEVEL_WARN,
+	       pass ? "gates_passed" : "gates_refused",
+	       ",\"model\":\"%s\",\"version\":\"%s\",\"baseline\":\"%s\","
+	       "\"verdicts\":%s%s", mv->name, mv->vstr, base ? base->vstr : "",
+	       list, skipped ? ",\"crps_regression\":\"not judged: no live "
+	       "version of the model to compare with\"" : "");
+	return pass;
+}
+
+static int add_refusal(struct serve_state *st, int *cap, const char *name,
+		       const char *vstr, const char *why)
+{
+	if (st->nrefused == *cap) {
+		int nc = *cap ? 2 * *cap : 4;
+		struct refusal *r = pno_calloc((size_t)nc, sizeof *r);
+		if (!r)
+			return -1;
+		if (st->nrefused)
+			memcpy(r, st->refused,
+			       sizeof *r * (size_t)st->nrefused);
+		pno_free(st->refused);
+		st->refused = r;
+		*cap = nc;
+	}
+	struct refusal *r = &st->refused[st->nrefused++];
+	snprintf(r->name, sizeof r->name, "%s", name);
+	snprintf(r->vstr, sizeof r->vstr, "%s", vstr);
+	snprintf(r->reason, sizeof r->reason, "%s", why);
+	return 0;
+}
+
 /* Build a state from cfg's repository (NULL + err on failure). */
 static struct serve_state *scan(struct server *srv,
 				const struct serve_config *cfg,
@@ -183,20 +267,27 @@ static struct serve_state *scan(struct server *srv,
 	struct serve_state *st = pno_calloc(1, sizeof *st);
 	DIR *d = NULL;
 	struct dirent *e;
-	int cap = 0;
+	int cap = 0, rcap = 0;
+	struct gate_config gates;
+	int has_gates = cfg->gates_file[0] != 0;
 	if (!st) {
 		snprintf(err, errsz, "out of memory");
 		return NULL;
 	}
 	atomic_init(&st->refs, 1);
 	st->cfg = *cfg;
+	/* read at every scan: an edit applies at the next reload */
+	if (has_gates && gate_config_load(&gates, cfg->gates_file)) {
+		snprintf(err, errsz, "gates_file: %s", pno_last_error());
+		goto fail;
+	}
 	if (!(d = opendir(cfg->repository))) {
 		snprintf(err, errsz, "repository %s: %s", cfg->repository,
 			 strerror(errno));
 		goto fail;
 	}
 	while ((e = readdir(d))) {
-		char dir[4200], path[4400];
+		char dir[4200], path[4400], why[SV_ERR_MAX];
 		struct stat sb;
 		long *vs = NULL;
 		int nv = 0;
@@ -242,6 +333,19 @@ static struct serve_state *scan(struct server *srv,
 					 m->name, vs[j], pno_last_error());
 				pno_free(vs);
 				goto fail;
+			} else if (has_gates &&
+				   !gates_pass(srv, &gates, mv, m->nv ?
+					       m->v[m->nv - 1] : NULL, why,
+					       sizeof why)) {
+				int bad = add_refusal(st, &rcap, m->name,
+						      mv->vstr, why);
+				sv_version_release(mv);
+				if (bad) {
+					pno_free(vs);
+					snprintf(err, errsz, "out of memory");
+					goto fail;
+				}
+				continue;
 			} else {
 				const char *lv[2] = {mv->name, mv->vstr};
 				prom_set(srv->met.load_s, lv, mv->load_s);
@@ -371,6 +475,22 @@ int sv_reload(struct server *srv, const char *why, const char *load,
 	int rc = reload_locked(srv, load, unload, err, errsz);
 	pthread_mutex_unlock(&srv->reload_mu);
 	char esc[2 * SV_ERR_MAX];
+	/* the keys file on every reload, even when the config is refused: a
+	 * revocation must not wait for a valid config */
+	if (srv->auth) {
+		if (auth_ctx_reload(srv->auth) != PNO_STATUS_OK) {
+			sv_json_escape(esc, sizeof esc, pno_last_error());
+			sv_log(srv, PNO_LOG_LEVEL_ERROR, "keys_reload_failed",
+			       ",\"trigger\":\"%s\",\"reason\":\"%s\","
+			       "\"message\":\"the previous keys stay in force\"",
+			       why, esc);
+		} else {
+			int pruned = session_prune(srv->sessions, srv->auth);
+			sv_log(srv, PNO_LOG_LEVEL_INFO, "keys_reloaded",
+			       ",\"trigger\":\"%s\",\"sessions_ended\":%d",
+			       why, pruned);
+		}
+	}
 	if (rc) {
 		prom_inc(srv->met.reload_fail, NULL, 1);
 		sv_json_escape(esc, sizeof esc, err);

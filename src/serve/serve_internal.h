@@ -12,8 +12,12 @@
 #ifndef PNO_SERVE_INTERNAL_H
 #define PNO_SERVE_INTERNAL_H
 
+#include "auth.h"
+#include "breaker.h"
 #include "config.h"
 #include "prom.h"
+#include "ratelimit.h"
+#include "session.h"
 #include "serve.h"
 
 #include "pno/model.h"
@@ -80,6 +84,14 @@ struct req {
 	float *y;			/* B items of sv_item_floats() */
 	size_t y_cap;
 
+	/* who asked (auth), and what the log says about a refusal */
+	char principal[AUTH_NAME_MAX + 1];	/* "" unauthenticated */
+	const char *auth_reason;		/* static string or NULL */
+	int principal_session;			/* came with a session token */
+	struct breaker_permit permit;		/* from its version's breaker */
+	int has_permit;
+	int retry_after;			/* > 0: this Retry-After */
+
 	/* result (set by the worker or the handler) */
 	int status;
 	char err[SV_ERR_MAX];
@@ -116,6 +128,7 @@ struct mversion {
 	int C, P;			/* output channels, grid points */
 	double load_s;
 	int threads;			/* compute_threads */
+	struct breaker brk;		/* around compute */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -148,13 +161,26 @@ struct smodel {
 	struct mversion **v;		/* ascending versions */
 };
 
+/* A version the quality gates kept from going live. */
+struct refusal {
+	char name[SV_NAME_MAX];
+	char vstr[24];
+	char reason[SV_ERR_MAX];	/* the failed verdicts */
+};
+
 /* What a reload replaces as a whole. */
 struct serve_state {
 	_Atomic int refs;
 	struct serve_config cfg;
 	int nm;
-	struct smodel *m;
+	struct smodel *m;		/* a model may have nv 0 (all refused) */
+	int nrefused;
+	struct refusal *refused;
 };
+
+/* the refusal of model name's version vstr ("" any), NULL if none */
+const struct refusal *sv_state_refusal(const struct serve_state *st,
+				       const char *name, const char *vstr);
 
 void sv_state_release(struct serve_state *st);
 /* the first state, from srv->opts.cfg (0, or -1 with the reason in err) */
@@ -171,7 +197,8 @@ struct sv_metrics {
 	struct prom_registry *reg;
 	struct prom_family *requests, *http_requests, *req_dur, *queue_dur,
 		*compute_dur, *batch, *queue_depth, *inflight, *samples,
-		*load_s, *reloads, *reload_fail, *models;
+		*load_s, *reloads, *reload_fail, *models, *auth_fail,
+		*rate_limited, *breaker_state, *breaker_rejected;
 };
 
 /* register every family (and the process metrics) in a new registry */
@@ -185,6 +212,11 @@ struct server {
 	pthread_mutex_t reload_mu;	/* one reload at a time */
 	char unloaded[32][SV_NAME_MAX];	/* models unloaded by request */
 	int n_unloaded;
+
+	/* security: NULL when off (auth false, rate_limit 0) */
+	struct auth_ctx *auth;
+	struct session_table *sessions;
+	struct ratelimit *rl;
 
 	struct MHD_Daemon *daemon;
 	int port;
@@ -238,6 +270,8 @@ int sv_reload(struct server *srv, const char *why, const char *load,
 int sv_infer_parse(struct req *r, const struct serve_config *cfg);
 /* build r->resp from the results */
 int sv_infer_respond(struct req *r);
+/* the breaker's state as the pno_breaker_state gauge */
+void sv_breaker_export(struct mversion *mv);
 /* run one request's items on the worker's model */
 void sv_infer_run(struct mversion *mv, struct req *r);
 

@@ -112,6 +112,7 @@ enum pno_status sv_metrics_init(struct sv_metrics *m)
 	static const char *mv[] = {"model", "version", NULL};
 	static const char *mvc[] = {"model", "version", "code", NULL};
 	static const char *ec[] = {"endpoint", "code", NULL};
+	static const char *codes[] = {"code", NULL};
 	double lat[18], bat[11];
 	enum pno_status s;
 	prom_exp_buckets(lat, 0.0001, 2, 18);	/* 0.1 ms .. 13 s */
@@ -149,7 +150,19 @@ enum pno_status sv_metrics_init(struct sv_metrics *m)
 	REG(reload_fail, PROM_COUNTER, "pno_config_reload_failures_total",
 	    "Reloads rejected (the previous state kept serving).", NULL, NULL,
 	    0)
+	REG(auth_fail, PROM_COUNTER, "pno_auth_failures_total",
+	    "Requests refused by authentication (401) or authorization "
+	    "(403).", codes, NULL, 0)
+	REG(rate_limited, PROM_COUNTER, "pno_rate_limited_total",
+	    "Requests refused by the rate limiter (429).", NULL, NULL, 0)
+	REG(breaker_state, PROM_GAUGE, "pno_breaker_state",
+	    "Circuit breaker of a model version: 0 closed, 1 open, 2 "
+	    "half-open.", mv, NULL, 0)
+	REG(breaker_rejected, PROM_COUNTER, "pno_breaker_rejected_total",
+	    "Inference requests refused by an open circuit breaker (503).",
+	    mv, NULL, 0)
 #undef REG
+	prom_inc(m->rate_limited, NULL, 0);
 	prom_inc(m->reloads, NULL, 0);
 	prom_inc(m->reload_fail, NULL, 0);
 	prom_set(m->inflight, NULL, 0);
@@ -200,6 +213,54 @@ static int write_port_file(const char *path, int port)
 	fprintf(f, "%d\n", port);
 	if (fclose(f) != 0 || rename(tmp, path) != 0)
 		return -1;
+	return 0;
+}
+
+/* ---- security: keys, sessions, rate limiter (docs/serve/security.md) ---- */
+
+static int security_open(struct server *srv)
+{
+	const struct serve_config *c = &srv->opts.cfg;
+	char esc[2 * SV_ERR_MAX];
+	if (c->auth) {
+		struct session_opts so;
+		enum pno_status s = auth_ctx_new(&srv->auth, c->keys_file, NULL,
+						 NULL);
+		if (s == PNO_STATUS_OK) {
+			session_opts_default(&so);
+			so.max_sessions = c->session_max;
+			so.absolute_timeout_s = c->session_ttl_s;
+			so.idle_timeout_s = c->session_idle_s;
+			s = session_table_new(&srv->sessions, &so);
+		}
+		if (s != PNO_STATUS_OK) {
+			sv_json_escape(esc, sizeof esc, pno_last_error());
+			sv_log(srv, PNO_LOG_LEVEL_ERROR, "start_failed",
+			       ",\"reason\":\"keys file %s: %s\"", c->keys_file,
+			       esc);
+			if (srv->opts.log_file)
+				fprintf(stderr, "pno serve: keys file %s: %s\n",
+					c->keys_file, pno_last_error());
+			return -1;
+		}
+	} else {
+		sv_log(srv, PNO_LOG_LEVEL_WARN, "auth_disabled",
+		       ",\"message\":\"authentication is off (auth false): "
+		       "every endpoint is open to anyone who can connect\"");
+	}
+	if (c->rate_limit > 0) {
+		struct ratelimit_opts ro;
+		ratelimit_opts_default(&ro);
+		ro.rate = c->rate_limit;
+		ro.burst = c->rate_burst;
+		ro.max_keys = c->rate_max_clients;
+		if (ratelimit_new(&srv->rl, &ro) != PNO_STATUS_OK) {
+			sv_json_escape(esc, sizeof esc, pno_last_error());
+			sv_log(srv, PNO_LOG_LEVEL_ERROR, "start_failed",
+			       ",\"reason\":\"rate limiter: %s\"", esc);
+			return -1;
+		}
+	}
 	return 0;
 }
 
@@ -304,6 +365,8 @@ int serve_run(const struct serve_opts *o)
 	}
 	if (signals_install(srv))
 		goto out;
+	if (security_open(srv))
+		goto out;
 	if (sv_repo_open(srv, err, sizeof err)) {
 		char esc[2 * SV_ERR_MAX];
 		sv_json_escape(esc, sizeof esc, err);
@@ -341,6 +404,9 @@ out:
 	sv_http_stop(srv);
 	sv_state_release(srv->state);
 	sv_workers_wait(srv);
+	session_table_free(srv->sessions);
+	auth_ctx_free(srv->auth);
+	ratelimit_free(srv->rl);
 	prom_registry_free(srv->met.reg);
 	if (o->cfg.port_file[0])
 		unlink(o->cfg.port_file);

@@ -53,8 +53,20 @@ static void run_batch(struct mversion *mv, struct req **b, int n, int items)
 	prom_observe(srv->met.batch, lv, (double)items);
 	for (int i = 0; i < n; i++) {
 		struct req *r = b[i];
+		double tr = sv_now();
 		sv_infer_run(mv, r);
 		double t1 = sv_now();
+		if (r->has_permit) {
+			/* a model failure: a compute error or a non-finite
+			 * output (500); out of memory is not the model's */
+			breaker_record_permit(&mv->brk,
+					      serve_clock_monotonic(NULL),
+					      &r->permit,
+					      (int64_t)((t1 - tr) * 1e9),
+					      r->status == 500);
+			r->has_permit = 0;
+			sv_breaker_export(mv);
+		}
 		r->batch_items = items;
 		r->compute_s = t1 - t0;	/* the batch so far */
 		r->t_done = t1;
@@ -222,10 +234,24 @@ enum pno_status sv_version_open(struct mversion **out, struct server *srv,
 	mv->C = mv->model.out_ch;
 	mv->P = mv->model.X * mv->model.Y;
 	mv->cap = queue_cap;
+	struct breaker_config bc = breaker_config_default();
+	bc.window_size = cfg->breaker_window;
+	bc.min_calls = cfg->breaker_min_calls;
+	bc.failure_rate = cfg->breaker_failure_rate;
+	bc.slow_rate = cfg->breaker_slow_rate;
+	bc.slow_call_ns = (int64_t)cfg->breaker_slow_call_ms * 1000000;
+	bc.wait_open_ns = (int64_t)cfg->breaker_wait_ms * 1000000;
+	bc.half_open_calls = cfg->breaker_probes;
+	if ((s = breaker_init(&mv->brk, &bc, serve_clock_monotonic(NULL)))) {
+		pno_model_free(&mv->model);
+		pno_free(mv);
+		return s;
+	}
 	atomic_init(&mv->max_batch, cfg->max_batch);
 	atomic_init(&mv->delay_us, cfg->max_queue_delay_us);
 	mv->ring = pno_calloc((size_t)queue_cap, sizeof *mv->ring);
 	if (!mv->ring) {
+		breaker_free(&mv->brk);
 		pno_model_free(&mv->model);
 		pno_free(mv);
 		return PNO_STATUS_NOMEM;
@@ -252,6 +278,7 @@ enum pno_status sv_version_open(struct mversion **out, struct server *srv,
 		return PNO_STATUS_NOMEM;
 	}
 	pthread_attr_destroy(&ta);
+	sv_breaker_export(mv);
 	*out = mv;
 	return PNO_STATUS_OK;
 }
@@ -265,9 +292,18 @@ static void version_free(struct mversion *mv)
 {
 	pthread_mutex_destroy(&mv->mu);
 	pthread_cond_destroy(&mv->cv);
+	breaker_free(&mv->brk);
 	pno_model_free(&mv->model);
 	pno_free(mv->ring);
 	pno_free(mv);
+}
+
+void sv_breaker_export(struct mversion *mv)
+{
+	const char *lv[2];
+	labels(mv, lv);
+	prom_set(mv->srv->met.breaker_state, lv,
+		 (double)breaker_state_get(&mv->brk));
 }
 
 /* The last release may come from an HTTP thread inside libmicrohttpd's
