@@ -46,7 +46,7 @@ LUA
 run() {	# name max_batch delay_us
 	pf="$WORK/port"
 	rm -f "$pf"
-	"$PNO" serve --repository "$WORK/repo" --port 0 --port-file "$pf" \
+	"$PNO" serve --repository "$WORK/repo" --auth false --port 0 --port-file "$pf" \
 		--max-batch "$2" --max-queue-delay-us "$3" --max-samples 32 \
 		--default-samples 32 --threads "$HTTP_THREADS" \
 		--compute-threads "$COMPUTE_THREADS" --max-queue-size 256 \

@@ -77,7 +77,9 @@ void pno_linear_forward_naive(float *y, const float *x, const float *w,
 static inline float exp_neg(float x)
 {
 	const float ln2_hi = 0.693145751953125f, ln2_lo = 1.428606765330187e-06f;
-	x = x < -87.0f ? -87.0f : x;
+	/* also maps NaN to -87: the float-to-int conversion below is
+	 * undefined for NaN (callers keep NaN: GELU multiplies by x) */
+	x = x > -87.0f ? x : -87.0f;
 	/* round to nearest by adding 1.5 * 2^23 (keeps the loop vectorized;
 	 * |x * log2 e| < 2^22 here) */
 	const float shifter = 12582912.0f;

@@ -133,6 +133,22 @@ static void test_gelu_grad(void **state)
 	}
 }
 
+/* Non-finite activations (a diverging model) stay NaN/Inf through GELU and
+ * its gradient and never reach the float-to-int conversion of the fast exp
+ * with a NaN (undefined behaviour: the sanitizer build aborts on it). */
+static void test_gelu_nonfinite(void **state)
+{
+	(void)state;
+	const float x[4] = {NAN, INFINITY, -INFINITY, 1e30f};
+	float y[4], d[4] = {1, 1, 1, 1};
+	pno_gelu_forward(y, x, 4);
+	assert_true(isnan(y[0]));
+	assert_true(isinf(y[1]) && y[1] > 0);
+	assert_true(y[3] == 1e30f);	/* Phi(1e30) = 1 */
+	pno_gelu_backward_inplace(d, x, 4);
+	assert_true(isnan(d[0]));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -140,6 +156,7 @@ int main(void)
 		cmocka_unit_test(test_linear_backward),
 		cmocka_unit_test(test_gelu_values),
 		cmocka_unit_test(test_gelu_grad),
+		cmocka_unit_test(test_gelu_nonfinite),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
