@@ -1226,6 +1226,118 @@ static void test_audit_records(void **state)
 	json_decref(all);
 }
 
+/* ---- kill -9 under load: every answered request has its record ---- */
+
+#define KILL_THREADS 4
+#define KILL_MAX_OK 4096
+
+struct load {
+	const struct srv *s;
+	int round, thread;
+	_Atomic int *stop;
+	pthread_mutex_t *mu;
+	char (*ok)[32];		/* ids answered 200 */
+	int *nok;
+};
+
+static void *load_thread(void *arg)
+{
+	struct load *l = arg;
+	char body[4200], id[32];
+	const char *user = bearer(keys[K_USER].token);
+	for (int i = 0; !atomic_load(l->stop); i++) {
+		struct resp r;
+		snprintf(id, sizeof id, "k%d-%d-%d", l->round, l->thread, i);
+		id_body(body, sizeof body, id);
+		http(l->s, "POST", "/v2/models/heat/infer", body, user, &r);
+		if (r.code == 200) {
+			pthread_mutex_lock(l->mu);
+			if (*l->nok < KILL_MAX_OK)
+				snprintf(l->ok[(*l->nok)++], 32, "%s", id);
+			pthread_mutex_unlock(l->mu);
+		}
+		resp_free(&r);
+		if (r.code != 200)
+			break;	/* the server is gone */
+	}
+	return NULL;
+}
+
+static void test_audit_kill9(void **state)
+{
+	(void)state;
+	struct srv s;
+	char verify[2048];
+	static char ok[KILL_MAX_OK][32];
+	int nok = 0, torn = 0, rounds = 4;
+	const char *ex[8] = {"--keys-file", keys_path};
+	int n = 2;
+	write_keys(0);
+	audit_fresh("aw_kill");
+	audit_flags(ex, &n);
+	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	for (int round = 0; round < rounds; round++) {
+		_Atomic int stop = 0;
+		pthread_t th[KILL_THREADS];
+		struct load l[KILL_THREADS];
+		int nok0 = nok;
+		start_server(&s, "kill", ex);
+		for (int t = 0; t < KILL_THREADS; t++) {
+			l[t] = (struct load){&s, round, t, &stop, &mu, ok, &nok};
+			assert_int_equal(pthread_create(&th[t], NULL, load_thread,
+							&l[t]), 0);
+		}
+		/* kill at a point that varies from round to round, once
+		 * answers flow */
+		double t0 = now_s();
+		while (now_s() - t0 < 5) {
+			pthread_mutex_lock(&mu);
+			int got = nok - nok0;
+			pthread_mutex_unlock(&mu);
+			if (got >= 20 + 17 * round)
+				break;
+			usleep(1000);
+		}
+		kill(s.pid, SIGKILL);
+		int st;
+		waitpid(s.pid, &st, 0);
+		atomic_store(&stop, 1);
+		for (int t = 0; t < KILL_THREADS; t++)
+			pthread_join(th[t], NULL);
+		assert_true(nok - nok0 >= 20);
+		int vs = audit_verify_cli(verify, sizeof verify);
+		if (vs != 0)
+			fail_msg("round %d: verify %d: %s", round, vs, verify);
+		torn += strstr(verify, "torn tail") != NULL;
+		json_t *all = audit_records();
+		for (int k = 0; k < nok; k++) {
+			const json_t *o = find_record(all, "infer", ok[k]);
+			if (!o)
+				fail_msg("round %d: %s was answered 200 and has no "
+					 "record", round, ok[k]);
+			assert_int_equal(json_integer_value(
+				json_object_get(o, "status")), 200);
+		}
+		json_decref(all);
+	}
+	/* a clean run after the crashes: every cut tail recorded */
+	start_server(&s, "kill", ex);
+	stop_server(&s);
+	int vs = audit_verify_cli(verify, sizeof verify);
+	if (vs != 0 || !strstr(verify, "closed cleanly"))
+		fail_msg("verify %d: %s", vs, verify);
+	json_t *all = audit_records();
+	assert_int_equal(count_event(all, "audit_recovered"), torn);
+	assert_int_equal(count_event(all, "audit_open") +
+			 count_event(all, "audit_recovered"), rounds + 1);
+	for (int k = 0; k < nok; k++)
+		assert_non_null(find_record(all, "infer", ok[k]));
+	printf("kill -9 x %d under %d clients: %d answered requests, each "
+	       "recorded; %d torn tails detected and cut; %zu records verify\n",
+	       rounds, KILL_THREADS, nok, torn, json_array_size(all));
+	json_decref(all);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1237,6 +1349,7 @@ int main(void)
 		cmocka_unit_test(test_gates),
 		cmocka_unit_test(test_gates_alloc_failures),
 		cmocka_unit_test(test_audit_records),
+		cmocka_unit_test(test_audit_kill9),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
