@@ -1338,6 +1338,65 @@ static void test_audit_kill9(void **state)
 	json_decref(all);
 }
 
+/* ---- I/O failure: the answer is refused, never sent unrecorded ---- */
+
+/* The server runs with RLIMIT_FSIZE at 3000 bytes: a segment holds a few
+ * records, then a record's write fails (EFBIG), the log cuts it and the
+ * next record starts a new segment. Each failed record is an inference
+ * answered 503 "audit log unavailable"; the server stays live. */
+static void test_audit_io_failure(void **state)
+{
+	(void)state;
+	struct srv s;
+	char body[4200], id[32], verify[2048];
+	static char ok[64][32];
+	const char *ex[10] = {"--keys-file", keys_path, "--log-level",
+			      "error"};
+	int n = 4, nok = 0, refused = 0;
+	write_keys(0);
+	audit_fresh("aw_io");
+	audit_flags(ex, &n);
+	child_fsize = 3000;
+	start_server(&s, "io", ex);
+	child_fsize = 0;
+	const char *user = bearer(keys[K_USER].token);
+	for (int i = 0; i < 24; i++) {
+		struct resp r;
+		snprintf(id, sizeof id, "io-%d", i);
+		id_body(body, sizeof body, id);
+		http(&s, "POST", "/v2/models/heat/infer", body, user, &r);
+		if (r.code == 200) {
+			snprintf(ok[nok++], 32, "%s", id);
+		} else {
+			expect(&r, 503);
+			assert_string_equal(r.body,
+					    "{\"error\":\"audit log unavailable\"}");
+			assert_non_null(header(&r, "Retry-After"));
+			refused++;
+		}
+		resp_free(&r);
+		call(&s, "GET", "/v2/health/live", NULL, NULL, 200);
+	}
+	assert_true(refused >= 3 && nok >= 10);
+	assert_true(metric(&s, "pno_audit_failures_total") == refused);
+	assert_true(metric(&s, "pno_requests_total{model=\"heat\",version=\"1\","
+			   "code=\"503\"}") == refused);
+	stop_server(&s);
+	int vs = audit_verify_cli(verify, sizeof verify);
+	if (vs != 0)
+		fail_msg("verify %d: %s", vs, verify);
+	json_t *all = audit_records();
+	for (int k = 0; k < nok; k++)
+		if (!find_record(all, "infer", ok[k]))
+			fail_msg("%s answered 200 without a record", ok[k]);
+	/* and no refused request was recorded as answered */
+	assert_int_equal(count_event(all, "infer"), nok);
+	printf("audit I/O failure (EFBIG): %d of 24 inferences refused 503, "
+	       "%d answered and recorded, the server live, the log verifies "
+	       "(%zu records)\n", refused, nok, json_array_size(all));
+	json_decref(all);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1350,6 +1409,7 @@ int main(void)
 		cmocka_unit_test(test_gates_alloc_failures),
 		cmocka_unit_test(test_audit_records),
 		cmocka_unit_test(test_audit_kill9),
+		cmocka_unit_test(test_audit_io_failure),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
