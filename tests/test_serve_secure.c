@@ -1096,8 +1096,8 @@ static void test_audit_records(void **state)
 	char body[4200], id[32], in_d[65], out_d[4][65], verify[2048];
 	unsigned char h[32];
 	const char *ex[16] = {"--keys-file", keys_path, "--rate-limit", "0.5",
-			      "--rate-burst", "9"};
-	int n = 6;
+			      "--rate-burst", "10", "--max-body-bytes", "2048"};
+	int n = 8;
 	write_keys(0);
 	audit_fresh("aw_log");
 	audit_flags(ex, &n);
@@ -1144,9 +1144,12 @@ static void test_audit_records(void **state)
 	call(&s, "DELETE", "/v2/sessions", NULL, bearer(token), 200);
 	call(&s, "POST", "/v2/models/heat/infer", "{\"inputs\":[", user, 400);
 	call(&s, "POST", "/v2/models/he%2Fat/infer", infer_body, user, 404);
-	/* user2 until the limiter trips (burst 9, 0.5/s) */
+	memset(body, ' ', 3000);	/* JSON whitespace past max_body_bytes */
+	body[3000] = 0;
+	call(&s, "POST", "/v2/models/heat/infer", body, user, 413);
+	/* user2 until the limiter trips (burst 10, 0.5/s) */
 	int limited = 0;
-	for (int i = 0; i < 15 && !limited; i++) {
+	for (int i = 0; i < 16 && !limited; i++) {
 		http(&s, "GET", "/v2", NULL, bearer(keys[K_USER2].token), &r);
 		limited = r.code == 429;
 		resp_free(&r);
@@ -1213,7 +1216,8 @@ static void test_audit_records(void **state)
 	assert_int_equal(auth403, 1);
 	assert_int_equal(load, 1);
 	assert_int_equal(sess, 2);
-	assert_int_equal(sec, 2);	/* the malformed body, the bad name */
+	/* the malformed body, the bad name, the body too large */
+	assert_int_equal(sec, 3);
 	assert_int_equal(rl, 1);
 	/* no secret anywhere: keys, the session token */
 	for (int k = 0; k < NKEYS; k++)
@@ -1221,7 +1225,7 @@ static void test_audit_records(void **state)
 	assert_null(strstr(show_text, token));
 	assert_true(strlen(token) > 20);
 	printf("audit: %zu records (4 infer with digests checked, 401, 403, "
-	       "429, load, 2 session, 2 security), verify: closed cleanly\n",
+	       "429, load, 2 session, 3 security), verify: closed cleanly\n",
 	       json_array_size(all));
 	json_decref(all);
 }
