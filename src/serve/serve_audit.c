@@ -110,7 +110,6 @@ int sv_audit_open(struct server *srv)
 	struct audit_opts o;
 	audit_opts_default(&o);
 	o.fsync = c->audit_fsync;
-	o.io = srv->audit_io;
 	if (audit_open(&srv->audit, c->audit_dir, c->audit_key_file, &o) !=
 	    PNO_STATUS_OK) {
 		char esc[2 * SV_ERR_MAX];

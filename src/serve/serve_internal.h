@@ -219,10 +219,7 @@ struct server {
 	struct auth_ctx *auth;
 	struct session_table *sessions;
 	struct ratelimit *rl;
-	/* audit log: NULL when off (no audit_dir); audit_io: fault
-	 * injection for tests (NULL: real I/O) */
-	struct audit_log *audit;
-	const struct audit_io *audit_io;
+	struct audit_log *audit;	/* NULL when off (no audit_dir) */
 
 	struct MHD_Daemon *daemon;
 	int port;
