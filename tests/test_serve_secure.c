@@ -3,8 +3,9 @@
  * libcurl. Authentication (wrong, missing, revoked by a keys-file edit +
  * SIGHUP, expired keys and sessions), the role of every endpoint,
  * sessions, the rate limiter (429 + Retry-After, a second key unaffected),
- * the circuit breaker on a model whose output is not finite, and quality
- * gates refusing a version. */
+ * the circuit breaker on a model whose output is not finite, quality
+ * gates refusing a version, and the audit log (records, kill -9 under
+ * load, an I/O failure refusing the answer). */
 #include "testutil.h"
 #include "serve_internal.h"
 #include "pno/fno.h"
@@ -1157,14 +1158,18 @@ static void test_audit_records(void **state)
 	assert_true(limited);
 	double recs = metric(&s, "pno_audit_records_total");
 	assert_true(metric(&s, "pno_audit_failures_total") == 0);
+	/* a reload by signal: its record comes before the SIGTERM's close
+	 * (the main thread handles them in order) */
+	kill(s.pid, SIGHUP);
+	assert_true(wait_log(&s, "\"reloaded\",\"trigger\":\"SIGHUP\""));
 	stop_server(&s);
 
 	int vs = audit_verify_cli(verify, sizeof verify);
 	if (vs != 0 || !strstr(verify, "closed cleanly"))
 		fail_msg("verify %d: %s", vs, verify);
 	json_t *all = audit_records();
-	/* audit_open + the server's records + audit_close */
-	assert_int_equal((double)json_array_size(all), recs + 2);
+	/* audit_open + the server's records + the SIGHUP + audit_close */
+	assert_int_equal((double)json_array_size(all), recs + 3);
 	for (int i = 0; i < 4; i++) {
 		snprintf(id, sizeof id, "aw-%d", i);
 		const json_t *o = find_record(all, "infer", id);
@@ -1181,6 +1186,7 @@ static void test_audit_records(void **state)
 	size_t i;
 	const json_t *o;
 	int auth401 = 0, auth403 = 0, load = 0, sess = 0, sec = 0, rl = 0;
+	int hup = 0;
 	json_array_foreach(all, i, o) {
 		const char *ev = jstr(o, "event");
 		long st = (long)json_integer_value(json_object_get(o, "status"));
@@ -1206,6 +1212,11 @@ static void test_audit_records(void **state)
 		}
 		if (!strcmp(ev, "security_event"))
 			sec++;
+		if (!strcmp(ev, "reload")) {
+			hup++;
+			assert_string_equal(jstr(o, "detail"), "SIGHUP: applied");
+			assert_int_equal(st, 200);
+		}
 		if (!strcmp(ev, "rate_limited")) {
 			rl++;
 			assert_string_equal(jstr(o, "actor"), "user2");
@@ -1219,13 +1230,14 @@ static void test_audit_records(void **state)
 	/* the malformed body, the bad name, the body too large */
 	assert_int_equal(sec, 3);
 	assert_int_equal(rl, 1);
+	assert_int_equal(hup, 1);
 	/* no secret anywhere: keys, the session token */
 	for (int k = 0; k < NKEYS; k++)
 		assert_null(strstr(show_text, keys[k].token));
 	assert_null(strstr(show_text, token));
 	assert_true(strlen(token) > 20);
 	printf("audit: %zu records (4 infer with digests checked, 401, 403, "
-	       "429, load, 2 session, 3 security), verify: closed cleanly\n",
+	       "429, load, 2 session, 3 security, SIGHUP reload), verify: closed cleanly\n",
 	       json_array_size(all));
 	json_decref(all);
 }
