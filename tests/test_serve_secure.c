@@ -3,8 +3,9 @@
  * libcurl. Authentication (wrong, missing, revoked by a keys-file edit +
  * SIGHUP, expired keys and sessions), the role of every endpoint,
  * sessions, the rate limiter (429 + Retry-After, a second key unaffected),
- * the circuit breaker on a model whose output is not finite, and quality
- * gates refusing a version. */
+ * the circuit breaker on a model whose output is not finite, quality
+ * gates refusing a version, and the audit log (records, kill -9 under
+ * load, an I/O failure refusing the answer). */
 #include "testutil.h"
 #include "serve_internal.h"
 #include "pno/fno.h"
@@ -20,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -162,6 +165,10 @@ struct srv {
 	char port_file[1024], log[1024];
 };
 
+/* > 0: the server's RLIMIT_FSIZE (bytes per file), SIGXFSZ ignored: a
+ * write past it fails with EFBIG (the audit I/O fault) */
+static long child_fsize;
+
 /* extra: NULL-terminated flag list after the common ones */
 static void start_server(struct srv *s, const char *tag,
 			 const char *const *extra)
@@ -180,6 +187,13 @@ static void start_server(struct srv *s, const char *tag,
 		snprintf(err, sizeof err, "%s.stderr", s->log);
 		if (!freopen(err, "w", stdout) || !freopen(err, "a", stderr))
 			_exit(127);
+		if (child_fsize > 0) {
+			struct rlimit rl = {(rlim_t)child_fsize,
+					    (rlim_t)child_fsize};
+			signal(SIGXFSZ, SIG_IGN);
+			if (setrlimit(RLIMIT_FSIZE, &rl))
+				_exit(127);
+		}
 		const char *argv[48] = {PNO_BIN, "serve", "--repository",
 					serve_repo,
 					"--port", "0", "--port-file",
@@ -441,7 +455,7 @@ static int setup(void **state)
 		 tu_tmp_path("sec_repo_gates"));
 	snprintf(gates_path, sizeof gates_path, "%s",
 		 tu_tmp_path("sec_gates.json"));
-	char cmd[2100];
+	char cmd[4096];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", repo, gates_repo);
 	if (system(cmd) != 0)
 		return -1;
@@ -935,6 +949,470 @@ static void test_gates_alloc_failures(void **state)
 	free(srv);
 }
 
+/* ---- the audit log wired in (docs/serve/audit.md) ---- */
+
+static char audit_dir[900], audit_key[1000];
+
+/* run a shell command, its stdout into out (NUL-terminated, truncated);
+ * the exit status */
+static int run(const char *cmd, char *out, size_t size)
+{
+	FILE *p = popen(cmd, "r");
+	size_t n = 0;
+	assert_non_null(p);
+	while (out && n + 1 < size) {
+		size_t k = fread(out + n, 1, size - 1 - n, p);
+		if (!k)
+			break;
+		n += k;
+	}
+	if (out)
+		out[n] = 0;
+	else
+		while (fgetc(p) != EOF)
+			;
+	int st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void audit_fresh(const char *tag)
+{
+	char cmd[4096];
+	snprintf(audit_dir, sizeof audit_dir, "%s", tu_tmp_path(tag));
+	snprintf(audit_key, sizeof audit_key, "%s.key", audit_dir);
+	snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", audit_dir, audit_key);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cmd, sizeof cmd, "%s audit keygen --out '%s' >/dev/null",
+		 PNO_BIN, audit_key);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* pno audit verify: exit status, its summary in out */
+static int audit_verify_cli(char *out, size_t size)
+{
+	char cmd[4096];
+	snprintf(cmd, sizeof cmd, "%s audit verify --log '%s' --key '%s' 2>&1",
+		 PNO_BIN, audit_dir, audit_key);
+	return run(cmd, out, size);
+}
+
+static char *show_text;	/* the last audit show output, as printed */
+
+/* pno audit show: the records, parsed (caller frees with json_decref) */
+static json_t *audit_records(void)
+{
+	char cmd[4096];
+	size_t cap = 64u << 20;
+	char *out = malloc(cap);
+	assert_non_null(out);
+	snprintf(cmd, sizeof cmd, "%s audit show --log '%s' --key '%s' "
+		 "2>/dev/null", PNO_BIN, audit_dir, audit_key);
+	int st = run(cmd, out, cap);
+	assert_int_equal(st, 0);
+	json_t *all = json_array();
+	free(show_text);
+	show_text = strdup(out);
+	assert_non_null(show_text);
+	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+		json_error_t e;
+		json_t *j = json_loads(line, 0, &e);
+		if (!j)
+			fail_msg("audit show: not JSON: %.200s", line);
+		json_array_append_new(all, j);
+	}
+	free(out);
+	return all;
+}
+
+static const char *jstr(const json_t *o, const char *k)
+{
+	const char *v = json_string_value(json_object_get(o, k));
+	return v ? v : "";
+}
+
+/* the record of an event with this request id (NULL if none) */
+static const json_t *find_record(const json_t *all, const char *event,
+				 const char *rid)
+{
+	size_t i;
+	const json_t *o;
+	json_array_foreach(all, i, o)
+		if (!strcmp(jstr(o, "event"), event) &&
+		    !strcmp(jstr(o, "request_id"), rid))
+			return o;
+	return NULL;
+}
+
+static int count_event(const json_t *all, const char *event)
+{
+	size_t i;
+	const json_t *o;
+	int n = 0;
+	json_array_foreach(all, i, o)
+		n += !strcmp(jstr(o, "event"), event);
+	return n;
+}
+
+/* infer_body with a client id */
+static void id_body(char *out, size_t size, const char *id)
+{
+	snprintf(out, size, "{\"id\":\"%s\",%s", id, infer_body + 1);
+}
+
+static void hex32(char out[65], const unsigned char h[32])
+{
+	for (int i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", h[i]);
+}
+
+/* BLAKE2b-256 of the FP32 tensor infer_body's text parses to */
+static void input_digest(char out[65])
+{
+	float x[X1];
+	unsigned char h[32];
+	for (int i = 0; i < X1; i++) {
+		char t[32];
+		snprintf(t, sizeof t, "%.3f", sin(0.3 * i) + 0.5);
+		x[i] = (float)strtod(t, NULL);	/* JSON number -> FP32 */
+	}
+	crypto_generichash(h, 32, (const unsigned char *)x, sizeof x, NULL, 0);
+	hex32(out, h);
+}
+
+static void audit_flags(const char **ex, int *n)
+{
+	ex[(*n)++] = "--audit-dir";
+	ex[(*n)++] = audit_dir;
+	ex[(*n)++] = "--audit-key-file";
+	ex[(*n)++] = audit_key;
+}
+
+/* authenticated inferences, a 401, a 403, a 429, an admin load, a
+ * session, rejected requests; SIGTERM; verify and show */
+static void test_audit_records(void **state)
+{
+	(void)state;
+	struct srv s;
+	struct resp r;
+	char body[4200], id[32], in_d[65], out_d[4][65], verify[2048];
+	unsigned char h[32];
+	const char *ex[16] = {"--keys-file", keys_path, "--rate-limit", "0.5",
+			      "--rate-burst", "10", "--max-body-bytes", "2048"};
+	int n = 8;
+	write_keys(0);
+	audit_fresh("aw_log");
+	audit_flags(ex, &n);
+	/* both keys or neither */
+	char cmd[4096];
+	snprintf(cmd, sizeof cmd, "%s serve --repository %s --keys-file %s "
+		 "--audit-dir %s 2>/dev/null", PNO_BIN, repo, keys_path,
+		 audit_dir);
+	assert_int_equal(run(cmd, NULL, 0), 2);
+	/* a key file that is not one: refused at start, exit 1 */
+	snprintf(cmd, sizeof cmd, "%s serve --repository %s --keys-file %s "
+		 "--audit-dir %s --audit-key-file %s 2>&1", PNO_BIN, repo,
+		 keys_path, audit_dir, keys_path);
+	assert_int_equal(run(cmd, verify, sizeof verify), 1);
+	if (!strstr(verify, "cannot open the audit log"))
+		fail_msg("no clear message: %s", verify);
+
+	start_server(&s, "audit", ex);
+	const char *user = bearer(keys[K_USER].token);
+	input_digest(in_d);
+	for (int i = 0; i < 4; i++) {
+		snprintf(id, sizeof id, "aw-%d", i);
+		id_body(body, sizeof body, id);
+		http(&s, "POST", "/v2/models/heat/infer", body, user, &r);
+		expect(&r, 200);
+		crypto_generichash(h, 32, (unsigned char *)r.body, r.len, NULL,
+				   0);
+		hex32(out_d[i], h);
+		resp_free(&r);
+	}
+	call(&s, "POST", "/v2/models/heat/infer", infer_body,
+	     bearer("pno_wrongwrongwrongwrongwrongwrongwrongwrongwrong"), 401);
+	call(&s, "POST", "/v2/repository/models/heat/load", "", user, 403);
+	call(&s, "POST", "/v2/repository/models/heat/load", "",
+	     bearer(keys[K_ADMIN].token), 200);
+	http(&s, "POST", "/v2/sessions", NULL, user, &r);
+	expect(&r, 200);
+	json_error_t e;
+	json_t *sj = json_loads(r.body, 0, &e);
+	char token[256];
+	snprintf(token, sizeof token, "%s", jstr(sj, "token"));
+	json_decref(sj);
+	resp_free(&r);
+	call(&s, "DELETE", "/v2/sessions", NULL, bearer(token), 200);
+	call(&s, "POST", "/v2/models/heat/infer", "{\"inputs\":[", user, 400);
+	call(&s, "POST", "/v2/models/he%2Fat/infer", infer_body, user, 404);
+	memset(body, ' ', 3000);	/* JSON whitespace past max_body_bytes */
+	body[3000] = 0;
+	call(&s, "POST", "/v2/models/heat/infer", body, user, 413);
+	/* user2 until the limiter trips (burst 10, 0.5/s) */
+	int limited = 0;
+	for (int i = 0; i < 16 && !limited; i++) {
+		http(&s, "GET", "/v2", NULL, bearer(keys[K_USER2].token), &r);
+		limited = r.code == 429;
+		resp_free(&r);
+	}
+	assert_true(limited);
+	double recs = metric(&s, "pno_audit_records_total");
+	assert_true(metric(&s, "pno_audit_failures_total") == 0);
+	/* a reload by signal: its record comes before the SIGTERM's close
+	 * (the main thread handles them in order) */
+	kill(s.pid, SIGHUP);
+	assert_true(wait_log(&s, "\"reloaded\",\"trigger\":\"SIGHUP\""));
+	stop_server(&s);
+
+	int vs = audit_verify_cli(verify, sizeof verify);
+	if (vs != 0 || !strstr(verify, "closed cleanly"))
+		fail_msg("verify %d: %s", vs, verify);
+	json_t *all = audit_records();
+	/* audit_open + the server's records + the SIGHUP + audit_close */
+	assert_int_equal((double)json_array_size(all), recs + 3);
+	for (int i = 0; i < 4; i++) {
+		snprintf(id, sizeof id, "aw-%d", i);
+		const json_t *o = find_record(all, "infer", id);
+		if (!o)
+			fail_msg("no infer record for %s", id);
+		assert_string_equal(jstr(o, "actor"), "user");
+		assert_string_equal(jstr(o, "model"), "heat");
+		assert_string_equal(jstr(o, "version"), "1");
+		assert_int_equal(json_integer_value(json_object_get(o, "status")),
+				 200);
+		assert_string_equal(jstr(o, "input_digest"), in_d);
+		assert_string_equal(jstr(o, "output_digest"), out_d[i]);
+	}
+	size_t i;
+	const json_t *o;
+	int auth401 = 0, auth403 = 0, load = 0, sess = 0, sec = 0, rl = 0;
+	int hup = 0;
+	json_array_foreach(all, i, o) {
+		const char *ev = jstr(o, "event");
+		long st = (long)json_integer_value(json_object_get(o, "status"));
+		if (!strcmp(ev, "auth_failure") && st == 401) {
+			auth401++;
+			assert_string_equal(jstr(o, "actor"), "");
+		}
+		if (!strcmp(ev, "auth_failure") && st == 403) {
+			auth403++;
+			assert_string_equal(jstr(o, "actor"), "user");
+		}
+		if (!strcmp(ev, "load")) {
+			load++;
+			assert_string_equal(jstr(o, "actor"), "admin");
+			assert_string_equal(jstr(o, "model"), "heat");
+			assert_int_equal(st, 200);
+		}
+		if (!strcmp(ev, "session")) {
+			sess++;
+			assert_string_equal(jstr(o, "actor"), "user");
+			assert_true(strstr(jstr(o, "detail"), sess == 1 ?
+					   "create" : "revoke") != NULL);
+		}
+		if (!strcmp(ev, "security_event"))
+			sec++;
+		if (!strcmp(ev, "reload")) {
+			hup++;
+			assert_string_equal(jstr(o, "detail"), "SIGHUP: applied");
+			assert_int_equal(st, 200);
+		}
+		if (!strcmp(ev, "rate_limited")) {
+			rl++;
+			assert_string_equal(jstr(o, "actor"), "user2");
+			assert_int_equal(st, 429);
+		}
+	}
+	assert_int_equal(auth401, 1);
+	assert_int_equal(auth403, 1);
+	assert_int_equal(load, 1);
+	assert_int_equal(sess, 2);
+	/* the malformed body, the bad name, the body too large */
+	assert_int_equal(sec, 3);
+	assert_int_equal(rl, 1);
+	assert_int_equal(hup, 1);
+	/* no secret anywhere: keys, the session token */
+	for (int k = 0; k < NKEYS; k++)
+		assert_null(strstr(show_text, keys[k].token));
+	assert_null(strstr(show_text, token));
+	assert_true(strlen(token) > 20);
+	printf("audit: %zu records (4 infer with digests checked, 401, 403, "
+	       "429, load, 2 session, 3 security, SIGHUP reload), verify: closed cleanly\n",
+	       json_array_size(all));
+	json_decref(all);
+}
+
+/* ---- kill -9 under load: every answered request has its record ---- */
+
+#define KILL_THREADS 4
+#define KILL_MAX_OK 4096
+
+struct load {
+	const struct srv *s;
+	int round, thread;
+	_Atomic int *stop;
+	pthread_mutex_t *mu;
+	char (*ok)[32];		/* ids answered 200 */
+	int *nok;
+};
+
+static void *load_thread(void *arg)
+{
+	struct load *l = arg;
+	char body[4200], id[32];
+	const char *user = bearer(keys[K_USER].token);
+	for (int i = 0; !atomic_load(l->stop); i++) {
+		struct resp r;
+		snprintf(id, sizeof id, "k%d-%d-%d", l->round, l->thread, i);
+		id_body(body, sizeof body, id);
+		http(l->s, "POST", "/v2/models/heat/infer", body, user, &r);
+		if (r.code == 200) {
+			pthread_mutex_lock(l->mu);
+			if (*l->nok < KILL_MAX_OK)
+				snprintf(l->ok[(*l->nok)++], 32, "%s", id);
+			pthread_mutex_unlock(l->mu);
+		}
+		resp_free(&r);
+		if (r.code != 200)
+			break;	/* the server is gone */
+	}
+	return NULL;
+}
+
+static void test_audit_kill9(void **state)
+{
+	(void)state;
+	struct srv s;
+	char verify[2048];
+	static char ok[KILL_MAX_OK][32];
+	int nok = 0, torn = 0, rounds = 4;
+	const char *ex[8] = {"--keys-file", keys_path};
+	int n = 2;
+	write_keys(0);
+	audit_fresh("aw_kill");
+	audit_flags(ex, &n);
+	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	for (int round = 0; round < rounds; round++) {
+		_Atomic int stop = 0;
+		pthread_t th[KILL_THREADS];
+		struct load l[KILL_THREADS];
+		int nok0 = nok;
+		start_server(&s, "kill", ex);
+		for (int t = 0; t < KILL_THREADS; t++) {
+			l[t] = (struct load){&s, round, t, &stop, &mu, ok, &nok};
+			assert_int_equal(pthread_create(&th[t], NULL, load_thread,
+							&l[t]), 0);
+		}
+		/* kill at a point that varies from round to round, once
+		 * answers flow */
+		double t0 = now_s();
+		while (now_s() - t0 < 5) {
+			pthread_mutex_lock(&mu);
+			int got = nok - nok0;
+			pthread_mutex_unlock(&mu);
+			if (got >= 20 + 17 * round)
+				break;
+			usleep(1000);
+		}
+		kill(s.pid, SIGKILL);
+		int st;
+		waitpid(s.pid, &st, 0);
+		atomic_store(&stop, 1);
+		for (int t = 0; t < KILL_THREADS; t++)
+			pthread_join(th[t], NULL);
+		assert_true(nok - nok0 >= 20);
+		int vs = audit_verify_cli(verify, sizeof verify);
+		if (vs != 0)
+			fail_msg("round %d: verify %d: %s", round, vs, verify);
+		torn += strstr(verify, "torn tail") != NULL;
+		json_t *all = audit_records();
+		for (int k = 0; k < nok; k++) {
+			const json_t *o = find_record(all, "infer", ok[k]);
+			if (!o)
+				fail_msg("round %d: %s was answered 200 and has no "
+					 "record", round, ok[k]);
+			assert_int_equal(json_integer_value(
+				json_object_get(o, "status")), 200);
+		}
+		json_decref(all);
+	}
+	/* a clean run after the crashes: every cut tail recorded */
+	start_server(&s, "kill", ex);
+	stop_server(&s);
+	int vs = audit_verify_cli(verify, sizeof verify);
+	if (vs != 0 || !strstr(verify, "closed cleanly"))
+		fail_msg("verify %d: %s", vs, verify);
+	json_t *all = audit_records();
+	assert_int_equal(count_event(all, "audit_recovered"), torn);
+	assert_int_equal(count_event(all, "audit_open") +
+			 count_event(all, "audit_recovered"), rounds + 1);
+	for (int k = 0; k < nok; k++)
+		assert_non_null(find_record(all, "infer", ok[k]));
+	printf("kill -9 x %d under %d clients: %d answered requests, each "
+	       "recorded; %d torn tails detected and cut; %zu records verify\n",
+	       rounds, KILL_THREADS, nok, torn, json_array_size(all));
+	json_decref(all);
+}
+
+/* ---- I/O failure: the answer is refused, never sent unrecorded ---- */
+
+/* The server runs with RLIMIT_FSIZE at 3000 bytes: a segment holds a few
+ * records, then a record's write fails (EFBIG), the log cuts it and the
+ * next record starts a new segment. Each failed record is an inference
+ * answered 503 "audit log unavailable"; the server stays live. */
+static void test_audit_io_failure(void **state)
+{
+	(void)state;
+	struct srv s;
+	char body[4200], id[32], verify[2048];
+	static char ok[64][32];
+	const char *ex[10] = {"--keys-file", keys_path, "--log-level",
+			      "error"};
+	int n = 4, nok = 0, refused = 0;
+	write_keys(0);
+	audit_fresh("aw_io");
+	audit_flags(ex, &n);
+	child_fsize = 3000;
+	start_server(&s, "io", ex);
+	child_fsize = 0;
+	const char *user = bearer(keys[K_USER].token);
+	for (int i = 0; i < 24; i++) {
+		struct resp r;
+		snprintf(id, sizeof id, "io-%d", i);
+		id_body(body, sizeof body, id);
+		http(&s, "POST", "/v2/models/heat/infer", body, user, &r);
+		if (r.code == 200) {
+			snprintf(ok[nok++], 32, "%s", id);
+		} else {
+			expect(&r, 503);
+			assert_string_equal(r.body,
+					    "{\"error\":\"audit log unavailable\"}");
+			assert_non_null(header(&r, "Retry-After"));
+			refused++;
+		}
+		resp_free(&r);
+		call(&s, "GET", "/v2/health/live", NULL, NULL, 200);
+	}
+	assert_true(refused >= 3 && nok >= 10);
+	assert_true(metric(&s, "pno_audit_failures_total") == refused);
+	assert_true(metric(&s, "pno_requests_total{model=\"heat\",version=\"1\","
+			   "code=\"503\"}") == refused);
+	stop_server(&s);
+	int vs = audit_verify_cli(verify, sizeof verify);
+	if (vs != 0)
+		fail_msg("verify %d: %s", vs, verify);
+	json_t *all = audit_records();
+	for (int k = 0; k < nok; k++)
+		if (!find_record(all, "infer", ok[k]))
+			fail_msg("%s answered 200 without a record", ok[k]);
+	/* and no refused request was recorded as answered */
+	assert_int_equal(count_event(all, "infer"), nok);
+	printf("audit I/O failure (EFBIG): %d of 24 inferences refused 503, "
+	       "%d answered and recorded, the server live, the log verifies "
+	       "(%zu records)\n", refused, nok, json_array_size(all));
+	json_decref(all);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -945,6 +1423,9 @@ int main(void)
 		cmocka_unit_test(test_breaker),
 		cmocka_unit_test(test_gates),
 		cmocka_unit_test(test_gates_alloc_failures),
+		cmocka_unit_test(test_audit_records),
+		cmocka_unit_test(test_audit_kill9),
+		cmocka_unit_test(test_audit_io_failure),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -87,6 +87,12 @@ const struct cfg_key serve_config_keys[] = {
 	   "circuit breaker: probe calls when half-open"),
 	KS(gates_file, 0, "", 1, NULL,
 	   "quality gates a version must pass to be served (\"\": none)"),
+	KS(audit_dir, 0, "", 0, NULL, "audit log directory (\"\": no audit "
+	   "log; needs audit_key_file)"),
+	KS(audit_key_file, 0, "", 0, NULL, "audit log master key file (pno "
+	   "audit keygen; needs audit_dir)"),
+	KB(audit_fsync, "true", 0, "sync each audit record to disk before "
+	   "the answer is sent"),
 };
 const int serve_config_nkeys =
 	(int)(sizeof serve_config_keys / sizeof serve_config_keys[0]);
@@ -560,6 +566,12 @@ enum pno_status serve_config_check(const struct serve_config *c)
 				   "keys_file is not set (set keys_file, or "
 				   "auth false to serve without "
 				   "authentication)");
+	if (!c->audit_dir[0] != !c->audit_key_file[0])
+		return pno__errorf(PNO_STATUS_INVALID, "config: %s is set and "
+				   "%s is not (the audit log needs both)",
+				   c->audit_dir[0] ? "audit_dir" :
+				   "audit_key_file", c->audit_dir[0] ?
+				   "audit_key_file" : "audit_dir");
 	if (c->session_idle_s > c->session_ttl_s)
 		return pno__errorf(PNO_STATUS_INVALID, "config: session_idle_s "
 				   "(%d) exceeds session_ttl_s (%d)",

@@ -59,6 +59,10 @@ struct serve_config {
 	int breaker_slow_call_ms, breaker_wait_ms, breaker_probes;
 	/* quality gates on load (docs/serve/gates.md) */
 	char gates_file[CFG_STR];	/* "" none */
+	/* audit log (docs/serve/audit.md): both or neither */
+	char audit_dir[CFG_STR];	/* "" none */
+	char audit_key_file[CFG_STR];
+	int audit_fsync;		/* sync every record before the answer */
 };
 
 struct cfg_key {

@@ -114,9 +114,72 @@ static void count(struct req *r, int status)
 	}
 }
 
+static void client_addr(struct MHD_Connection *c, char *out, size_t size);
+
+/* the audit record an answer gets (-1: none): every answer of an audited
+ * kind, whoever asked (docs/serve/audit.md) */
+static int audit_kind(const struct req *r, int status)
+{
+	if (status == 401 || status == 403)
+		return AUDIT_EVENT_AUTH_FAILURE;
+	if (status == 429)
+		return AUDIT_EVENT_RATE_LIMITED;
+	if (status == 413 || status == 405 || r->route == R_NONE)
+		return AUDIT_EVENT_SECURITY_EVENT;
+	switch (r->route) {
+	case R_INFER:	/* a malformed body is a rejected request */
+		return status == 400 ? AUDIT_EVENT_SECURITY_EVENT
+				     : AUDIT_EVENT_INFER;
+	case R_REPO_INDEX:
+		return AUDIT_EVENT_RELOAD;
+	case R_REPO_LOAD:
+		return AUDIT_EVENT_LOAD;
+	case R_REPO_UNLOAD:
+		return AUDIT_EVENT_UNLOAD;
+	case R_SESSIONS:
+		return status == 400 ? AUDIT_EVENT_SECURITY_EVENT
+				     : AUDIT_EVENT_SESSION;
+	default:
+		return -1;
+	}
+}
+
+static const char audit_refusal[] = "{\"error\":\"audit log unavailable\"}";
+
+/* Record the answer before it is sent. An inference answered 200 whose
+ * record cannot be written becomes a 503 (fail closed): returns 1 then,
+ * and the caller sends audit_refusal instead. */
+static int audit_answer(struct req *r, int status, const char *buf,
+			size_t len)
+{
+	int t = r->srv->audit ? audit_kind(r, status) : -1;
+	if (t < 0)
+		return 0;
+	char addr[64], det[SV_ERR_MAX + 64] = "";
+	client_addr(r->conn, addr, sizeof addr);
+	if (t == AUDIT_EVENT_AUTH_FAILURE && r->auth_reason)
+		snprintf(det, sizeof det, "%s", r->auth_reason);
+	else if (status >= 400)
+		snprintf(det, sizeof det, "%s", r->err);
+	else if (r->route == R_SESSIONS)
+		snprintf(det, sizeof det, "%s", r->principal_session ?
+			 "revoke" : "create");
+	int bad = sv_audit_request(r, (enum audit_event_type)t, addr, status,
+				   det, buf, len);
+	return bad && r->route == R_INFER && status == 200;
+}
+
 static enum MHD_Result send_buf(struct req *r, int status, const char *ctype,
 				const char *buf, size_t len)
 {
+	if (audit_answer(r, status, buf, len)) {
+		status = 503;
+		ctype = "application/json";
+		buf = audit_refusal;
+		len = sizeof audit_refusal - 1;
+		r->json_len = 0;
+		snprintf(r->err, sizeof r->err, "audit log unavailable");
+	}
 	struct MHD_Response *resp = MHD_create_response_from_buffer(
 		len, (void *)buf, MHD_RESPMEM_MUST_COPY);
 	if (!resp)

@@ -12,6 +12,7 @@
 #ifndef PNO_SERVE_INTERNAL_H
 #define PNO_SERVE_INTERNAL_H
 
+#include "audit.h"
 #include "auth.h"
 #include "breaker.h"
 #include "config.h"
@@ -198,7 +199,8 @@ struct sv_metrics {
 	struct prom_family *requests, *http_requests, *req_dur, *queue_dur,
 		*compute_dur, *batch, *queue_depth, *inflight, *samples,
 		*load_s, *reloads, *reload_fail, *models, *auth_fail,
-		*rate_limited, *breaker_state, *breaker_rejected;
+		*rate_limited, *breaker_state, *breaker_rejected,
+		*audit_records, *audit_fail;
 };
 
 /* register every family (and the process metrics) in a new registry */
@@ -217,6 +219,7 @@ struct server {
 	struct auth_ctx *auth;
 	struct session_table *sessions;
 	struct ratelimit *rl;
+	struct audit_log *audit;	/* NULL when off (no audit_dir) */
 
 	struct MHD_Daemon *daemon;
 	int port;
@@ -281,6 +284,19 @@ int sv_fmt_f32(char *out, float v);
 
 /* growable byte buffer helpers on a req's response */
 int sv_buf_reserve(char **buf, size_t *cap, size_t need);
+
+/* audit log (serve_audit.c); each 0, or -1 if the record could not be
+ * written (counted and logged). No log: 0, nothing written. */
+int sv_audit_open(struct server *srv);	/* -1: refuse to start */
+void sv_audit_close(struct server *srv);
+/* one record about request r and its answer (status; out: the response
+ * body, digested for an answered inference); client: remote address */
+int sv_audit_request(struct req *r, enum audit_event_type t,
+		     const char *client, int status, const char *detail,
+		     const void *out, size_t out_len);
+/* a record not tied to a request (a reload on SIGHUP) */
+int sv_audit_event(struct server *srv, enum audit_event_type t,
+		   const char *actor, int status, const char *detail);
 
 /* HTTP */
 enum pno_status sv_http_start(struct server *srv);

@@ -161,7 +161,15 @@ enum pno_status sv_metrics_init(struct sv_metrics *m)
 	REG(breaker_rejected, PROM_COUNTER, "pno_breaker_rejected_total",
 	    "Inference requests refused by an open circuit breaker (503).",
 	    mv, NULL, 0)
+	REG(audit_records, PROM_COUNTER, "pno_audit_records_total",
+	    "Records appended to the audit log by requests and reloads.", NULL,
+	    NULL, 0)
+	REG(audit_fail, PROM_COUNTER, "pno_audit_failures_total",
+	    "Audit records that could not be written (an inference among "
+	    "them was refused with 503).", NULL, NULL, 0)
 #undef REG
+	prom_inc(m->audit_records, NULL, 0);
+	prom_inc(m->audit_fail, NULL, 0);
 	prom_inc(m->rate_limited, NULL, 0);
 	prom_inc(m->reloads, NULL, 0);
 	prom_inc(m->reload_fail, NULL, 0);
@@ -272,7 +280,10 @@ static void reload_on_hup(struct server *srv)
 	if (sv_log_open(srv))
 		sv_log(srv, PNO_LOG_LEVEL_ERROR, "log_reopen_failed",
 		       ",\"file\":\"%s\"", srv->opts.log_file);
-	sv_reload(srv, "SIGHUP", NULL, NULL, err, sizeof err);
+	int rc = sv_reload(srv, "SIGHUP", NULL, NULL, err, sizeof err);
+	char det[SV_ERR_MAX + 32];
+	snprintf(det, sizeof det, "SIGHUP: %s", rc ? err : "applied");
+	sv_audit_event(srv, AUDIT_EVENT_RELOAD, "", rc ? 400 : 200, det);
 }
 
 /* Wait for signals; returns the exit status. */
@@ -367,6 +378,8 @@ int serve_run(const struct serve_opts *o)
 		goto out;
 	if (security_open(srv))
 		goto out;
+	if (sv_audit_open(srv))
+		goto out;
 	if (sv_repo_open(srv, err, sizeof err)) {
 		char esc[2 * SV_ERR_MAX];
 		sv_json_escape(esc, sizeof esc, err);
@@ -404,6 +417,7 @@ out:
 	sv_http_stop(srv);
 	sv_state_release(srv->state);
 	sv_workers_wait(srv);
+	sv_audit_close(srv);	/* after every request has its record */
 	session_table_free(srv->sessions);
 	auth_ctx_free(srv->auth);
 	ratelimit_free(srv->rl);
