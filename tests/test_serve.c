@@ -19,6 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -399,7 +402,8 @@ static int group_setup(void **state)
 	write_repo();
 	write_config("{\"max_samples\": 64, \"default_samples\": 8, "
 		     "\"max_batch\": 16, \"max_queue_delay_us\": 20000, "
-		     "\"max_body_bytes\": 200000, \"max_queue_size\": 64}\n");
+		     "\"max_body_bytes\": 200000, \"max_queue_size\": 64, "
+		     "\"max_json_elements\": 50000}\n");
 	start_server(&S, "main", NULL, NULL);
 	return 0;
 }
@@ -944,6 +948,191 @@ static void test_validation(void **state)
 	assert_int_equal(r.code, 200);
 	free(r.body);
 	free(b);
+}
+
+/* ---- input hardening (docs/serve.md "Limits") ---- */
+
+/* a raw request (no client normalizes the path): the status code, the
+ * body in out */
+static long raw_http(const char *req, size_t len, char *out, size_t size)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)S.port)};
+	assert_true(fd >= 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+	struct timeval tv = {10, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	size_t sent = 0;
+	while (sent < len) {
+		ssize_t k = send(fd, req + sent, len - sent, MSG_NOSIGNAL);
+		if (k <= 0)
+			break;	/* the server may answer and close early */
+		sent += (size_t)k;
+	}
+	size_t got = 0;
+	for (;;) {
+		ssize_t k = recv(fd, out + got, size - 1 - got, 0);
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+		if (got + 1 >= size)
+			break;
+	}
+	out[got] = 0;
+	close(fd);
+	long code = -1;
+	if (sscanf(out, "HTTP/1.%*d %ld", &code) != 1)
+		code = -1;
+	return code;
+}
+
+static long raw_get(const char *method, const char *path, char *out,
+		    size_t size)
+{
+	char req[1024];
+	int n = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: x\r\n"
+			 "Connection: close\r\nContent-Length: 2\r\n\r\n{}",
+			 method, path);
+	return raw_http(req, (size_t)n, out, size);
+}
+
+static void test_hardening(void **state)
+{
+	(void)state;
+	static char out[1 << 16];
+	/* a valid model just outside the repository: a name that escaped it
+	 * would find this one */
+	char outside[1024], saved[900];
+	snprintf(saved, sizeof saved, "%s", repo);
+	snprintf(repo, sizeof repo, "%s", tu_tmp_path("serve_outside"));
+	write_model("m", 1, 1, X1, 1, 8, 2, 0, 0, "fno", 9);
+	snprintf(repo, sizeof repo, "%s", saved);
+	const char *ob = strrchr(tu_tmp_path("serve_outside"), '/') + 1;
+	snprintf(outside, sizeof outside, "%s/../%s/m/1", repo, ob);
+	struct stat sb;
+	assert_int_equal(stat(outside, &sb), 0);
+	static const struct {
+		const char *method, *path;
+		long code;	/* 0: 400 or 404 */
+	} bad[] = {
+		{"POST", "/v2/models/%2e%2e/infer", 400},
+		{"POST", "/v2/models/../infer", 400},
+		{"POST", "/v2/models/./infer", 400},
+		{"GET", "/v2/models/%2E%2e", 400},
+		{"GET", "/v2/models/..", 400},
+		{"POST", "/v2/models/a/b/infer", 404},
+		{"GET", "/v2/models/a%2fb", 0},
+		{"GET", "/v2/models/x%00", 0},
+		{"GET", "/v2/models/x%00y/ready", 0},
+		{"GET", "/v2/models/h%20eat", 400},
+		{"GET", "/v2/models/heat/versions/1%2e", 400},
+		{"GET", "/v2/models/heat/versions/..", 400},
+		{"POST", "/v2/models/..%2fOUT%2fm/infer", 0},
+		{"POST", "/v2/models/%2e%2e%2fOUT/infer", 0},
+		{"POST", "/v2/repository/models/..%2fOUT/load", 0},
+		{"POST", "/v2/repository/models/%2e%2e/load", 400},
+		{"POST", "/v2/repository/models/m%5c..%5c/load", 400},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		char path[256];
+		const char *o = strstr(bad[i].path, "OUT");
+		if (o)	/* the directory beside the repository */
+			snprintf(path, sizeof path, "%.*s%s%s",
+				 (int)(o - bad[i].path), bad[i].path, ob, o + 3);
+		else
+			snprintf(path, sizeof path, "%s", bad[i].path);
+		long code = raw_get(bad[i].method, path, out, sizeof out);
+		if (bad[i].code ? code != bad[i].code : code != 400 &&
+		    code != 404)
+			fail_msg("%s %s: %ld: %.300s", bad[i].method, path,
+				 code, out);
+		if (!strstr(out, "{\"error\":"))
+			fail_msg("%s: no JSON error: %.300s", bad[i].path, out);
+	}
+	char longname[300] = "/v2/models/";
+	memset(longname + 11, 'a', 128);
+	longname[139] = 0;
+	assert_int_equal(raw_get("GET", longname, out, sizeof out), 400);
+	longname[138] = 0;	/* 127 characters: valid, not there */
+	assert_int_equal(raw_get("GET", longname, out, sizeof out), 404);
+	/* nothing outside was loaded: no model "m" is served */
+	struct resp r;
+	http("GET", "/v2/models/m", NULL, &r);
+	expect_error(&r, 404, "\"m\" not found");
+	free(r.body);
+
+	/* headers: past max_header_bytes (16384) our 431; far past the
+	 * daemon's connection memory (2 x 16384 + 32768) its own answer */
+	static char big[300000];
+	int n = sprintf(big, "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n"
+			"Connection: close\r\nX-Pad: ");
+	memset(big + n, 'a', 17000);
+	n += 17000;
+	n += sprintf(big + n, "\r\n\r\n");
+	long code = raw_http(big, (size_t)n, out, sizeof out);
+	if (code != 431 || !strstr(out, "exceed max_header_bytes (16384)"))
+		fail_msg("17000-byte header: %ld %.300s", code, out);
+	n = sprintf(big, "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n"
+		    "Connection: close\r\n");
+	for (int i = 0; i < 200; i++)	/* many headers: the sum counts */
+		n += sprintf(big + n, "X-H%d: %0100d\r\n", i, i);
+	n += sprintf(big + n, "\r\n");
+	assert_int_equal(raw_http(big, (size_t)n, out, sizeof out), 431);
+	n = sprintf(big, "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n"
+		    "Connection: close\r\nX-Pad: ");
+	memset(big + n, 'a', 200000);
+	n += 200000;
+	n += sprintf(big + n, "\r\n\r\n");
+	code = raw_http(big, (size_t)n, out, sizeof out);
+	print_message("200000-byte header: the daemon answers %ld\n", code);
+	assert_true(code == 431 || code == 413);
+	/* the server is still there */
+	http("GET", "/v2/health/live", NULL, &r);
+	assert_int_equal(r.code, 200);
+	free(r.body);
+
+	/* 100000 '[': refused by the pre-scan, fast */
+	char *deep = malloc(100001);
+	memset(deep, '[', 100000);
+	deep[100000] = 0;
+	double t0 = now_s();
+	http("POST", "/v2/models/heat/infer", deep, &r);
+	double dt = now_s() - t0;
+	expect_error(&r, 400, "max_json_depth (32) at byte 32");
+	free(r.body);
+	free(deep);
+	print_message("100000 '[' over HTTP: 400 in %.2f ms\n", 1e3 * dt);
+	assert_true(dt < 2.0);
+	/* elements: 60000 zeros past max_json_elements 50000 */
+	char *many = malloc(200000), *p = many;
+	p += sprintf(p, "{\"inputs\":[{\"data\":[");
+	for (int i = 0; i < 60000; i++)
+		p += sprintf(p, "%s0", i ? "," : "");
+	sprintf(p, "]}]}");
+	http("POST", "/v2/models/heat/infer", many, &r);
+	expect_error(&r, 400, "max_json_elements (50000)");
+	free(r.body);
+	free(many);
+	/* total samples: 65 items x 64 samples = 4160 > 4096; 64 x 64 is
+	 * served */
+	float *x = malloc(sizeof(float) * 65 * X1);
+	input_field(x, 65 * X1, 4);
+	char *body = infer_body(x, 65, 1, X1, 1, "\"parameters\":{"
+				"\"num_samples\":64,\"quantiles\":[]}");
+	http("POST", "/v2/models/heat/infer", body, &r);
+	expect_error(&r, 400, "65 items x 64 samples = 4160 exceeds "
+		     "max_total_samples (4096)");
+	free(r.body);
+	free(body);
+	body = infer_body(x, 64, 1, X1, 1, "\"parameters\":{"
+			  "\"num_samples\":64,\"quantiles\":[]}");
+	http("POST", "/v2/models/heat/infer", body, &r);
+	assert_int_equal(r.code, 200);
+	free(r.body);
+	free(body);
+	free(x);
 }
 
 /* ---- metrics: a strict text-format 0.0.4 parser ---- */
@@ -1633,6 +1822,7 @@ int main(void)
 		cmocka_unit_test(test_seeds),
 		cmocka_unit_test(test_binary),
 		cmocka_unit_test(test_validation),
+		cmocka_unit_test(test_hardening),
 		cmocka_unit_test(test_metrics),
 		cmocka_unit_test(test_batching),
 		cmocka_unit_test(test_repository),

@@ -42,6 +42,10 @@ static void test_defaults(void **state)
 	assert_int_equal(c.max_queue_size, 256);
 	assert_int_equal(c.default_samples, 32);
 	assert_int_equal(c.max_samples, 1000);
+	assert_int_equal(c.max_header_bytes, 16384);
+	assert_int_equal(c.max_json_depth, 32);
+	assert_int_equal(c.max_json_elements, 16777216);
+	assert_int_equal(c.max_total_samples, 4096);
 	assert_int_equal(c.exit_timeout_s, 30);
 	assert_int_equal(c.retry_after_s, 1);
 	assert_string_equal(c.log_level, "info");
@@ -305,6 +309,17 @@ static void test_check(void **state)
 			    "exceeds max_samples (10)");
 	c.default_samples = 10;	/* equal is allowed */
 	assert_status(serve_config_check(&c), PNO_STATUS_OK);
+	assert_status(serve_config_set(&c, "max-total-samples", "9",
+				       "--max-total-samples"), PNO_STATUS_OK);
+	assert_status(serve_config_check(&c), PNO_STATUS_INVALID);
+	assert_string_equal(pno_last_error(), "config: default_samples (10) "
+			    "exceeds max_total_samples (9)");
+	c.max_total_samples = 10;
+	assert_status(serve_config_check(&c), PNO_STATUS_OK);
+	assert_status(serve_config_set(&c, "max_json_depth", "7", "--x"),
+		      PNO_STATUS_INVALID);
+	assert_status(serve_config_set(&c, "max_header_bytes", "1023", "--x"),
+		      PNO_STATUS_INVALID);
 	assert_status(serve_config_check(NULL), PNO_STATUS_INVALID);
 }
 
@@ -364,7 +379,8 @@ static void test_diff(void **state)
 		"connection_timeout_s", "max_body_bytes", "max_batch",
 		"max_queue_delay_us", "max_queue_size", "default_samples",
 		"max_samples", "exit_timeout_s", "retry_after_s", "log_level",
-		"gates_file"};
+		"gates_file", "max_json_depth", "max_json_elements",
+		"max_total_samples"};
 	for (int i = 0; i < serve_config_nkeys; i++) {
 		int want = 0;
 		for (size_t j = 0; j < sizeof reloadable / sizeof *reloadable; j++)

@@ -336,7 +336,7 @@ static void resp_free(struct resp *r)
 static void http(const struct srv *s, const char *method, const char *path,
 		 const char *body, const char *authz, struct resp *r)
 {
-	char url[1200], ah[600];
+	char url[1200], ah[20100];	/* long enough for the 431 case */
 	CURL *c = curl_easy_init();
 	struct curl_slist *hs = NULL;
 	memset(r, 0, sizeof *r);
@@ -1145,6 +1145,17 @@ static void test_audit_records(void **state)
 	call(&s, "DELETE", "/v2/sessions", NULL, bearer(token), 200);
 	call(&s, "POST", "/v2/models/heat/infer", "{\"inputs\":[", user, 400);
 	call(&s, "POST", "/v2/models/he%2Fat/infer", infer_body, user, 404);
+	/* input hardening: a path-traversal name, a body nested past
+	 * max_json_depth, headers past max_header_bytes */
+	call(&s, "POST", "/v2/models/%2e%2e/infer", infer_body, user, 400);
+	memset(body, '[', 1000);
+	body[1000] = 0;
+	call(&s, "POST", "/v2/models/heat/infer", body, user, 400);
+	static char big[20100];
+	snprintf(big, sizeof big, "%s", user);
+	memset(big + strlen(big), 'x', 20000 - strlen(big));
+	big[20000] = 0;
+	call(&s, "GET", "/v2", NULL, big, 431);
 	memset(body, ' ', 3000);	/* JSON whitespace past max_body_bytes */
 	body[3000] = 0;
 	call(&s, "POST", "/v2/models/heat/infer", body, user, 413);
@@ -1210,8 +1221,14 @@ static void test_audit_records(void **state)
 			assert_true(strstr(jstr(o, "detail"), sess == 1 ?
 					   "create" : "revoke") != NULL);
 		}
-		if (!strcmp(ev, "security_event"))
+		if (!strcmp(ev, "security_event")) {
 			sec++;
+			const char *d = jstr(o, "detail");
+			if (st == 431)
+				assert_non_null(strstr(d, "max_header_bytes"));
+			if (strstr(d, "nests"))
+				assert_non_null(strstr(d, "max_json_depth (32)"));
+		}
 		if (!strcmp(ev, "reload")) {
 			hup++;
 			assert_string_equal(jstr(o, "detail"), "SIGHUP: applied");
@@ -1227,8 +1244,9 @@ static void test_audit_records(void **state)
 	assert_int_equal(auth403, 1);
 	assert_int_equal(load, 1);
 	assert_int_equal(sess, 2);
-	/* the malformed body, the bad name, the body too large */
-	assert_int_equal(sec, 3);
+	/* the malformed body, the bad name, the body too large, the
+	 * traversal name, the deep body, the long headers */
+	assert_int_equal(sec, 6);
 	assert_int_equal(rl, 1);
 	assert_int_equal(hup, 1);
 	/* no secret anywhere: keys, the session token */
@@ -1237,7 +1255,7 @@ static void test_audit_records(void **state)
 	assert_null(strstr(show_text, token));
 	assert_true(strlen(token) > 20);
 	printf("audit: %zu records (4 infer with digests checked, 401, 403, "
-	       "429, load, 2 session, 3 security, SIGHUP reload), verify: closed cleanly\n",
+	       "429, load, 2 session, 6 security, SIGHUP reload), verify: closed cleanly\n",
 	       json_array_size(all));
 	json_decref(all);
 }

@@ -6,12 +6,14 @@
 #include "pno/fno.h"
 #include "serve_internal.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 
 #define X1 16
@@ -342,6 +344,218 @@ static void test_parse_garbage(void **state)
 	server_free(srv);
 }
 
+/* ---- input hardening: the JSON pre-scan ---- */
+
+struct gen {
+	char *p, *end;
+	uint64_t ctr;
+	uint32_t w[4];
+	int used;
+};
+
+static uint32_t gen_u32(struct gen *g)
+{
+	if (g->used == 0 || g->used == 4) {
+		pno_philox4x32(g->w, 91, g->ctr++, 0);
+		g->used = 0;
+	}
+	return g->w[g->used++];
+}
+
+static void gen_put(struct gen *g, const char *s)
+{
+	size_t n = strlen(s);
+	assert_true(g->p + n < g->end);
+	memcpy(g->p, s, n);
+	g->p += n;
+	*g->p = 0;
+}
+
+static void gen_ws(struct gen *g)
+{
+	static const char *const ws[] = {"", "", " ", "\n\t", "\r\n  "};
+	gen_put(g, ws[gen_u32(g) % 5]);
+}
+
+/* a string holding the scanner's hard cases: brackets, commas, escaped
+ * quotes and backslashes, \u escapes */
+static void gen_string(struct gen *g, int index)
+{
+	static const char *const parts[] = {"a", "[", "]", "{", "}", ",",
+					    "\\\"", "\\\\", "\\u005b", "\\n",
+					    "\\\\\\\"", " ", "x,y"};
+	char k[16];
+	gen_put(g, "\"");
+	int n = (int)(gen_u32(g) % 5);
+	for (int i = 0; i < n; i++)
+		gen_put(g, parts[gen_u32(g) % 13]);
+	if (index >= 0) {	/* object keys: distinct */
+		snprintf(k, sizeof k, "#%d", index);
+		gen_put(g, k);
+	}
+	gen_put(g, "\"");
+}
+
+static void gen_value(struct gen *g, int depth)
+{
+	uint32_t t = gen_u32(g) % (depth >= 9 ? 3 : 6);
+	gen_ws(g);
+	if (t == 0) {
+		gen_put(g, gen_u32(g) % 2 ? "-1.5e3" : "7");
+	} else if (t == 1) {
+		gen_string(g, -1);
+	} else if (t == 2) {
+		gen_put(g, gen_u32(g) % 2 ? "true" : "null");
+	} else {
+		int obj = t == 5, n = (int)(gen_u32(g) % 5);
+		gen_put(g, obj ? "{" : "[");
+		for (int i = 0; i < n; i++) {
+			if (i)
+				gen_put(g, ",");
+			if (obj) {
+				gen_ws(g);
+				gen_string(g, i);
+				gen_ws(g);
+				gen_put(g, ":");
+			}
+			gen_value(g, depth + 1);
+		}
+		gen_ws(g);
+		gen_put(g, obj ? "}" : "]");
+	}
+	gen_ws(g);
+}
+
+/* reference: depth and elements from jansson's tree */
+static void tree_count(const json_t *v, int d, int *depth, int64_t *el)
+{
+	size_t i;
+	const char *k;
+	json_t *c;
+	if (!json_is_array(v) && !json_is_object(v))
+		return;
+	*depth = d + 1 > *depth ? d + 1 : *depth;
+	if (json_is_array(v)) {
+		*el += (int64_t)json_array_size(v);
+		json_array_foreach(v, i, c)
+			tree_count(c, d + 1, depth, el);
+	} else {
+		*el += (int64_t)json_object_size(v);
+		json_object_foreach((json_t *)v, k, c)
+			tree_count(c, d + 1, depth, el);
+	}
+}
+
+/* 2000 Philox-generated documents (nesting to 10, strings full of
+ * brackets, commas and escapes): the scanner's depth and element count
+ * equal jansson's tree exactly; at limit = the count it passes, at
+ * count - 1 it stops. */
+static void test_prescan_reference(void **state)
+{
+	(void)state;
+	static char buf[1 << 20];
+	int maxd = 0;
+	int64_t maxel = 0;
+	for (int doc = 0; doc < 2000; doc++) {
+		struct gen g = {buf, buf + sizeof buf, (uint64_t)doc << 32, {0},
+				0};
+		gen_put(&g, "");
+		gen_value(&g, 0);
+		size_t n = (size_t)(g.p - buf);
+		json_error_t e;
+		json_t *j = json_loadb(buf, n, JSON_DECODE_ANY, &e);
+		if (!j)
+			fail_msg("doc %d does not parse: %s: %s", doc, e.text, buf);
+		int rd = 0, d = -1;
+		int64_t rel = 0, el = -1;
+		size_t at;
+		tree_count(j, 0, &rd, &rel);
+		json_decref(j);
+		assert_int_equal(sv_json_prescan(buf, n, 1024, INT64_MAX, &d, &el,
+						 &at), SV_SCAN_OK);
+		if (d != rd || el != rel)
+			fail_msg("doc %d: scan depth %d elements %lld, tree %d "
+				 "%lld: %s", doc, d, (long long)el, rd,
+				 (long long)rel, buf);
+		assert_int_equal(at, n);
+		assert_int_equal(sv_json_prescan(buf, n, rd, rel, NULL, NULL,
+						 NULL), SV_SCAN_OK);
+		if (rd > 0)
+			assert_int_equal(sv_json_prescan(buf, n, rd - 1, rel, NULL,
+							 NULL, NULL),
+					 SV_SCAN_DEPTH);
+		if (rel > 0)
+			assert_int_equal(sv_json_prescan(buf, n, rd, rel - 1, NULL,
+							 NULL, NULL),
+					 SV_SCAN_ELEMENTS);
+		maxd = rd > maxd ? rd : maxd;
+		maxel = rel > maxel ? rel : maxel;
+	}
+	print_message("prescan: 2000 documents agree with jansson (depth up "
+		      "to %d, up to %lld elements)\n", maxd, (long long)maxel);
+	assert_true(maxd >= 8 && maxel >= 50);
+}
+
+/* Hostile bodies through sv_infer_parse: 100000 '[' stop at the depth
+ * limit's byte, before the parser; too many elements; too many samples. */
+static void test_parse_limits(void **state)
+{
+	(void)state;
+	struct server *srv = server_new();
+	char err[SV_ERR_MAX];
+	assert_int_equal(sv_repo_open(srv, err, sizeof err), 0);
+	struct mversion *mv = sv_state_version(srv->state, "b", "1");
+	struct serve_config cfg = srv->opts.cfg;
+	struct req r;
+	memset(&r, 0, sizeof r);
+	r.srv = srv;
+	r.mv = mv;
+	size_t n = 100000;
+	r.body = pno_malloc(n + 64 * X1 + 512);
+	r.body_cap = n + 1;
+	memset(r.body, '[', n);
+	r.body_len = n;
+	long a0 = atomic_load(&n_alloc);
+	double t0 = (double)clock();
+	assert_int_equal(sv_infer_parse(&r, &cfg), 400);
+	double dt = ((double)clock() - t0) / CLOCKS_PER_SEC;
+	assert_string_equal(r.err, "the JSON nests deeper than "
+			    "max_json_depth (32) at byte 32");
+	/* refused before the parser: nothing allocated */
+	assert_int_equal(atomic_load(&n_alloc), a0);
+	print_message("100000 '[': 400 in %.1f us\n", 1e6 * dt);
+	/* a body within the limits: the elements of data (X1 numbers) and
+	 * the rest; parsed at the exact count, refused one below */
+	int len = sprintf(r.body, "{\"parameters\":{\"num_samples\":4},"
+			  "\"inputs\":[{\"name\":\"input\",\"datatype\":"
+			  "\"FP32\",\"shape\":[2,1,%d],\"data\":[", X1);
+	for (int i = 0; i < 2 * X1; i++)
+		len += sprintf(r.body + len, "%s%d", i ? "," : "", i % 3);
+	len += sprintf(r.body + len, "]}]}");
+	r.body_len = (size_t)len;
+	/* root 2 + parameters 1 + inputs 1 + input 4 + shape 3 + data */
+	int64_t want = 2 + 1 + 1 + 4 + 3 + 2 * X1;
+	int64_t el;
+	assert_int_equal(sv_json_prescan(r.body, r.body_len, 32, INT64_MAX,
+					 NULL, &el, NULL), SV_SCAN_OK);
+	assert_int_equal(el, want);
+	cfg.max_json_elements = (int)want;
+	assert_int_equal(sv_infer_parse(&r, &cfg), 0);
+	cfg.max_json_elements = (int)want - 1;
+	assert_int_equal(sv_infer_parse(&r, &cfg), 400);
+	assert_non_null(strstr(r.err, "max_json_elements (" ));
+	cfg.max_json_elements = 16777216;
+	/* 2 items x 4 samples = 8 */
+	cfg.max_total_samples = 8;
+	assert_int_equal(sv_infer_parse(&r, &cfg), 0);
+	cfg.max_total_samples = 7;
+	assert_int_equal(sv_infer_parse(&r, &cfg), 400);
+	assert_string_equal(r.err, "2 items x 4 samples = 8 exceeds "
+			    "max_total_samples (7)");
+	req_release(&r);
+	server_free(srv);
+}
+
 /* The float formatter of JSON answers: every one of 2^20 Philox-drawn
  * finite bit patterns (all exponents, subnormals included) and the edge
  * values read back (strtof, and strtod then a cast, as a JSON reader
@@ -388,6 +602,8 @@ int main(void)
 		cmocka_unit_test(test_request_alloc_failures),
 		cmocka_unit_test(test_parse_garbage),
 		cmocka_unit_test(test_float_text),
+		cmocka_unit_test(test_prescan_reference),
+		cmocka_unit_test(test_parse_limits),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -51,6 +51,14 @@ const struct cfg_key serve_config_keys[] = {
 	KI(default_samples, 1, 100000, "32", 1,
 	   "num_samples when a request gives none"),
 	KI(max_samples, 1, 100000, "1000", 1, "largest num_samples accepted"),
+	KI(max_header_bytes, 1024, 1048576, "16384", 0,
+	   "largest request line + headers in bytes (431 beyond)"),
+	KI(max_json_depth, 8, 1024, "32", 1,
+	   "deepest nesting of [ and { in an infer body"),
+	KI(max_json_elements, 16, 1000000000, "16777216", 1,
+	   "most array elements + object members in an infer body"),
+	KI(max_total_samples, 1, 1000000000, "4096", 1,
+	   "largest items x num_samples in one request"),
 	KI(exit_timeout_s, 0, 3600, "30", 1,
 	   "graceful shutdown bound in seconds"),
 	KI(retry_after_s, 0, 3600, "1", 1, "Retry-After seconds on 503"),
@@ -581,6 +589,10 @@ enum pno_status serve_config_check(const struct serve_config *c)
 				   "breaker_min_calls (%d) exceeds "
 				   "breaker_window (%d)", c->breaker_min_calls,
 				   c->breaker_window);
+	if (c->default_samples > c->max_total_samples)
+		return pno__errorf(PNO_STATUS_INVALID, "config: default_samples "
+				   "(%d) exceeds max_total_samples (%d)",
+				   c->default_samples, c->max_total_samples);
 	if (c->default_samples > c->max_samples)
 		return pno__errorf(PNO_STATUS_INVALID, "config: default_samples "
 				   "(%d) exceeds max_samples (%d)",

@@ -42,6 +42,11 @@ struct serve_config {
 	int max_queue_size;
 	int default_samples;		/* num_samples when not given */
 	int max_samples;
+	/* input hardening (docs/serve.md "Limits") */
+	int max_header_bytes;		/* request line + headers */
+	int max_json_depth;		/* nesting of [ and { */
+	int max_json_elements;		/* array elements + object members */
+	int max_total_samples;		/* items x num_samples */
 	int exit_timeout_s;		/* graceful shutdown bound */
 	int retry_after_s;		/* Retry-After on 503 */
 	char log_level[16];		/* debug | info | warning | error */

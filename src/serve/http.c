@@ -124,7 +124,8 @@ static int audit_kind(const struct req *r, int status)
 		return AUDIT_EVENT_AUTH_FAILURE;
 	if (status == 429)
 		return AUDIT_EVENT_RATE_LIMITED;
-	if (status == 413 || status == 405 || r->route == R_NONE)
+	if (status == 413 || status == 431 || status == 405 ||
+	    r->route == R_NONE)
 		return AUDIT_EVENT_SECURITY_EVENT;
 	switch (r->route) {
 	case R_INFER:	/* a malformed body is a rejected request */
@@ -285,7 +286,11 @@ static enum route route(struct req *r, const char *url)
 		if (n == 3 && is(s[2], l[2], "index"))
 			return R_REPO_INDEX;
 		if (n == 5 && is(s[2], l[2], "models") &&
-		    sv_valid_name(s[3], l[3])) {
+		    !sv_valid_name(s[3], l[3])) {
+			r->bad_name = 1;
+			return R_NONE;
+		}
+		if (n == 5 && is(s[2], l[2], "models")) {
 			snprintf(r->model, sizeof r->model, "%.*s", (int)l[3],
 				 s[3]);
 			return is(s[4], l[4], "load") ? R_REPO_LOAD :
@@ -296,16 +301,20 @@ static enum route route(struct req *r, const char *url)
 	}
 	if (n < 3 || !is(s[1], l[1], "models"))
 		return R_NONE;
-	if (!sv_valid_name(s[2], l[2]))
+	if (!sv_valid_name(s[2], l[2])) {
+		r->bad_name = 1;	/* before any repository lookup */
 		return R_NONE;
+	}
 	snprintf(r->model, sizeof r->model, "%.*s", (int)l[2], s[2]);
 	int k = 3;
 	if (n >= 5 && is(s[3], l[3], "versions")) {
+		r->bad_name = 1;
 		if (l[4] == 0 || l[4] >= sizeof r->version)
 			return R_NONE;
 		for (size_t i = 0; i < l[4]; i++)
 			if (s[4][i] < '0' || s[4][i] > '9')
 				return R_NONE;
+		r->bad_name = 0;
 		snprintf(r->version, sizeof r->version, "%.*s", (int)l[4],
 			 s[4]);
 		k = 5;
@@ -733,6 +742,16 @@ static enum MHD_Result infer_finish(struct req *r)
 			r->resp, r->resp_len);
 }
 
+/* the request line's and headers' bytes as sent (name: value CRLF) */
+static enum MHD_Result header_bytes(void *cls, enum MHD_ValueKind kind,
+				    const char *key, const char *value)
+{
+	size_t *n = cls;
+	(void)kind;
+	*n += strlen(key) + (value ? strlen(value) : 0) + 4;
+	return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 				  const char *url, const char *method,
 				  const char *version, const char *upload,
@@ -754,6 +773,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 			MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT,
 						  (unsigned)to);
 		int post = !strcmp(method, "POST");
+		size_t hb = strlen(method) + strlen(url) + 12;
+		MHD_get_connection_values(c, MHD_HEADER_KIND, header_bytes, &hb);
+		if (hb > (size_t)srv->max_header)
+			return send_error(r, 431, "the request line and headers "
+					  "(%zu bytes) exceed max_header_bytes "
+					  "(%d)", hb, srv->max_header);
+		if (r->route == R_NONE && r->bad_name)
+			return send_error(r, 400, "invalid model name or "
+					  "version in %.200s: names are 1-127 "
+					  "of [A-Za-z0-9_.-], not \".\" or "
+					  "\"..\"; versions are digits", url);
 		if (r->route == R_NONE)
 			return send_error(r, 404, "no such endpoint: %s %.200s",
 					  method, url);
@@ -924,6 +954,11 @@ enum pno_status sv_http_start(struct server *srv)
 			 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	if (v6)
 		flags |= MHD_USE_IPv6;
+	/* the connection's memory holds the whole header section: room for
+	 * max_header_bytes (answered 431 by on_request) and the read buffer;
+	 * beyond it the daemon answers by itself (docs/serve.md "Limits") */
+	srv->max_header = c->max_header_bytes;
+	size_t mem = 2 * (size_t)c->max_header_bytes + 32768;
 	srv->daemon = MHD_start_daemon(
 		flags, (uint16_t)c->port, NULL, NULL, on_request, srv,
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
@@ -931,6 +966,7 @@ enum pno_status sv_http_start(struct server *srv)
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->threads,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_connections,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->connection_timeout_s,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
 		MHD_OPTION_END);
 	if (!srv->daemon)

@@ -361,6 +361,68 @@ static int parse_outputs(struct req *r, const json_t *outs, int bin_all,
 	return 0;
 }
 
+enum sv_scan sv_json_prescan(const char *s, size_t n, int max_depth,
+			     int64_t max_elements, int *depth,
+			     int64_t *elements, size_t *at)
+{
+	int d = 0, dmax = 0, in_str = 0, opened = 0;
+	int64_t el = 0;
+	enum sv_scan res = SV_SCAN_OK;
+	size_t i = 0;
+	for (; i < n; i++) {
+		char c = s[i];
+		if (in_str) {
+			if (c == '\\')
+				i++;	/* the escaped byte */
+			else if (c == '"')
+				in_str = 0;
+			continue;
+		}
+		if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+			continue;
+		if (opened) {	/* first byte after '[' or '{' */
+			opened = 0;
+			if (c != ']' && c != '}' && ++el > max_elements) {
+				res = SV_SCAN_ELEMENTS;
+				break;
+			}
+		}
+		switch (c) {
+		case '"':
+			in_str = 1;
+			break;
+		case '[':
+		case '{':
+			if (++d > max_depth) {
+				res = SV_SCAN_DEPTH;
+				break;
+			}
+			dmax = d > dmax ? d : dmax;
+			opened = 1;
+			break;
+		case ']':
+		case '}':
+			d -= d > 0;
+			break;
+		case ',':
+			if (d > 0 && ++el > max_elements)
+				res = SV_SCAN_ELEMENTS;
+			break;
+		default:
+			break;
+		}
+		if (res != SV_SCAN_OK)
+			break;
+	}
+	if (depth)
+		*depth = res == SV_SCAN_DEPTH ? d : dmax;
+	if (elements)
+		*elements = el;
+	if (at)
+		*at = i < n ? i : n;
+	return res;
+}
+
 int sv_infer_parse(struct req *r, const struct serve_config *cfg)
 {
 	const struct mversion *mv = r->mv;
@@ -383,6 +445,19 @@ int sv_infer_parse(struct req *r, const struct serve_config *cfg)
 	if (r->header_len > r->body_len)
 		return fail(r, 400, "Inference-Header-Content-Length %zu exceeds "
 			    "the body (%zu bytes)", r->header_len, r->body_len);
+	size_t at;
+	switch (sv_json_prescan(r->body, jlen, cfg->max_json_depth,
+				cfg->max_json_elements, NULL, NULL, &at)) {
+	case SV_SCAN_DEPTH:
+		return fail(r, 400, "the JSON nests deeper than max_json_depth "
+			    "(%d) at byte %zu", cfg->max_json_depth, at);
+	case SV_SCAN_ELEMENTS:
+		return fail(r, 400, "the JSON holds more than max_json_elements "
+			    "(%d) elements (byte %zu)", cfg->max_json_elements,
+			    at);
+	case SV_SCAN_OK:
+		break;
+	}
 	root = json_loadb(r->body, jlen, 0, &e);
 	if (!root && json_error_code(&e) == json_error_out_of_memory)
 		return fail(r, 503, "out of memory parsing the request");
@@ -409,6 +484,12 @@ int sv_infer_parse(struct req *r, const struct serve_config *cfg)
 			 &ret_samples, &bin_all, &have_levels) ||
 	    parse_input(r, json_object_get(root, "inputs")))
 		goto out;
+	if ((int64_t)r->B * r->S > cfg->max_total_samples) {
+		fail(r, 400, "%d items x %d samples = %lld exceeds "
+		     "max_total_samples (%d)", r->B, r->S,
+		     (long long)r->B * r->S, cfg->max_total_samples);
+		goto out;
+	}
 	const json_t *outs = json_object_get(root, "outputs");
 	if (outs) {
 		if (parse_outputs(r, outs, bin_all, have_levels))

@@ -66,6 +66,8 @@ struct req {
 	int too_large;
 	int queued;			/* counted in flight */
 	size_t header_len;		/* Inference-Header-Content-Length */
+	int bad_name;			/* the URL's model name or version is
+					 * not [A-Za-z0-9_.-]{1,127} (400) */
 
 	/* target, held until the request completes */
 	struct serve_state *st;
@@ -229,6 +231,7 @@ struct server {
 	_Atomic int retry_after;
 	_Atomic int conn_timeout;	/* connection_timeout_s */
 	int conn_timeout0;		/* the daemon's, from the start */
+	int max_header;			/* max_header_bytes, from the start */
 	_Atomic long inflight;		/* infer requests accepted, not done */
 	_Atomic uint64_t next_rid;
 	uint64_t seed_key;		/* for requests without a seed */
@@ -267,6 +270,19 @@ void sv_apply_runtime(struct server *srv);
  * 0 applied, -1 rejected (old state kept, reason in err) */
 int sv_reload(struct server *srv, const char *why, const char *load,
 	      const char *unload, char *err, size_t errsz);
+
+/* The pre-scan of an infer body before the parser sees it (a hostile body
+ * never reaches the parser's recursion): walks the bytes once, outside
+ * strings (escapes honoured), counting the nesting of '[' '{' and the
+ * elements (array elements + object members: 1 per non-empty container
+ * plus 1 per ','). Stops at the first limit passed: SV_SCAN_DEPTH or
+ * SV_SCAN_ELEMENTS with *at the byte offset; else SV_SCAN_OK with the
+ * deepest nesting and the element count (malformed text is left to the
+ * parser). */
+enum sv_scan { SV_SCAN_OK, SV_SCAN_DEPTH, SV_SCAN_ELEMENTS };
+enum sv_scan sv_json_prescan(const char *s, size_t n, int max_depth,
+			     int64_t max_elements, int *depth,
+			     int64_t *elements, size_t *at);
 
 /* infer: parse and validate r->body against r->mv; 0 or an HTTP status
  * with r->err set */
