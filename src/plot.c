@@ -1,5 +1,13 @@
 /* PNG figures through PLplot's pngcairo device: validation, one locked
- * PLplot stream per figure, atomic output. */
+ * PLplot stream per figure, atomic output.
+ *
+ * Like the rest of the library this never prints and never exits, though
+ * PLplot on its own would do both on an error: plsError captures the
+ * message of a recoverable error (plabort) instead of printing it, and an
+ * exit handler (plsexit, called by plexit before anything else) jumps back
+ * into render(), so a fatal error becomes PNO_STATUS_INTERNAL with
+ * PLplot's message. Only plwarn has no hook; validated input never
+ * reaches it (docs/eval/plots.md). */
 #include "internal.h"
 #include "pno/io.h"
 #include "pno/plot.h"
@@ -21,8 +29,9 @@ static PLINT pl_code;
 static char pl_errmsg[1024];
 static char pl_fatal[512];
 
-/* plexit() would print, plend() and exit(): jump back into render()
- * instead (PLplot documents an exit handler that does not return). */
+/* PLplot's exit handler: it runs first in plexit(), before plexit's own
+ * message and exit(), and never returns here: it jumps back into render(),
+ * which turns the error into a status. */
 static int on_plexit(const char *msg)
 {
 	snprintf(pl_fatal, sizeof pl_fatal, "%s", msg ? msg : "");
@@ -141,8 +150,9 @@ static void draw_fault(void *ctx)
 		plexit("pno test: fatal error");
 }
 
-/* Used by tests/test_plot.c only. kind 1: an aborted operation
- * (plabort), kind 2: a fatal error (plexit, which would exit()). */
+/* Used by tests/test_plot.c only, to prove that PLplot's errors come back
+ * as statuses with nothing printed and the process alive. kind 1: an
+ * aborted operation (plabort), kind 2: a fatal error (plexit). */
 enum pno_status pno__plot_fault(const char *path, int kind)
 {
 	return render(path, 300, 200, draw_fault, &kind);
