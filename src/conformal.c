@@ -42,16 +42,11 @@ enum pno_status pno_conformal_scores(const float *y, const float *mean,
 	return PNO_STATUS_OK;
 }
 
-static int cmp_float(const void *a, const void *b)
-{
-	float x = *(const float *)a, y = *(const float *)b;
-	return (x > y) - (x < y);
-}
-
-/* k-th smallest (1-based) of a[0..n), sorting a (no NaN: checked). */
+/* k-th smallest (1-based) of a[0..n), sorting a (no NaN: checked; +inf
+ * scores sort last). */
 static float kth_smallest(float *a, size_t n, size_t k)
 {
-	qsort(a, n, sizeof *a, cmp_float);
+	pno__sort_floats(a, n);
 	return a[k - 1];
 }
 

@@ -55,7 +55,8 @@ char *pno__json_dumps(const struct json_t *j, size_t flags);
 struct json_t *pno__json_loads(const char *text, enum pno_status *status,
 			       char *msg, size_t msg_size);
 
-/* Ascending sort of finite floats: quicksort (median of three, recursion
+/* Ascending sort of floats without NaN (infinities sort to the ends):
+ * quicksort (median of three, recursion
  * on the smaller side so the stack stays O(log n)), insertion below 16.
  * Allocates nothing (unlike qsort in some libcs) and needs no callback. */
 void pno__sort_floats(float *v, size_t n);

@@ -1,7 +1,8 @@
 /* Sorting of float arrays without allocation (see internal.h). */
 #include "internal.h"
 
-/* Ascending sort of finite floats: quicksort (median of three, recursion
+/* Ascending sort of floats without NaN (infinities sort to the ends):
+ * quicksort (median of three, recursion
  * on the smaller side so the stack stays O(log n)), insertion below 16.
  * Allocates nothing, unlike qsort in some libcs. */
 void pno__sort_floats(float *v, size_t n)
