@@ -41,7 +41,8 @@
 #include <sys/types.h>
 
 /* X(name, wire name). The order is the on-disk event code (0, 1, ...):
- * append only. The last three are written by the log itself. */
+ * append only. LOG_OPEN, LOG_RECOVERED and LOG_CLOSE are written by the
+ * log itself; ALERT by the monitor (docs/serve/operations.md). */
 #define AUDIT_EVENT_LIST(X)                                                   \
 	X(INFER, "infer")                                                     \
 	X(LOAD, "load")                                                       \
@@ -54,7 +55,8 @@
 	X(SECURITY_EVENT, "security_event")                                   \
 	X(LOG_OPEN, "audit_open")                                             \
 	X(LOG_RECOVERED, "audit_recovered")                                   \
-	X(LOG_CLOSE, "audit_close")
+	X(LOG_CLOSE, "audit_close")                                           \
+	X(ALERT, "alert")
 
 enum audit_event_type {
 #define AUDIT__EV_ENUM(name, wire) AUDIT_EVENT_##name,

@@ -101,6 +101,29 @@ const struct cfg_key serve_config_keys[] = {
 	   "audit keygen; needs audit_dir)"),
 	KB(audit_fsync, "true", 0, "sync each audit record to disk before "
 	   "the answer is sent"),
+	/* operations: docs/serve/operations.md */
+	KI(health_interval_ms, 10, 3600000, "1000", 1,
+	   "health checks, resource sampling and alert evaluation: period in "
+	   "milliseconds"),
+	KI(memory_limit_mb, 0, 16777216, "0", 1,
+	   "answer new inferences 503 while resident memory is above this "
+	   "many MiB (0: off)"),
+	KS(alerts_file, 0, "", 1, NULL, "alert rules, JSON (\"\": none)"),
+	KI(alert_window_s, 1, 86400, "60", 1,
+	   "alert window: error rate, p99 latency, latency baseline, seconds"),
+	KS(alert_webhook_url, 0, "", 1, NULL,
+	   "POST alerts firing and resolving here, http:// (\"\": none)"),
+	KS(trace_otlp_url, 0, "", 0, NULL, "OTLP/HTTP JSON trace collector, "
+	   "http://host:port/v1/traces (\"\": none)"),
+	KS(trace_file, 0, "", 0, NULL,
+	   "append exported spans here as OTLP/JSON lines (\"\": none)"),
+	KI(trace_queue_spans, 16, 10000000, "8192", 0,
+	   "spans waiting for export; more are dropped (counted)"),
+	KI(trace_batch_spans, 1, 100000, "512", 0, "spans per export"),
+	KI(trace_flush_ms, 10, 600000, "1000", 0,
+	   "longest wait before a partial batch of spans is exported"),
+	KS(trace_service_name, 1, "pno", 0, NULL,
+	   "service.name of the exported spans"),
 };
 const int serve_config_nkeys =
 	(int)(sizeof serve_config_keys / sizeof serve_config_keys[0]);

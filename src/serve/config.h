@@ -68,6 +68,15 @@ struct serve_config {
 	char audit_dir[CFG_STR];	/* "" none */
 	char audit_key_file[CFG_STR];
 	int audit_fsync;		/* sync every record before the answer */
+	/* operations (docs/serve/operations.md) */
+	int health_interval_ms;		/* monitor period */
+	int memory_limit_mb;		/* shed load above (0 off) */
+	char alerts_file[CFG_STR];	/* alert rules ("" none) */
+	int alert_window_s;
+	char alert_webhook_url[CFG_STR];
+	char trace_otlp_url[CFG_STR], trace_file[CFG_STR];
+	int trace_queue_spans, trace_batch_spans, trace_flush_ms;
+	char trace_service_name[64];
 };
 
 struct cfg_key {

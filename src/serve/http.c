@@ -19,6 +19,7 @@ enum route {
 	R_NONE,
 	R_LIVE,
 	R_READY,
+	R_HEALTH_DETAILS,	/* admin: the scheduled checks (ops.h) */
 	R_SERVER,
 	R_METRICS,
 	R_MODEL,		/* metadata */
@@ -111,6 +112,7 @@ static void count(struct req *r, int status)
 		if (r->mv)
 			prom_observe(srv->met.req_dur, lv,
 				     sv_now() - r->t_start);
+		sv_ops_request_done(r, status);
 	}
 }
 
@@ -186,6 +188,9 @@ static enum MHD_Result send_buf(struct req *r, int status, const char *ctype,
 	if (!resp)
 		return MHD_NO;
 	MHD_add_response_header(resp, "Content-Type", ctype);
+	char tp[TRACEPARENT_LEN + 1];
+	if (sv_ops_traceparent(r, tp))
+		MHD_add_response_header(resp, "traceparent", tp);
 	if (status == 503 || status == 429) {
 		char ra[16];
 		snprintf(ra, sizeof ra, "%d", r->retry_after > 0 ?
@@ -281,7 +286,8 @@ static enum route route(struct req *r, const char *url)
 		return R_SESSIONS;
 	if (n == 3 && is(s[1], l[1], "health"))
 		return is(s[2], l[2], "live") ? R_LIVE :
-		       is(s[2], l[2], "ready") ? R_READY : R_NONE;
+		       is(s[2], l[2], "ready") ? R_READY :
+		       is(s[2], l[2], "details") ? R_HEALTH_DETAILS : R_NONE;
 	if (is(s[1], l[1], "repository")) {
 		if (n == 3 && is(s[2], l[2], "index"))
 			return R_REPO_INDEX;
@@ -504,9 +510,25 @@ static enum MHD_Result get_endpoint(struct req *r, enum route rt)
 	switch (rt) {
 	case R_LIVE:
 		return send_json(r, 200, "{\"live\":true}");
-	case R_READY:
-		return draining ? send_json(r, 503, "{\"ready\":false}")
-				: send_json(r, 200, "{\"ready\":true}");
+	case R_READY: {
+		/* the last scheduled checks, not a check per probe */
+		char why[256], esc[600], b[700];
+		if (sv_ops_ready(srv, why, sizeof why))
+			return send_json(r, 200, "{\"ready\":true}");
+		sv_json_escape(esc, sizeof esc, why);
+		snprintf(b, sizeof b, "{\"ready\":false,\"reason\":\"%s\"}",
+			 esc);
+		return send_json(r, 503, b);
+	}
+	case R_HEALTH_DETAILS: {
+		char *text = NULL;
+		size_t len = 0;
+		if (sv_ops_health_details(srv, &text, &len))
+			return send_error(r, 503, "health details unavailable");
+		enum MHD_Result ret = send_json(r, 200, text);
+		pno_free(text);
+		return ret;
+	}
 	case R_SERVER:
 		return send_json(r, 200, "{\"name\":\"pno\",\"version\":\""
 				 PNO_VERSION_STRING "\",\"extensions\":["
@@ -544,6 +566,7 @@ static int route_role(enum route rt)
 	case R_LIVE: case R_READY: case R_METRICS: case R_NONE:
 		return -1;
 	case R_REPO_INDEX: case R_REPO_LOAD: case R_REPO_UNLOAD:
+	case R_HEALTH_DETAILS:
 		return AUTH_ROLE_ADMIN;
 	case R_SESSIONS:
 		return 0;	/* any valid key */
@@ -698,6 +721,8 @@ static enum MHD_Result infer_start(struct req *r)
 	struct server *srv = r->srv;
 	if (atomic_load(&srv->draining))
 		return send_error(r, 503, "the server is shutting down");
+	if (sv_ops_shed(r))	/* above memory_limit_mb: overloaded */
+		return send_error(r, r->status, "%s", r->err);
 	r->st = sv_state_get(srv);
 	r->mv = sv_state_version(r->st, r->model, r->version);
 	if (!r->mv)
@@ -768,6 +793,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 		r->t_start = sv_now();
 		r->rid = atomic_fetch_add(&srv->next_rid, 1) + 1;
 		r->route = route(r, url);
+		sv_ops_request_begin(r, MHD_lookup_connection_value(
+					     c, MHD_HEADER_KIND, "traceparent"));
 		int to = atomic_load(&srv->conn_timeout);
 		if (to != srv->conn_timeout0)	/* changed by a reload */
 			MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT,
@@ -892,6 +919,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	       "%d%s%s", r->rid, id, ep, r->model, r->version,
 	       r->status ? r->status : 499, 1e3 * dt,
 	       r->status == 200 ? r->S : 0, r->batch_items, r->B, who, eb);
+	sv_ops_request_end(r, r->route == R_INFER);
 	if (r->has_permit && r->mv) {
 		/* admitted but never computed (the client left first) */
 		breaker_record_permit(&r->mv->brk, serve_clock_monotonic(NULL),

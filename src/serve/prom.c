@@ -516,6 +516,8 @@ static void gauge_set(struct prom_family *f, double v)
 static void process_refresh(struct prom_registry *r)
 {
 	const struct prom_process *p = &r->proc;
+	if (!p->resident)
+		return;
 	long page = sysconf(_SC_PAGESIZE), tck = sysconf(_SC_CLK_TCK);
 	FILE *fp = fopen("/proc/self/statm", "r");
 	if (fp) {
@@ -573,6 +575,46 @@ static void process_refresh(struct prom_registry *r)
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
 		gauge_set(p->max_fds, rl.rlim_cur == RLIM_INFINITY
 			  ? INFINITY : (double)rl.rlim_cur);
+}
+
+enum pno_status prom_process_sample(struct prom_registry *r,
+				    struct prom_process_values *out)
+{
+	if (!r || !out)
+		return pno__errorf(PNO_STATUS_INVALID, "prom: NULL argument to "
+				   "prom_process_sample");
+	pthread_mutex_lock(&r->mu);
+	if (!r->has_process) {
+		pthread_mutex_unlock(&r->mu);
+		return pno__errorf(PNO_STATUS_INVALID, "prom: no process metrics "
+				   "registered");
+	}
+	process_refresh(r);
+	const struct prom_process *p = &r->proc;
+#define PV(f) bitsd(atomic_load_explicit(&p->f->series[0]->value,       \
+					 memory_order_relaxed))
+	out->resident_bytes = PV(resident);
+	out->virtual_bytes = PV(virt);
+	out->cpu_seconds = PV(cpu);
+	out->open_fds = PV(fds);
+	out->max_fds = PV(max_fds);
+#undef PV
+	pthread_mutex_unlock(&r->mu);
+	return PNO_STATUS_OK;
+}
+
+double prom_value(struct prom_family *f, const char *const *label_values)
+{
+	if (!f || f->type == PROM_HISTOGRAM)
+		return NAN;
+	int n = atomic_load_explicit(&f->n_series, memory_order_acquire);
+	for (int i = 0; i < n; i++)
+		if (f->n_labels == 0 ||
+		    (label_values &&
+		     values_match(f->series[i], f->n_labels, label_values)))
+			return bitsd(atomic_load_explicit(&f->series[i]->value,
+							  memory_order_relaxed));
+	return NAN;
 }
 
 /* ---- exposition ---- */

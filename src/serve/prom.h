@@ -73,6 +73,20 @@ void prom_observe(struct prom_family *f, const char *const *label_values,
  * registry (INVALID the second time). */
 enum pno_status prom_register_process(struct prom_registry *r);
 
+/* Refresh the process metrics now (as an exposition does) and read them:
+ * the monitor's periodic sample shares the exported gauges. INVALID if the
+ * registry has no process metrics. */
+struct prom_process_values {
+	double resident_bytes, virtual_bytes, cpu_seconds, open_fds, max_fds;
+};
+enum pno_status prom_process_sample(struct prom_registry *r,
+				    struct prom_process_values *out);
+
+/* A counter's or gauge's current value for these label values (NULL for
+ * a family without labels); NAN if the series does not exist (never
+ * creates it) or f is a histogram. */
+double prom_value(struct prom_family *f, const char *const *label_values);
+
 /* The whole registry as text format 0.0.4 into a malloc'd (pno_malloc)
  * NUL-terminated buffer; *len its length. NOMEM on failure. */
 enum pno_status prom_expose(struct prom_registry *r, char **text, size_t *len);

@@ -16,6 +16,8 @@
 #include "auth.h"
 #include "breaker.h"
 #include "config.h"
+#include "failure.h"
+#include "ops.h"
 #include "prom.h"
 #include "ratelimit.h"
 #include "session.h"
@@ -100,6 +102,8 @@ struct req {
 	char err[SV_ERR_MAX];
 	int batch_items;		/* items in the batch it ran in */
 	double t_enq, t_exec, t_done;	/* monotonic seconds */
+	double t_run;			/* its own items began computing */
+	struct sv_req_trace tr;		/* its server span (ops.h) */
 	double compute_s;		/* the whole batch's execution */
 	_Atomic int ready;		/* worker finished: respond */
 
@@ -222,6 +226,7 @@ struct server {
 	struct session_table *sessions;
 	struct ratelimit *rl;
 	struct audit_log *audit;	/* NULL when off (no audit_dir) */
+	struct sv_ops *ops;		/* monitor, health, alerts, export */
 
 	struct MHD_Daemon *daemon;
 	int port;

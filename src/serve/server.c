@@ -96,6 +96,7 @@ void sv_apply_runtime(struct server *srv)
 	atomic_store(&srv->retry_after, c->retry_after_s);
 	atomic_store(&srv->conn_timeout, c->connection_timeout_s);
 	srv->log_level = parse_level(c->log_level);
+	sv_ops_reconfigure(srv);
 }
 
 static void lib_log(void *ud, enum pno_log_level level, const char *msg)
@@ -389,6 +390,8 @@ int serve_run(const struct serve_opts *o)
 			fprintf(stderr, "pno serve: %s\n", err);
 		goto out;
 	}
+	if (sv_ops_start(srv))
+		goto out;
 	if (sv_http_start(srv)) {
 		sv_log(srv, PNO_LOG_LEVEL_ERROR, "start_failed",
 		       ",\"reason\":\"cannot listen on %s port %d\"",
@@ -415,6 +418,7 @@ int serve_run(const struct serve_opts *o)
 	sv_log(srv, PNO_LOG_LEVEL_INFO, "stopped", "%s", "");
 out:
 	sv_http_stop(srv);
+	sv_ops_stop(srv);	/* reads the state; flushes the last spans */
 	sv_state_release(srv->state);
 	sv_workers_wait(srv);
 	sv_audit_close(srv);	/* after every request has its record */

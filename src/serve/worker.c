@@ -54,6 +54,7 @@ static void run_batch(struct mversion *mv, struct req **b, int n, int items)
 	for (int i = 0; i < n; i++) {
 		struct req *r = b[i];
 		double tr = sv_now();
+		r->t_run = tr;
 		sv_infer_run(mv, r);
 		double t1 = sv_now();
 		if (r->has_permit) {
