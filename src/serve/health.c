@@ -71,21 +71,12 @@ static void check_models(struct sv_ops *o, struct checks *k)
 	int nv = 0, open = 0;
 	for (int i = 0; i < st->nm; i++)
 		for (int j = 0; j < st->m[i].nv; j++) {
-			struct mversion *mv = st->m[i].v[j];
-			enum breaker_state b = breaker_state_get(&mv->brk);
-			char name[160];
-			snprintf(name, sizeof name, "model:%s:%s", mv->name,
-				 mv->vstr);
-			struct sv_check *c = add(
-				k, name, b == BREAKER_OPEN ? SV_CHECK_FAIL :
-				b == BREAKER_HALF_OPEN ? SV_CHECK_WARN :
-				SV_CHECK_OK, 0, "loaded; circuit breaker %s",
-				breaker_state_name(b));
-			set_str(c, breaker_state_name(b));
 			nv++;
-			open += b == BREAKER_OPEN;
+			open += breaker_state_get(&st->m[i].v[j]->brk) ==
+				BREAKER_OPEN;
 		}
-	sv_state_release(st);
+	/* the summaries first: past SV_MAX_CHECKS, versions are dropped,
+	 * never these */
 	struct sv_check *c = add(k, "models", nv ? SV_CHECK_OK : SV_CHECK_FAIL,
 				 1, nv ? "%d model versions loaded" :
 				 "no model version is loaded", nv);
@@ -95,6 +86,20 @@ static void check_models(struct sv_ops *o, struct checks *k)
 		"open%s", open, nv, nv && open == nv ? ": nothing can be "
 		"served" : "");
 	set_num(c, open);
+	for (int i = 0; i < st->nm; i++)
+		for (int j = 0; j < st->m[i].nv; j++) {
+			struct mversion *mv = st->m[i].v[j];
+			enum breaker_state b = breaker_state_get(&mv->brk);
+			char name[160];
+			snprintf(name, sizeof name, "model:%s:%s", mv->name,
+				 mv->vstr);
+			c = add(k, name, b == BREAKER_OPEN ? SV_CHECK_FAIL :
+				b == BREAKER_HALF_OPEN ? SV_CHECK_WARN :
+				SV_CHECK_OK, 0, "loaded; circuit breaker %s",
+				breaker_state_name(b));
+			set_str(c, breaker_state_name(b));
+		}
+	sv_state_release(st);
 }
 
 static void check_resources(struct sv_ops *o, struct checks *k)
@@ -189,10 +194,10 @@ void sv_health_run(struct sv_ops *o, double now)
 	static __thread struct sv_check work[SV_MAX_CHECKS];
 	struct checks k = {0, work, sv_unix_ns()};
 	(void)now;
-	check_models(o, &k);
 	check_resources(o, &k);
 	check_audit(o, &k);
 	check_drift(o, &k);
+	check_models(o, &k);	/* the per-version checks last */
 	char why[200] = "";
 	int ready = 1;
 	for (int i = 0; i < k.n; i++) {

@@ -319,15 +319,15 @@ static void evaluate(struct sv_ops *o, double now)
 	v.v[ALERT_METRIC_DRIFT_SCORE] = sv_health_drift_max(o, &have);
 	v.have[ALERT_METRIC_DRIFT_SCORE] = have;
 	alert_engine_eval(&o->eng, &v, now, on_alert, o);
-	pthread_mutex_unlock(&o->mu);
-	prom_set(o->m_err_rate, NULL, isnan(o->err_rate) ? 0 : o->err_rate);
-	prom_set(o->m_p99, NULL, isnan(o->p99) ? 0 : o->p99);
+	webhook_metrics(o);	/* under mu: a reload may replace it */
 	for (int i = 0; i < o->eng.rules.n; i++)
 		if (o->eng.rules.r[i].metric == ALERT_METRIC_LATENCY_ANOMALY) {
 			const char *l[1] = {o->eng.rules.r[i].name};
 			prom_set(o->m_anom_z, l, o->eng.st[i].z);
 		}
-	webhook_metrics(o);
+	pthread_mutex_unlock(&o->mu);
+	prom_set(o->m_err_rate, NULL, isnan(o->err_rate) ? 0 : o->err_rate);
+	prom_set(o->m_p99, NULL, isnan(o->p99) ? 0 : o->p99);
 }
 
 static void tick(struct sv_ops *o)

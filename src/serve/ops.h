@@ -89,8 +89,8 @@ struct sv_ops {
 	int th_started;
 
 	/* config, copied at start and on reload (under mu) */
-	int interval_ms, window_s;
-	int64_t mem_limit_bytes;
+	_Atomic int interval_ms, window_s;	/* read by HTTP threads too */
+	_Atomic int64_t mem_limit_bytes;
 
 	/* resources */
 	struct prom_process_values res;
