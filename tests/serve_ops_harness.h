@@ -101,6 +101,10 @@ static __attribute__((unused)) void h_write_file(const char *path, const char *t
 
 /* ---- the server ---- */
 
+/* 0: leave max_queue_delay_us to the test's config (a flag would win
+ * over the file at every reload) */
+static int h_delay_flag = 1;
+
 struct h_srv {
 	pid_t pid;
 	int port;
@@ -130,7 +134,7 @@ static __attribute__((unused)) void h_start(struct h_srv *s, const char *tag,
 					s->port_file, "--log-file", s->log,
 					"--compute-threads", "1", "--threads",
 					"2", "--max-queue-delay-us", "0"};
-		int n = 16;
+		int n = h_delay_flag ? 16 : 14;
 		for (int i = 0; extra && extra[i] && n < 62; i++)
 			argv[n++] = extra[i];
 		argv[n] = NULL;

@@ -18,7 +18,8 @@ static const char *const rules_ok =
 	"{\"name\": \"low-rss\", \"metric\": \"resident_memory\", \"op\": \"<\","
 	" \"threshold\": 1000},"
 	"{\"name\": \"lat.anom\", \"metric\": \"latency_anomaly\", \"k_sigma\": 4,"
-	" \"warmup\": 20, \"alpha\": 0.05, \"min_sigma_ratio\": 0.01}]}";
+	" \"warmup\": 20, \"alpha\": 0.05, \"min_sigma_ratio\": 0.01,"
+	" \"min_sigma_s\": 0}]}";
 
 static void test_rules_parse(void **state)
 {
@@ -36,6 +37,14 @@ static void test_rules_parse(void **state)
 	assert_int_equal(r.r[2].metric, ALERT_METRIC_LATENCY_ANOMALY);
 	assert_true(r.r[2].k_sigma == 4 && r.r[2].warmup == 20);
 	assert_true(r.r[2].alpha == 0.05 && r.r[2].min_sigma_ratio == 0.01);
+	assert_true(r.r[2].min_sigma_s == 0);
+	assert_status(alert_rules_parse(&r, "{\"rules\": [{\"name\": \"a\", "
+					"\"metric\": \"latency_anomaly\"}]}",
+					"t"), PNO_STATUS_OK);
+	assert_true(r.r[0].k_sigma == 3 && r.r[0].warmup == 10 &&
+		    r.r[0].alpha == 0.1 && r.r[0].min_sigma_ratio == 0.05 &&
+		    r.r[0].min_sigma_s == 0.001);
+	assert_status(alert_rules_parse(&r, rules_ok, "t"), PNO_STATUS_OK);
 	for (int m = 0; m < ALERT_METRIC_COUNT; m++)
 		assert_string_not_equal(alert_metric_name(m), "?");
 
@@ -625,6 +634,67 @@ static void test_server_alerts(void **state)
 	h_coll_stop(&k);
 }
 
+/* the anomaly rule in the server: a baseline of fast answers, then a
+ * reload adds 30 ms of batching delay to every request: the window's
+ * median jumps and the rule fires */
+static void test_server_anomaly(void **state)
+{
+	(void)state;
+	struct h_srv s;
+	char rules[900], cfg[900];
+	h_make_repo("alerts_repo3", 1, 0);
+	snprintf(rules, sizeof rules, "%s", tu_tmp_path("alerts_rules3.json"));
+	snprintf(cfg, sizeof cfg, "%s", tu_tmp_path("alerts_cfg3.json"));
+	/* k 4 over a floor of 20% of the baseline and 2 ms: only a median
+	 * 8 ms above a sub-millisecond baseline fires (load on the machine
+	 * moves fast medians by far less; the slow phase adds 30 ms) */
+	h_write_file(rules, "{\"rules\": [{\"name\": \"lat\", \"metric\": "
+		     "\"latency_anomaly\", \"k_sigma\": 4, \"warmup\": 3, "
+		     "\"alpha\": 0.3, \"min_sigma_ratio\": 0.2, "
+		     "\"min_sigma_s\": 0.002}]}");
+	h_write_file(cfg, "{\"max_queue_delay_us\": 0, \"max_batch\": 8}");
+	const char *ex[] = {"--auth", "false", "--config", cfg, "--alerts-file",
+			    rules, "--alert-window-s", "1",
+			    "--health-interval-ms", "100", NULL};
+	h_delay_flag = 0;
+	h_start(&s, "anomaly", ex);
+	h_delay_flag = 1;
+	const char *firing = "pno_alerts_firing{alert=\"lat\",severity="
+			     "\"warning\"}";
+	const char *z = "pno_latency_anomaly_z{alert=\"lat\"}";
+	struct h_resp r;
+	double t0 = h_now(), fast = 0;
+	int nf = 0;
+	while (h_now() - t0 < 5.5) {	/* 5 windows: warm-up 3 */
+		assert_int_equal(h_infer(s.port, "heat", NULL, &r), 200);
+		fast += r.seconds, nf++;
+		h_free(&r);
+	}
+	double z_fast = h_metric(s.port, z);
+	assert_true(h_metric(s.port, firing) != 1);
+	h_write_file(cfg, "{\"max_queue_delay_us\": 30000, \"max_batch\": 8}");
+	kill(s.pid, SIGHUP);
+	usleep(200000);
+	t0 = h_now();
+	double slow = 0, t_fire = -1;
+	int ns = 0;
+	while (h_now() - t0 < 4 && t_fire < 0) {
+		assert_int_equal(h_infer(s.port, "heat", NULL, &r), 200);
+		slow += r.seconds, ns++;
+		h_free(&r);
+		if (ns % 5 == 0 && h_metric(s.port, firing) == 1)
+			t_fire = h_now() - t0;
+	}
+	print_message("anomaly: %d fast answers (mean %.2f ms, z %.2f), then "
+		      "%d slow (mean %.2f ms): fired %.2f s into the slow "
+		      "phase, z %.1f\n", nf, 1e3 * fast / nf, z_fast, ns,
+		      1e3 * slow / ns, t_fire, h_metric(s.port, z));
+	assert_true(t_fire > 0 && t_fire < 3);
+	assert_true(h_metric(s.port, z) > 4);
+	assert_int_equal(h_log_count(&s, "\"alert\":\"lat\"", "firing"), 1);
+	h_stop(&s);
+}
+
 /* a webhook that is down: notifications are retried, then dropped and
  * counted; the server is unaffected */
 static void test_webhook_down(void **state)
@@ -666,6 +736,7 @@ int main(void)
 		cmocka_unit_test(test_latring),
 		cmocka_unit_test(test_drift_hook),
 		cmocka_unit_test(test_server_alerts),
+		cmocka_unit_test(test_server_anomaly),
 		cmocka_unit_test(test_webhook_down),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -67,7 +67,7 @@ static int num(const json_t *o, const char *key, double lo, double hi,
 
 static const char *const rule_keys[] = {
 	"name", "metric", "op", "threshold", "severity", "for_s", "cooldown_s",
-	"k_sigma", "alpha", "warmup", "min_sigma_ratio", NULL};
+	"k_sigma", "alpha", "warmup", "min_sigma_ratio", "min_sigma_s", NULL};
 
 static enum pno_status parse_rule(const json_t *o, struct alert_rule *r,
 				  int idx, const char *src)
@@ -151,6 +151,7 @@ static enum pno_status parse_rule(const json_t *o, struct alert_rule *r,
 	    num(o, "alpha", 1e-4, 1, 0.1, &r->alpha, src, name) ||
 	    num(o, "min_sigma_ratio", 0, 10, 0.05, &r->min_sigma_ratio, src,
 		name) ||
+	    num(o, "min_sigma_s", 0, 1e6, 0.001, &r->min_sigma_s, src, name) ||
 	    num(o, "warmup", 1, 1e6, 10, &warm, src, name))
 		return PNO_STATUS_INVALID;
 	if (warm != floor(warm))
@@ -313,6 +314,8 @@ static int anomaly_judge(const struct alert_rule *r, struct alert_state *s,
 	double sd = sqrt(s->var), floor_sd = r->min_sigma_ratio * fabs(s->mean);
 	if (sd < floor_sd)
 		sd = floor_sd;
+	if (sd < r->min_sigma_s)
+		sd = r->min_sigma_s;
 	if (sd < 1e-12)
 		sd = 1e-12;
 	s->z = (x - s->mean) / sd;

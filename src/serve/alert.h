@@ -8,10 +8,11 @@
  * info | warning | critical (default warning), for_s and cooldown_s >= 0
  * (default 0). The anomaly rule (metric "latency_anomaly") takes no
  * threshold but k_sigma (default 3), warmup windows (default 10), alpha,
- * the EWMA weight of a new window (default 0.1), and min_sigma_ratio
- * (default 0.05): the baseline's standard deviation is never taken below
- * that fraction of its mean, so a very steady baseline does not turn
- * ordinary jitter into alerts.
+ * the EWMA weight of a new window (default 0.1), min_sigma_ratio
+ * (default 0.05) and min_sigma_s (default 0.001): the baseline's standard
+ * deviation is never taken below that fraction of its mean nor below that
+ * many seconds, so a very steady baseline does not turn ordinary jitter
+ * (or sub-millisecond wobble of fast answers) into alerts.
  *
  * The engine is a pure function of the values it is given and the time:
  * alert_engine_eval(values, now) moves every rule through
@@ -25,7 +26,7 @@
  * latency of that window. Its baseline is an exponentially weighted mean
  * and variance of earlier windows' medians (West's EWMA update):
  *   d = x - mean;  mean += alpha d;  var = (1 - alpha) (var + alpha d^2)
- * z = (x - mean) / max(sqrt(var), min_sigma_ratio mean). After warmup
+ * z = (x - mean) / max(sqrt(var), min_sigma_ratio mean, min_sigma_s). After warmup
  * windows the condition is z > k_sigma; an anomalous window is not folded
  * into the baseline (it would teach the baseline the anomaly), every other
  * window is. The condition holds until the next window is judged.
@@ -75,7 +76,7 @@ struct alert_rule {
 	enum alert_severity severity;
 	double for_s, cooldown_s;
 	/* latency_anomaly */
-	double k_sigma, alpha, min_sigma_ratio;
+	double k_sigma, alpha, min_sigma_ratio, min_sigma_s;
 	int warmup;
 };
 
