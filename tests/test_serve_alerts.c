@@ -695,6 +695,50 @@ static void test_server_anomaly(void **state)
 	h_stop(&s);
 }
 
+/* what cannot work refuses to start, saying why */
+static void test_bad_start(void **state)
+{
+	(void)state;
+	h_make_repo("alerts_repo4", 1, 0);
+	char rules[900], out[900], cmd[4096];
+	snprintf(rules, sizeof rules, "%s", tu_tmp_path("alerts_rules4.json"));
+	snprintf(out, sizeof out, "%s", tu_tmp_path("alerts_bad_start.txt"));
+	h_write_file(rules, "{\"rules\": [{\"name\": \"a\", \"metric\": "
+		     "\"p99_latency\", \"threshold\": 1, \"for\": 3}]}");
+	struct { const char *flags, *msg; } bad[] = {
+		{"--alerts-file /nonexistent/rules.json", "alerts_file"},
+		{"--alerts-file RULES", "unknown field \"for\""},
+		{"--alert-webhook-url https://example.com/hook",
+		 "https is not supported"},
+		{"--trace-otlp-url ftp://collector/v1/traces", "not an http://"},
+		{"--trace-file /nonexistent/dir/spans.jsonl", "trace_file"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		char flags[1200];
+		const char *p = strstr(bad[i].flags, "RULES");
+		if (p)
+			snprintf(flags, sizeof flags, "%.*s%s",
+				 (int)(p - bad[i].flags), bad[i].flags, rules);
+		else
+			snprintf(flags, sizeof flags, "%s", bad[i].flags);
+		snprintf(cmd, sizeof cmd, "%s serve --repository '%s' --port 0 "
+			 "--auth false --log-file '%s.log' %s 2>'%s'", PNO_BIN,
+			 h_repo, out, flags, out);
+		int st = system(cmd);
+		assert_true(WIFEXITED(st));
+		assert_int_equal(WEXITSTATUS(st), 1);
+		FILE *f = fopen(out, "r");
+		char msg[2048] = "";
+		assert_non_null(f);
+		size_t n = fread(msg, 1, sizeof msg - 1, f);
+		msg[n] = 0;
+		fclose(f);
+		if (!strstr(msg, bad[i].msg))
+			fail_msg("%s: \"%s\" lacks \"%s\"", bad[i].flags, msg,
+				 bad[i].msg);
+	}
+}
+
 /* a webhook that is down: notifications are retried, then dropped and
  * counted; the server is unaffected */
 static void test_webhook_down(void **state)
@@ -738,6 +782,7 @@ int main(void)
 		cmocka_unit_test(test_server_alerts),
 		cmocka_unit_test(test_server_anomaly),
 		cmocka_unit_test(test_webhook_down),
+		cmocka_unit_test(test_bad_start),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	curl_global_cleanup();

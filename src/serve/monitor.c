@@ -481,7 +481,7 @@ int sv_ops_start(struct server *srv)
 	if (register_metrics(o))
 		why = "monitor: cannot register metrics";
 	else if (alert_rules_load(&rules, c->alerts_file))
-		why = "alerts_file";
+		why = "alert rules";
 	if (!why)
 		alert_engine_init(&o->eng, &rules);
 	if (!why && webhook_set(o, c->alert_webhook_url))
