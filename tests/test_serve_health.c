@@ -247,9 +247,10 @@ static void test_memory_shedding(void **state)
 	h_make_repo("health_repo_mem", 1, 0);
 	snprintf(cfg, sizeof cfg, "%s", tu_tmp_path("health_mem.json"));
 	/* 1 MiB: any process is above it */
-	h_write_file(cfg, "{\"memory_limit_mb\": 1, \"retry_after_s\": 7}");
-	const char *ex[] = {"--auth", "false", "--config", cfg,
-			    "--health-interval-ms", "100", NULL};
+	/* in the file, not flags: flags would win over it on reload */
+	h_write_file(cfg, "{\"memory_limit_mb\": 1, \"retry_after_s\": 7, "
+		     "\"health_interval_ms\": 100}");
+	const char *ex[] = {"--auth", "false", "--config", cfg, NULL};
 	h_start(&s, "mem", ex);
 	struct h_resp r;
 	/* shedding from the first check, before the port was written */
@@ -282,7 +283,8 @@ static void test_memory_shedding(void **state)
 	assert_int_equal(kill(s.pid, 0), 0);	/* alive, not killed */
 
 	/* a reload raises the limit: recovery within an interval or two */
-	h_write_file(cfg, "{\"memory_limit_mb\": 1000000}");
+	h_write_file(cfg, "{\"memory_limit_mb\": 1000000, "
+		     "\"health_interval_ms\": 250}");
 	double t0 = h_now();
 	kill(s.pid, SIGHUP);
 	do {
@@ -301,6 +303,14 @@ static void test_memory_shedding(void **state)
 	h_free(&r);
 	assert_true(h_metric(s.port, "pno_load_shedding") == 0);
 	assert_true(h_log_count(&s, "load_shedding_off", NULL) == 1);
+	/* the interval was reloaded too */
+	h_http(s.port, "GET", "/v2/health/details", NULL, NULL, NULL, &r);
+	json_t *d = h_json(&r);
+	h_free(&r);
+	assert_int_equal(json_integer_value(json_object_get(d, "interval_ms")),
+			 250);
+	assert_true(json_is_false(json_object_get(d, "load_shedding")));
+	json_decref(d);
 	/* and back under a limit just below what it uses now */
 	double rss = proc_rss(s.pid);
 	char text[128];
