@@ -54,7 +54,9 @@
 	X(SECURITY_EVENT, "security_event")                                   \
 	X(LOG_OPEN, "audit_open")                                             \
 	X(LOG_RECOVERED, "audit_recovered")                                   \
-	X(LOG_CLOSE, "audit_close")
+	X(LOG_CLOSE, "audit_close")                                           \
+	X(ROLLBACK, "rollback")                                               \
+	X(DRIFT, "drift")
 
 enum audit_event_type {
 #define AUDIT__EV_ENUM(name, wire) AUDIT_EVENT_##name,
