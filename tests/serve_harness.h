@@ -7,6 +7,7 @@
 #define PNO_TESTS_SERVE_HARNESS_H
 
 #include "testutil.h"
+#include "config.h"
 #include "drift.h"
 #include "pno/core.h"
 #include "pno/fno.h"
@@ -79,7 +80,7 @@ SH void sh_write_model(const char *root, const char *name, int v,
 				 .modes1 = 4, .modes2 = 1,
 				 .layers = o->layers ? o->layers : 2,
 				 .proj_hidden = 16, .p_hidden = o->dropout};
-	char dir[1024], path[1200];
+	char dir[1400], path[1500];
 	snprintf(dir, sizeof dir, "%s/%s/%d", root, name, v);
 	sh_mkdirs(dir);
 	snprintf(path, sizeof path, "%s/model.safetensors", dir);
