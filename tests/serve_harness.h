@@ -38,7 +38,7 @@ SH double sh_now(void)
 
 SH void sh_mkdirs(const char *path)
 {
-	char b[1200];
+	char b[1600];
 	snprintf(b, sizeof b, "%s", path);
 	for (char *p = b + 1; *p; p++)
 		if (*p == '/') {
@@ -126,6 +126,7 @@ SH void sh_start(struct sh_srv *s, const char *tag, const char *repo,
 	snprintf(s->log, sizeof s->log, "%s", tu_tmp_path(lg));
 	unlink(s->port_file);
 	unlink(s->log);
+	fflush(stdout);	/* the child's freopen would print it again */
 	s->pid = fork();
 	assert_true(s->pid >= 0);
 	if (s->pid == 0) {
