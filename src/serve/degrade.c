@@ -60,3 +60,11 @@ void sv_degrade(struct req *r)
 	const char *lv[3] = {mv->name, mv->vstr, "samples"};
 	prom_inc(r->srv->met.rm.degraded, lv, 1);
 }
+
+int sv_queue_full(struct mversion *mv)
+{
+	pthread_mutex_lock(&mv->mu);
+	int full = mv->count >= mv->cap || mv->items >= mv->cap;
+	pthread_mutex_unlock(&mv->mu);
+	return full;
+}

@@ -705,6 +705,10 @@ static enum MHD_Result infer_start(struct req *r)
 	r->rs.asked_default = !r->version[0];
 	r->rs.target = r->mv;
 	snprintf(r->version, sizeof r->version, "%s", r->mv->vstr);
+	if (sv_queue_full(r->mv))	/* shed before parsing the body */
+		return send_error(r, 503, "the queue of %s:%s is full "
+				  "(max_queue_size %d inputs)", r->mv->name,
+				  r->mv->vstr, r->mv->cap);
 	if (sv_infer_parse(r, &r->st->cfg) ||
 	    sv_deadline_start(r, &r->st->cfg))
 		return send_error(r, r->status, "%s", r->err);

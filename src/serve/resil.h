@@ -131,6 +131,9 @@ int sv_deadline_overran(struct mversion *mv, struct req *r, double t);
  * r now targets a fallback (parsed, admitted), -1 otherwise (r as
  * before) */
 int sv_fallback(struct req *r, int (*admit)(struct req *));
+/* 1 when the version's queue holds max_queue_size inputs already: no
+ * request of any size would be queued (sv_version_enqueue's rule) */
+int sv_queue_full(struct mversion *mv);
 /* the queue past its high-water mark: num_samples cut to the floor */
 void sv_degrade(struct req *r);
 
