@@ -8,6 +8,7 @@
  * keeps the gauges ok, shifted traffic raises the level (log line, audit
  * record, gauges) within the window. */
 #include "serve_harness.h"
+#include "serve_internal.h"
 
 #include <pthread.h>
 
@@ -182,11 +183,79 @@ static void test_end_to_end(void **state)
 	assert_int_equal(atoi(out), 1);
 }
 
+static enum pno_status guard_open_close(struct mversion *mv,
+					const struct serve_config *cfg)
+{
+	enum pno_status s = sv_guard_open(mv, cfg);
+	if (s)
+		sv_guard_free(mv);	/* what version_free does */
+	return s;
+}
+
+/* A version's guard (reference parsed from the metadata, monitor sized)
+ * under every allocation failure: NOMEM, nothing left; once all succeed
+ * the monitor is on, and observing allocates nothing. */
+static void test_guard_alloc_failure(void **state)
+{
+	(void)state;
+	struct pno_dataset ref_d;
+	char dir[1024], path[1200];
+	sh_fresh_dir("dl_alloc_repo", dir, sizeof dir);
+	tu_heat_dataset(&ref_d, 1, 50, X1, 0.01, 42);
+	struct sh_model h = {.X = X1, .seed = 4, .ref_x = ref_d.in,
+			     .ref_n = 50};
+	sh_write_model(dir, "h", 1, &h);
+	snprintf(path, sizeof path, "%s/h/1/model.safetensors", dir);
+	struct server *srv = calloc(1, sizeof *srv);
+	struct mversion *mv = calloc(1, sizeof *mv);
+	assert_non_null(srv);
+	assert_non_null(mv);
+	srv->log_level = 100;	/* silent */
+	mv->srv = srv;
+	snprintf(mv->name, sizeof mv->name, "h");
+	snprintf(mv->vstr, sizeof mv->vstr, "1");
+	mv->version = 1;
+	assert_status(pno_model_load(&mv->model, path, 0, 0, 1), PNO_STATUS_OK);
+	mv->P = mv->model.X * mv->model.Y;
+	struct serve_config cfg;
+	serve_config_defaults(&cfg);
+	tu_alloc_install();
+	long live0 = tu_alloc_live(), k;
+	for (k = 1;; k++) {
+		tu_alloc_reset(k);
+		if (tu_alloc_step(guard_open_close(mv, &cfg), live0))
+			break;
+		assert_null(mv->guard);
+	}
+	assert_non_null(mv->guard);
+	assert_true(mv->guard->has_drift);
+	/* the request path: observe allocates nothing */
+	struct req r = {0};
+	r.mv = mv;
+	r.srv = srv;
+	r.B = 1;
+	r.x = ref_d.in;
+	tu_alloc_reset(0);
+	long n0 = tu_alloc_count();
+	for (int i = 0; i < 120; i++)
+		sv_drift_observe(&r);
+	assert_int_equal(tu_alloc_count(), n0);
+	sv_guard_free(mv);
+	tu_alloc_uninstall();
+	print_message("guard: %ld allocation points\n", k - 1);
+	assert_true(k > 3);
+	pno_model_free(&mv->model);
+	pno_dataset_free(&ref_d);
+	free(mv);
+	free(srv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cadence_statistics),
 		cmocka_unit_test(test_end_to_end),
+		cmocka_unit_test(test_guard_alloc_failure),
 	};
 	curl_global_init(CURL_GLOBAL_ALL);
 	return cmocka_run_group_tests(tests, NULL, NULL);
