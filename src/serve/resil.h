@@ -17,8 +17,9 @@
  *                     replaced by the previous one through a state swap
  *   resil.c           the per-version guard, metrics, completion hook
  *
- * Everything here is sized when a version loads; the request path does no
- * allocation (a rollback, on the main thread, builds a new state).
+ * Everything here is sized when a version loads and adds no allocation
+ * per request (a fallback parses the body again; a rollback, on the main
+ * thread, builds a new state).
  */
 #ifndef PNO_SERVE_RESIL_H
 #define PNO_SERVE_RESIL_H
