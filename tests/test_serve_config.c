@@ -380,8 +380,12 @@ static void test_diff(void **state)
 		"max_queue_delay_us", "max_queue_size", "default_samples",
 		"max_samples", "exit_timeout_s", "retry_after_s", "log_level",
 		"gates_file", "max_json_depth", "max_json_elements",
-		"max_total_samples", "health_interval_ms", "memory_limit_mb",
-		"alerts_file", "alert_window_s", "alert_webhook_url"};
+		"max_total_samples", "request_timeout_ms",
+		"max_request_timeout_ms", "degrade_queue_high_water",
+		"degrade_min_samples", "fallback", "rollback_error_rate",
+		"rollback_drift", "rollback_window", "rollback_windows", "health_interval_ms",
+		"memory_limit_mb", "alerts_file", "alert_window_s",
+		"alert_webhook_url"};
 	for (int i = 0; i < serve_config_nkeys; i++) {
 		int want = 0;
 		for (size_t j = 0; j < sizeof reloadable / sizeof *reloadable; j++)

@@ -462,7 +462,8 @@ enum pno_status audit_append(struct audit_log *log,
 				   !log ? "log" : "event");
 	if ((s = audit__event_check(ev)) != PNO_STATUS_OK)
 		return s;
-	if (ev->type >= AUDIT_EVENT_LOG_OPEN && ev->type <= AUDIT_EVENT_LOG_CLOSE)
+	if (ev->type >= AUDIT_EVENT_LOG_OPEN &&
+	    ev->type <= AUDIT_EVENT_LOG_CLOSE)
 		return pno__errorf(PNO_STATUS_INVALID,
 				   "audit append: event %s is written by the log "
 				   "itself", audit_event_name(ev->type));

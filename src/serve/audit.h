@@ -56,6 +56,8 @@
 	X(LOG_OPEN, "audit_open")                                             \
 	X(LOG_RECOVERED, "audit_recovered")                                   \
 	X(LOG_CLOSE, "audit_close")                                           \
+	X(ROLLBACK, "rollback")                                               \
+	X(DRIFT, "drift")                                                     \
 	X(ALERT, "alert")
 
 enum audit_event_type {

@@ -229,6 +229,15 @@ void breaker_record(struct breaker *b, int64_t now_ns, int64_t duration_ns,
 	breaker_record_permit(b, now_ns, NULL, duration_ns, failed);
 }
 
+void breaker_release_permit(struct breaker *b, const struct breaker_permit *p)
+{
+	pthread_mutex_lock(&b->mu);
+	if (p && p->epoch == b->epoch && b->state == BREAKER_HALF_OPEN &&
+	    b->probes_admitted > b->probes_recorded)
+		b->probes_admitted--;
+	pthread_mutex_unlock(&b->mu);
+}
+
 enum breaker_state breaker_state_get(struct breaker *b)
 {
 	pthread_mutex_lock(&b->mu);

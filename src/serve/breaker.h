@@ -108,6 +108,10 @@ void breaker_record_permit(struct breaker *b, int64_t now_ns,
 			   const struct breaker_permit *p,
 			   int64_t duration_ns, int failed);
 
+/* A permit that was never used (its call was dropped before it ran): a
+ * half-open probe slot is given back; otherwise nothing is recorded. */
+void breaker_release_permit(struct breaker *b, const struct breaker_permit *p);
+
 enum breaker_state breaker_state_get(struct breaker *b);
 const char *breaker_state_name(enum breaker_state s);	/* "closed" ... */
 void breaker_stats_get(struct breaker *b, struct breaker_stats *out);

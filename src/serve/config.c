@@ -101,6 +101,37 @@ const struct cfg_key serve_config_keys[] = {
 	   "audit keygen; needs audit_dir)"),
 	KB(audit_fsync, "true", 0, "sync each audit record to disk before "
 	   "the answer is sent"),
+	KI(request_timeout_ms, 0, 3600000, "0", 1,
+	   "deadline of a request in ms from its arrival (0: none)"),
+	KI(max_request_timeout_ms, 1, 3600000, "60000", 1,
+	   "largest Request-Timeout-Ms / timeout_ms a request may ask (400 "
+	   "above)"),
+	KD(degrade_queue_high_water, 0, 1000000, "0", 1,
+	   "queued items at which num_samples is cut (below 1: a fraction "
+	   "of max_queue_size; 0: off)"),
+	KI(degrade_min_samples, 1, 100000, "8", 1,
+	   "num_samples of a request degraded at the high-water mark"),
+	KS(fallback, 1, "none", 1, "none|lower",
+	   "where a default-version request goes when its breaker is open"),
+	KI(drift_window, 0, 100000, "200", 0,
+	   "drift monitor: inputs in the sliding window (0: off)"),
+	KI(drift_points, 1, 4096, "64", 0,
+	   "drift monitor: points sampled per input and channel"),
+	KI(drift_every, 1, 1000000, "50", 0,
+	   "drift monitor: inputs between evaluations (gauges, alerts)"),
+	KD(drift_psi_warn, 0.001, 100, "0.1", 0,
+	   "drift monitor: PSI above this warns"),
+	KD(drift_psi_crit, 0.001, 100, "0.25", 0,
+	   "drift monitor: PSI above this is critical"),
+	KD(rollback_error_rate, 0, 1, "0", 1,
+	   "automatic rollback: model-failure rate of a window over which "
+	   "it is bad (0: off)"),
+	KS(rollback_drift, 1, "off", 1, "off|warn|critical",
+	   "automatic rollback: a drift level that makes a window bad"),
+	KI(rollback_window, 1, 1000000, "100", 1,
+	   "automatic rollback: requests per window"),
+	KI(rollback_windows, 1, 1000, "3", 1,
+	   "automatic rollback: consecutive bad windows that roll back"),
 	/* operations: docs/serve/operations.md */
 	KI(health_interval_ms, 10, 3600000, "1000", 1,
 	   "health checks, resource sampling and alert evaluation: period in "
@@ -612,6 +643,16 @@ enum pno_status serve_config_check(const struct serve_config *c)
 				   "breaker_min_calls (%d) exceeds "
 				   "breaker_window (%d)", c->breaker_min_calls,
 				   c->breaker_window);
+	if (c->request_timeout_ms > c->max_request_timeout_ms)
+		return pno__errorf(PNO_STATUS_INVALID, "config: "
+				   "request_timeout_ms (%d) exceeds "
+				   "max_request_timeout_ms (%d)",
+				   c->request_timeout_ms,
+				   c->max_request_timeout_ms);
+	if (c->drift_psi_warn > c->drift_psi_crit)
+		return pno__errorf(PNO_STATUS_INVALID, "config: drift_psi_warn "
+				   "(%g) exceeds drift_psi_crit (%g)",
+				   c->drift_psi_warn, c->drift_psi_crit);
 	if (c->default_samples > c->max_total_samples)
 		return pno__errorf(PNO_STATUS_INVALID, "config: default_samples "
 				   "(%d) exceeds max_total_samples (%d)",

@@ -68,6 +68,18 @@ struct serve_config {
 	char audit_dir[CFG_STR];	/* "" none */
 	char audit_key_file[CFG_STR];
 	int audit_fsync;		/* sync every record before the answer */
+	/* request-path resilience (docs/serve/resilience.md) */
+	int request_timeout_ms;		/* default deadline; 0 none */
+	int max_request_timeout_ms;	/* largest a request may ask (400) */
+	double degrade_queue_high_water;	/* < 1: fraction of the queue;
+						 * >= 1: items; 0 off */
+	int degrade_min_samples;	/* num_samples floor when degraded */
+	char fallback[8];		/* none | lower */
+	int drift_window, drift_points, drift_every;	/* window 0: off */
+	double drift_psi_warn, drift_psi_crit;
+	double rollback_error_rate;	/* 0: no error-rate rollback */
+	char rollback_drift[12];	/* off | warn | critical */
+	int rollback_window, rollback_windows;
 	/* operations (docs/serve/operations.md) */
 	int health_interval_ms;		/* monitor period */
 	int memory_limit_mb;		/* shed load above (0 off) */

@@ -20,10 +20,6 @@ const char *sv_check_status_name(enum sv_check_status s)
 	return (int)s >= 0 && s <= SV_CHECK_UNKNOWN ? status_names[s] : "?";
 }
 
-/* PSI levels of the drift check (the drift detector's defaults) */
-#define DRIFT_WARN 0.1
-#define DRIFT_FAIL 0.25
-
 struct checks {
 	int n;
 	struct sv_check *c;
@@ -99,6 +95,24 @@ static void check_models(struct sv_ops *o, struct checks *k)
 				breaker_state_name(b));
 			set_str(c, breaker_state_name(b));
 		}
+	/* drift scores of versions no longer served are forgotten */
+	pthread_mutex_lock(&o->mu);
+	for (int d = 0; d < o->ndrift;) {
+		int live = 0;
+		for (int i = 0; i < st->nm && !live; i++)
+			for (int j = 0; j < st->m[i].nv && !live; j++) {
+				char key[200];
+				snprintf(key, sizeof key, "%s:%s",
+					 st->m[i].v[j]->name,
+					 st->m[i].v[j]->vstr);
+				live = !strcmp(key, o->drift[d].key);
+			}
+		if (live)
+			d++;
+		else
+			o->drift[d] = o->drift[--o->ndrift];
+	}
+	pthread_mutex_unlock(&o->mu);
 	sv_state_release(st);
 }
 
@@ -183,9 +197,12 @@ static void check_drift(struct sv_ops *o, struct checks *k)
 		add(k, "drift", SV_CHECK_UNKNOWN, 0, "no drift score reported");
 		return;
 	}
-	struct sv_check *c = add(k, "drift", m > DRIFT_FAIL ? SV_CHECK_FAIL :
-				 m > DRIFT_WARN ? SV_CHECK_WARN : SV_CHECK_OK,
-				 0, "largest score of %d model versions", n);
+	/* the drift monitor's levels (drift_psi_warn, drift_psi_crit) */
+	const struct serve_config *cf = &o->srv->opts.cfg;
+	struct sv_check *c = add(k, "drift", m > cf->drift_psi_crit ?
+				 SV_CHECK_FAIL : m > cf->drift_psi_warn ?
+				 SV_CHECK_WARN : SV_CHECK_OK, 0, "largest PSI "
+				 "of %d model versions", n);
 	set_num(c, m);
 }
 

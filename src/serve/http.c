@@ -191,7 +191,7 @@ static enum MHD_Result send_buf(struct req *r, int status, const char *ctype,
 	char tp[TRACEPARENT_LEN + 1];
 	if (sv_ops_traceparent(r, tp))
 		MHD_add_response_header(resp, "traceparent", tp);
-	if (status == 503 || status == 429) {
+	if (status == 503 || status == 429 || status == 504) {
 		char ra[16];
 		snprintf(ra, sizeof ra, "%d", r->retry_after > 0 ?
 			 r->retry_after : atomic_load(&r->srv->retry_after));
@@ -727,13 +727,22 @@ static enum MHD_Result infer_start(struct req *r)
 	r->mv = sv_state_version(r->st, r->model, r->version);
 	if (!r->mv)
 		return not_found(r, r->st);
+	r->rs.asked_default = !r->version[0];
+	r->rs.target = r->mv;
 	snprintf(r->version, sizeof r->version, "%s", r->mv->vstr);
-	if (sv_infer_parse(r, &r->st->cfg))
+	if (sv_queue_full(r->mv))	/* shed before parsing the body */
+		return send_error(r, 503, "the queue of %s:%s is full "
+				  "(max_queue_size %d inputs)", r->mv->name,
+				  r->mv->vstr, r->mv->cap);
+	if (sv_infer_parse(r, &r->st->cfg) ||
+	    sv_deadline_start(r, &r->st->cfg))
 		return send_error(r, r->status, "%s", r->err);
-	if (breaker_admit(r))
+	if (breaker_admit(r) && sv_fallback(r, breaker_admit))
 		return send_error(r, 503, "the circuit breaker of %s:%s is "
 				  "open after model failures: retry after %d s",
 				  r->mv->name, r->mv->vstr, r->retry_after);
+	sv_degrade(r);
+	sv_drift_observe(r);
 	atomic_fetch_add(&srv->inflight, 1);
 	prom_inc(srv->met.inflight, NULL, 1);
 	r->queued = 1;
@@ -931,6 +940,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		prom_inc(srv->met.inflight, NULL, -1);
 	}
 	(void)toe;
+	sv_resil_complete(r);
 	sv_state_release(r->st);
 	r->st = NULL;
 	r->mv = NULL;

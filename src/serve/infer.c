@@ -171,6 +171,14 @@ static int parse_params(struct req *r, const json_t *p,
 				    "integer in [1, %d]", cfg->max_samples);
 		r->S = (int)n;
 	}
+	if ((v = json_object_get(p, "timeout_ms"))) {
+		/* bounds: sv_deadline_start */
+		json_int_t n = json_is_integer(v) ? json_integer_value(v) : 0;
+		if (!json_is_integer(v) || n < 1)
+			return fail(r, 400, "parameters.timeout_ms: expected an "
+				    "integer >= 1 (milliseconds)");
+		r->rs.param_timeout_ms = n > 1000000000 ? 1000000000 : (int)n;
+	}
 	if ((v = json_object_get(p, "seed"))) {
 		if (!json_is_integer(v) || json_integer_value(v) < 0)
 			return fail(r, 400, "parameters.seed: expected an "
@@ -442,6 +450,7 @@ int sv_infer_parse(struct req *r, const struct serve_config *cfg)
 	r->q[1] = 0.95f;
 	r->want = r->binary = 0;
 	r->has_id = 0;
+	r->rs.param_timeout_ms = 0;
 	if (r->header_len > r->body_len)
 		return fail(r, 400, "Inference-Header-Content-Length %zu exceeds "
 			    "the body (%zu bytes)", r->header_len, r->body_len);
@@ -784,7 +793,7 @@ static void walk(struct wbuf *w, int emit_binary)
 int sv_infer_respond(struct req *r)
 {
 	struct wbuf w = {r, 0};
-	char id[600];
+	char id[600], extra[160];
 	r->resp_len = 0;
 	putf(&w, "{\"model_name\":\"%s\",\"model_version\":\"%s\"",
 	     r->mv->name, r->mv->vstr);
@@ -792,10 +801,12 @@ int sv_infer_respond(struct req *r)
 		sv_json_escape(id, sizeof id, r->id);
 		putf(&w, ",\"id\":\"%s\"", id);
 	}
+	sv_resil_params(r, extra, sizeof extra);
 	putf(&w, ",\"parameters\":{\"num_samples\":%d,\"seed\":%" PRIu64
 	     ",\"batch_size\":%d,\"queue_time_us\":%.0f,"
-	     "\"compute_time_us\":%.0f},\"outputs\":[", r->S, r->seed,
-	     r->batch_items, 1e6 * (r->t_exec - r->t_enq), 1e6 * r->compute_s);
+	     "\"compute_time_us\":%.0f%s},\"outputs\":[", r->S, r->seed,
+	     r->batch_items, 1e6 * (r->t_exec - r->t_enq), 1e6 * r->compute_s,
+	     extra);
 	walk(&w, 0);
 	put(&w, "]}", 2);
 	r->json_len = r->resp_len;

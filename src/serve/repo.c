@@ -77,7 +77,7 @@ struct mversion *sv_state_version(const struct serve_state *st,
 	if (!m || m->nv == 0)
 		return NULL;
 	if (!version || !version[0])
-		return m->v[m->nv - 1];
+		return m->v[m->def < m->nv ? m->def : m->nv - 1];
 	for (int j = 0; j < m->nv; j++)
 		if (!strcmp(m->v[j]->vstr, version))
 			return m->v[j];
@@ -358,6 +358,7 @@ static struct serve_state *scan(struct server *srv,
 			m->v[m->nv++] = mv;
 		}
 		pno_free(vs);
+		m->def = sv_rollback_default(srv, m);
 	}
 	closedir(d);
 	qsort(st->m, (size_t)st->nm, sizeof *st->m, cmp_model);
@@ -413,6 +414,8 @@ static int reload_locked(struct server *srv, const char *load,
 		return -1;
 	}
 	memcpy(unl, srv->unloaded, sizeof unl);
+	if (load)	/* an operator's load serves its highest version again */
+		sv_rollback_forget(srv, load);
 	if (unload) {
 		if (!sv_state_model(old, unload)) {
 			snprintf(err, errsz, "model \"%s\" not found (not "

@@ -20,6 +20,7 @@
 #include "ops.h"
 #include "prom.h"
 #include "ratelimit.h"
+#include "resil.h"
 #include "session.h"
 #include "serve.h"
 
@@ -96,6 +97,7 @@ struct req {
 	struct breaker_permit permit;		/* from its version's breaker */
 	int has_permit;
 	int retry_after;			/* > 0: this Retry-After */
+	struct req_resil rs;			/* deadline, degradation */
 
 	/* result (set by the worker or the handler) */
 	int status;
@@ -136,6 +138,7 @@ struct mversion {
 	double load_s;
 	int threads;			/* compute_threads */
 	struct breaker brk;		/* around compute */
+	struct vguard *guard;		/* drift window, rollback windows */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -166,6 +169,7 @@ struct smodel {
 	char name[SV_NAME_MAX];
 	int nv;
 	struct mversion **v;		/* ascending versions */
+	int def;			/* the default: highest not rolled back */
 };
 
 /* A version the quality gates kept from going live. */
@@ -195,7 +199,7 @@ int sv_repo_open(struct server *srv, char *err, size_t errsz);
 struct serve_state *sv_state_get(struct server *srv);	/* +1 ref */
 const struct smodel *sv_state_model(const struct serve_state *st,
 				    const char *name);
-/* Version "" is the default (highest). NULL if absent. */
+/* Version "" is the default (highest not rolled back). NULL if absent. */
 struct mversion *sv_state_version(const struct serve_state *st,
 				  const char *name, const char *version);
 
@@ -207,6 +211,7 @@ struct sv_metrics {
 		*load_s, *reloads, *reload_fail, *models, *auth_fail,
 		*rate_limited, *breaker_state, *breaker_rejected,
 		*audit_records, *audit_fail;
+	struct resil_metrics rm;
 };
 
 /* register every family (and the process metrics) in a new registry */
@@ -254,6 +259,7 @@ struct server {
 	FILE *log;
 	_Atomic int log_level;		/* enum pno_log_level */
 	int self_pipe[2];
+	struct rollback_ctl rb;
 };
 
 double sv_now(void);			/* monotonic seconds */

@@ -175,6 +175,8 @@ enum pno_status sv_metrics_init(struct sv_metrics *m)
 	prom_inc(m->reloads, NULL, 0);
 	prom_inc(m->reload_fail, NULL, 0);
 	prom_set(m->inflight, NULL, 0);
+	if ((s = sv_resil_metrics_init(&m->rm, m->reg)))
+		return s;
 	return prom_register_process(m->reg);
 }
 
@@ -304,6 +306,10 @@ static int main_loop(struct server *srv)
 				reload_on_hup(srv);
 				continue;
 			}
+			if (c == 'R') {	/* a rollback was asked for */
+				sv_rollback_run(srv);
+				continue;
+			}
 			/* a SIGINT while draining (after SIGINT or SIGTERM) */
 			if (c == 'I' && (++ints >= 2 || draining)) {
 				sv_log(srv, PNO_LOG_LEVEL_WARN, "exit_now",
@@ -354,6 +360,7 @@ int serve_run(const struct serve_opts *o)
 	pthread_mutex_init(&srv->log_mu, NULL);
 	pthread_mutex_init(&srv->workers_mu, NULL);
 	pthread_cond_init(&srv->workers_cv, NULL);
+	sv_resil_init(srv);
 	sv_apply_runtime(srv);
 	srv->conn_timeout0 = o->cfg.connection_timeout_s;
 	if (sv_log_open(srv)) {
@@ -435,6 +442,7 @@ out:
 			close(srv->self_pipe[i]);
 	if (srv->log)
 		fclose(srv->log);
+	sv_resil_free(srv);
 	pno_free(srv);
 	return rc;
 }

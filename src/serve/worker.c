@@ -54,17 +54,24 @@ static void run_batch(struct mversion *mv, struct req **b, int n, int items)
 	for (int i = 0; i < n; i++) {
 		struct req *r = b[i];
 		double tr = sv_now();
+		if (sv_deadline_passed(r, tr)) {
+			/* expired while earlier requests computed */
+			sv_deadline_drop(mv, &b[i], 1);
+			continue;
+		}
 		r->t_run = tr;
 		sv_infer_run(mv, r);
 		double t1 = sv_now();
+		int overran = sv_deadline_overran(mv, r, t1);
 		if (r->has_permit) {
 			/* a model failure: a compute error or a non-finite
-			 * output (500); out of memory is not the model's */
+			 * output (500), or a deadline overrun; out of
+			 * memory is not the model's */
 			breaker_record_permit(&mv->brk,
 					      serve_clock_monotonic(NULL),
 					      &r->permit,
 					      (int64_t)((t1 - tr) * 1e9),
-					      r->status == 500);
+					      r->status == 500 || overran);
 			r->has_permit = 0;
 			sv_breaker_export(mv);
 		}
@@ -85,7 +92,7 @@ static void version_free(struct mversion *mv);
 static void *worker_main(void *arg)
 {
 	struct mversion *mv = arg;
-	struct req *batch[1024];
+	struct req *batch[1024], *expired[64];
 	const char *lv[2];
 	labels(mv, lv);
 	/* OpenMP's thread count is per thread: a new thread starts from
@@ -98,6 +105,7 @@ static void *worker_main(void *arg)
 		if (mv->count == 0)
 			break;
 		int maxb = atomic_load(&mv->max_batch), n = 0, items = 0;
+		int ne = 0;
 		if (maxb > (int)(sizeof batch / sizeof batch[0]))
 			maxb = (int)(sizeof batch / sizeof batch[0]);
 		double deadline = sv_now() +
@@ -105,6 +113,14 @@ static void *worker_main(void *arg)
 		for (;;) {
 			if (mv->count > 0) {
 				struct req *r = mv->ring[mv->head];
+				if (ne < 64 && sv_deadline_passed(r, sv_now())) {
+					/* past its deadline: not computed */
+					mv->head = (mv->head + 1) % mv->cap;
+					mv->count--;
+					mv->items -= r->B;
+					expired[ne++] = r;
+					continue;
+				}
 				if (n > 0 && items + r->B > maxb)
 					break;	/* it starts the next batch */
 				mv->head = (mv->head + 1) % mv->cap;
@@ -126,7 +142,9 @@ static void *worker_main(void *arg)
 		}
 		prom_set(mv->srv->met.queue_depth, lv, (double)mv->count);
 		pthread_mutex_unlock(&mv->mu);
-		run_batch(mv, batch, n, items);
+		sv_deadline_drop(mv, expired, ne);
+		if (n > 0)
+			run_batch(mv, batch, n, items);
 		pthread_mutex_lock(&mv->mu);
 	}
 	pthread_mutex_unlock(&mv->mu);
@@ -280,6 +298,10 @@ enum pno_status sv_version_open(struct mversion **out, struct server *srv,
 	}
 	pthread_attr_destroy(&ta);
 	sv_breaker_export(mv);
+	if ((s = sv_guard_open(mv, cfg))) {
+		sv_version_release(mv);	/* the worker frees it */
+		return s;
+	}
 	*out = mv;
 	return PNO_STATUS_OK;
 }
@@ -294,6 +316,7 @@ static void version_free(struct mversion *mv)
 	pthread_mutex_destroy(&mv->mu);
 	pthread_cond_destroy(&mv->cv);
 	breaker_free(&mv->brk);
+	sv_guard_free(mv);
 	pno_model_free(&mv->model);
 	pno_free(mv->ring);
 	pno_free(mv);
