@@ -8,6 +8,8 @@
  * the webhook (a collector in the test that answers 503 first, so the
  * notification is retried) and pno_alerts_firing. */
 #include "serve_ops_harness.h"
+#include "serve_harness.h"	/* sh_write_model: a model with a drift
+				 * reference; sh_body */
 #include "alert.h"
 #include "serve_internal.h"
 
@@ -695,6 +697,85 @@ static void test_server_anomaly(void **state)
 	h_stop(&s);
 }
 
+/* drift end to end: the drift monitor's PSI reaches the ops hook, the
+ * drift check and a drift_score rule (shifted inputs as
+ * test_serve_drift_live.c sends them) */
+static void test_server_drift(void **state)
+{
+	(void)state;
+	enum { NREF = 200, X = 64 };
+	struct pno_dataset ref_d, live;
+	struct h_srv s;
+	char rules[900];
+	h_make_repo("alerts_repo5", 0, 0);
+	tu_heat_dataset(&ref_d, 1, NREF, X, 0.01, 2000);
+	struct sh_model m = {.X = X, .seed = 4, .ref_x = ref_d.in,
+			     .ref_n = NREF};
+	sh_write_model(h_repo, "h", 1, &m);
+	struct drift_ref r;
+	assert_status(drift_ref_from_dataset(&r, &ref_d, 1000), PNO_STATUS_OK);
+	const float shift = (float)(0.5 * r.std[0]);
+	drift_ref_free(&r);
+	pno_dataset_free(&ref_d);
+	snprintf(rules, sizeof rules, "%s", tu_tmp_path("alerts_rules5.json"));
+	h_write_file(rules, "{\"rules\": [{\"name\": \"drift\", \"metric\": "
+		     "\"drift_score\", \"threshold\": 0.1, \"severity\": "
+		     "\"critical\"}]}");
+	const char *ex[] = {"--auth", "false", "--alerts-file", rules,
+			    "--health-interval-ms", "100", NULL};
+	h_start(&s, "drift", ex);
+	tu_heat_dataset(&live, 1, 400, X, 0.01, 3000);
+	const char *firing = "pno_alerts_firing{alert=\"drift\",severity="
+			     "\"critical\"}";
+	float y[X];
+	struct h_resp rr;
+	char path[] = "/v2/models/h/infer";
+	for (int i = 0; i < 400; i++) {
+		float sh = i < 200 ? 0 : shift;
+		for (int k = 0; k < X; k++)
+			y[k] = live.in[(size_t)i * X + k] + sh;
+		char *b = sh_body(y, X, "\"num_samples\":1");
+		h_http(s.port, "POST", path, b, NULL, NULL, &rr);
+		free(b);
+		assert_int_equal(rr.code, 200);
+		h_free(&rr);
+		if (i == 199) {
+			/* the window is full and unshifted: a score, no alert */
+			usleep(300000);
+			h_http(s.port, "GET", "/v2/health/details", NULL, NULL,
+			       NULL, &rr);
+			json_t *d = h_json(&rr);
+			h_free(&rr);
+			size_t j;
+			json_t *c;
+			json_array_foreach(json_object_get(d, "checks"), j, c)
+				if (!strcmp(json_string_value(json_object_get(
+					c, "name")), "drift")) {
+					assert_string_equal(json_string_value(
+						json_object_get(c, "status")),
+						"ok");
+					assert_true(json_number_value(
+						json_object_get(c, "value")) <
+						0.1);
+				}
+			json_decref(d);
+			assert_true(h_metric(s.port, firing) != 1);
+		}
+		if (i >= 200 && (i + 1) % 50 == 0 &&
+		    h_metric_wait(s.port, firing, 1, 0.5) == 1)
+			break;
+	}
+	double psi = h_metric(s.port, "pno_drift_psi{model=\"h\",version="
+			      "\"1\"}");
+	print_message("drift: alert firing %g with PSI %.3f after shifted "
+		      "inputs\n", h_metric(s.port, firing), psi);
+	assert_true(h_metric(s.port, firing) == 1);
+	assert_true(psi > 0.1);
+	assert_int_equal(h_log_count(&s, "\"alert\":\"drift\"", "firing"), 1);
+	pno_dataset_free(&live);
+	h_stop(&s);
+}
+
 /* what cannot work refuses to start, saying why */
 static void test_bad_start(void **state)
 {
@@ -781,6 +862,7 @@ int main(void)
 		cmocka_unit_test(test_drift_hook),
 		cmocka_unit_test(test_server_alerts),
 		cmocka_unit_test(test_server_anomaly),
+		cmocka_unit_test(test_server_drift),
 		cmocka_unit_test(test_webhook_down),
 		cmocka_unit_test(test_bad_start),
 	};
