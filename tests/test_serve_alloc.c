@@ -1,0 +1,276 @@
+/* pno serve's allocations per request in steady state: the server runs in
+ * this process (serve_run on a thread), a client in a forked child sends
+ * warm-up requests and then N = 200 infer requests on one keep-alive
+ * connection (one libcurl easy handle), and every malloc / calloc /
+ * realloc / aligned allocation of this process (the server's threads: the
+ * main thread only waits on a pipe meanwhile) is counted by interposing
+ * the allocator. The per-request count must stay within the documented
+ * residual (docs/serve.md, "Memory"): libmicrohttpd's own objects, which
+ * the server cannot supply. Skipped under the sanitizers (ASan owns
+ * malloc). */
+#include "testutil.h"
+#include "pno/fno.h"
+#include "serve/serve.h"
+
+#include <curl/curl.h>
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- the counting allocator (glibc's, counted) ---- */
+
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+extern void __libc_free(void *);
+
+static atomic_long n_alloc;
+
+void *malloc(size_t n)
+{
+	atomic_fetch_add_explicit(&n_alloc, 1, memory_order_relaxed);
+	return __libc_malloc(n);
+}
+
+void *calloc(size_t a, size_t b)
+{
+	atomic_fetch_add_explicit(&n_alloc, 1, memory_order_relaxed);
+	return __libc_calloc(a, b);
+}
+
+void *realloc(void *p, size_t n)
+{
+	atomic_fetch_add_explicit(&n_alloc, 1, memory_order_relaxed);
+	return __libc_realloc(p, n);
+}
+
+void free(void *p)
+{
+	__libc_free(p);
+}
+
+int posix_memalign(void **p, size_t align, size_t n)
+{
+	atomic_fetch_add_explicit(&n_alloc, 1, memory_order_relaxed);
+	*p = __libc_memalign(align, n);
+	return *p ? 0 : 12;	/* ENOMEM */
+}
+
+void *aligned_alloc(size_t align, size_t n)
+{
+	atomic_fetch_add_explicit(&n_alloc, 1, memory_order_relaxed);
+	return __libc_memalign(align, n);
+}
+
+/* ---- setup ---- */
+
+enum { X = 64, S = 32, N_REQ = 200, N_WARM = 50 };
+
+/* The residual per request (docs/serve.md "Memory"), all libmicrohttpd's:
+ * the response object of MHD_create_response_from_buffer (1), its header
+ * list entries for Content-Type (1 entry: struct + name + value = 3), and
+ * the per-request strings MHD copies of the response headers it adds when
+ * queueing (Date / Content-Length / Connection are written into the
+ * connection's pool, not malloc'd). Measured: see the printed count. */
+#define RESIDUAL_MAX 4
+
+static char repo[900], port_file[1024];
+static int pipe_go[2], pipe_back[2];
+
+static void mkdirs(const char *path)
+{
+	char b[1200];
+	snprintf(b, sizeof b, "%s", path);
+	for (char *p = b + 1; *p; p++)
+		if (*p == '/') {
+			*p = 0;
+			mkdir(b, 0755);
+			*p = '/';
+		}
+	mkdir(b, 0755);
+}
+
+static void write_model(void)
+{
+	struct pno_fno m;
+	struct pno_fno_arch a = {.dims = 1, .in_ch = 1, .out_ch = 1,
+				 .width = 16, .modes1 = 8, .modes2 = 1,
+				 .layers = 2, .proj_hidden = 16, .heads = 2};
+	char dir[1000], path[1100];
+	snprintf(repo, sizeof repo, "%s", tu_tmp_path("alloc_repo"));
+	snprintf(dir, sizeof dir, "%s/m/1", repo);
+	mkdirs(dir);
+	snprintf(path, sizeof path, "%s/model.safetensors", dir);
+	assert_status(pno_fno_init(&m, &a, X, 1, 2, 7), PNO_STATUS_OK);
+	snprintf(m.method, sizeof m.method, "pno-r");
+	assert_status(pno_fno_save(&m, path, NULL), PNO_STATUS_OK);
+	pno_fno_free(&m);
+}
+
+static size_t sink(char *p, size_t sz, size_t n, void *ud)
+{
+	long *got = ud;
+	*got += (long)(sz * n);
+	(void)p;
+	return sz * n;
+}
+
+/* n infer requests on the handle; 0 if every one answered 200 */
+static int send_n(CURL *c, int n)
+{
+	for (int i = 0; i < n; i++) {
+		long code = 0, got = 0;
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, &got);
+		CURLcode e = curl_easy_perform(c);
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+		if (e != CURLE_OK || code != 200 || got < 1000) {
+			fprintf(stderr, "request %d: %s, HTTP %ld, %ld bytes\n",
+				i, curl_easy_strerror(e), code, got);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The client (a child process): wait for the port, warm up, tell the
+ * parent, wait for its go, send N_REQ, report. Its exit status is 0 when
+ * every request succeeded. */
+static void client(int batch_items)
+{
+	char url[128], body[4 * X * 8 + 256], b;
+	int port = 0;
+	for (int i = 0; i < 600 && !port; i++) {
+		FILE *f = fopen(port_file, "r");
+		if (f) {
+			if (fscanf(f, "%d", &port) != 1)
+				port = 0;
+			fclose(f);
+		}
+		if (!port)
+			usleep(20000);
+	}
+	if (!port)
+		_exit(2);
+	size_t k = (size_t)snprintf(body, sizeof body,
+				    "{\"parameters\":{\"num_samples\":%d,"
+				    "\"seed\":5},\"inputs\":[{\"name\":"
+				    "\"input\",\"datatype\":\"FP32\",\"shape\":"
+				    "[%d,1,%d],\"data\":[", S, batch_items, X);
+	for (int j = 0; j < batch_items; j++)
+		for (int i = 0; i < X; i++)
+			k += (size_t)snprintf(body + k, sizeof body - k,
+					      "%s%.3f", i || j ? "," : "",
+					      0.5 + 0.01 * i);
+	snprintf(body + k, sizeof body - k, "]}]}");
+	snprintf(url, sizeof url, "http://127.0.0.1:%d/v2/models/m/infer",
+		 port);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	CURL *c = curl_easy_init();
+	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: "
+						 "application/json");
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
+	int rc = send_n(c, N_WARM);
+	if (write(pipe_back[1], "w", 1) != 1 || read(pipe_go[0], &b, 1) != 1)
+		_exit(3);
+	if (!rc)
+		rc = send_n(c, N_REQ);
+	if (write(pipe_back[1], "d", 1) != 1)
+		_exit(3);
+	curl_easy_cleanup(c);
+	curl_slist_free_all(h);
+	_exit(rc ? 1 : 0);
+}
+
+static struct serve_opts opts;
+
+static void *server_thread(void *arg)
+{
+	(void)arg;
+	return (void *)(intptr_t)serve_run(&opts);
+}
+
+/* Allocations per request over N_REQ requests of batch_items inputs. */
+static double measure(int batch_items)
+{
+	char b, mb[16];
+	snprintf(port_file, sizeof port_file, "%s",
+		 tu_tmp_path("alloc_port"));
+	unlink(port_file);
+	assert_int_equal(pipe(pipe_go), 0);
+	assert_int_equal(pipe(pipe_back), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		client(batch_items);
+	serve_config_defaults(&opts.cfg);
+	snprintf(mb, sizeof mb, "%d", batch_items > 8 ? batch_items : 8);
+	const char *kv[][2] = {
+		{"repository", repo}, {"port", "0"}, {"port_file", port_file},
+		{"auth", "false"}, {"log_level", "error"},
+		{"max_samples", "32"}, {"default_samples", "32"},
+		{"threads", "2"}, {"compute_threads", "1"},
+		{"max_batch", mb}, {"max_queue_delay_us", "0"}};
+	for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+		assert_status(serve_config_set(&opts.cfg, kv[i][0], kv[i][1],
+					       "test"), PNO_STATUS_OK);
+	assert_status(serve_config_check(&opts.cfg), PNO_STATUS_OK);
+	static char log[1024];
+	snprintf(log, sizeof log, "%s", tu_tmp_path("alloc_log"));
+	opts.log_file = log;
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, server_thread, NULL), 0);
+	assert_int_equal(read(pipe_back[0], &b, 1), 1);	/* warmed up */
+	long a0 = atomic_load(&n_alloc);
+	assert_int_equal(write(pipe_go[1], "g", 1), 1);
+	assert_int_equal(read(pipe_back[0], &b, 1), 1);	/* done */
+	long a1 = atomic_load(&n_alloc);
+	int st = 0;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	kill(getpid(), SIGTERM);
+	void *ret;
+	pthread_join(th, &ret);
+	for (int i = 0; i < 2; i++) {
+		close(pipe_go[i]);
+		close(pipe_back[i]);
+	}
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		print_error("client status %d\n", st);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_int_equal((int)(intptr_t)ret, 0);
+	return (double)(a1 - a0) / N_REQ;
+}
+
+static void test_steady_state(void **state)
+{
+	(void)state;
+	if (getenv("PNO_SANITIZED"))
+		skip();	/* interposes malloc, which ASan owns */
+	write_model();
+	double one = measure(1);
+	print_message("allocations per request, 1 input x %d samples: %.2f\n",
+		      S, one);
+	double four = measure(4);
+	print_message("allocations per request, 4 inputs x %d samples: %.2f\n",
+		      S, four);
+	assert_true(one <= RESIDUAL_MAX);
+	assert_true(four <= RESIDUAL_MAX);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_steady_state),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
