@@ -128,23 +128,20 @@ enum pno_status pno_model_predict_init(struct pno_model *m, int max_samples)
  * variances, 1 the caller's (or the workspace), 2 the workspace only (an
  * ensemble without a variance head computes zeros nobody asked for). */
 static void view(struct pno_prediction *p, const struct pno__model_ws *w,
-		 const struct pno_predict_out *o, int b, int S, int C, int P,
+		 const struct pno_predict_out *o, int S, int C, int P,
 		 const float *q, int nq, int var)
 {
-	const size_t N = (size_t)C * P, st = o->stride;
 	memset(p, 0, sizeof *p);
 	p->S = S, p->C = C, p->P = P, p->nq = nq;
 	p->levels = (float *)q;	/* read only by the summaries */
-	p->mean = o->mean + b * (st ? st : N);
-	p->std = o->std + b * (st ? st : N);
-	if (nq)
-		p->quantiles = o->quantiles + b * (st ? st : (size_t)nq * N);
-	p->samples = o->samples ? o->samples + b * (st ? st : (size_t)S * N)
-				: w->samp;
-	p->aleatoric = var == 1 && o->aleatoric ? o->aleatoric +
-		       b * (st ? st : N) : var ? w->ale : NULL;
-	p->epistemic = var == 1 && o->epistemic ? o->epistemic +
-		       b * (st ? st : N) : var ? w->epi : NULL;
+	p->mean = o->mean;
+	p->std = o->std;
+	p->quantiles = nq ? o->quantiles : NULL;
+	p->samples = o->samples ? o->samples : w->samp;
+	p->aleatoric = var == 1 && o->aleatoric ? o->aleatoric
+		       : var ? w->ale : NULL;
+	p->epistemic = var == 1 && o->epistemic ? o->epistemic
+		       : var ? w->epi : NULL;
 }
 
 /* An FNO's S samples from its outputs: row i at raw + i * rs (rs 0: one
@@ -282,10 +279,12 @@ enum pno_status pno_model_predict_into(struct pno_model *m, const float *x,
 		return pno__errorf(PNO_STATUS_INVALID,
 				   "predict: %d samples exceed the workspace's "
 				   "%d", S, w->Smax);
-	if (!out->mean || !out->std || (nq && !out->quantiles))
-		return pno__errorf(PNO_STATUS_INVALID,
-				   "predict: no %s buffer", !out->mean ? "mean"
-				   : !out->std ? "std" : "quantile");
+	for (int b = 0; b < B; b++)
+		if (!out[b].mean || !out[b].std || (nq && !out[b].quantiles))
+			return pno__errorf(PNO_STATUS_INVALID,
+					   "predict: input %d has no %s buffer",
+					   b, !out[b].mean ? "mean" :
+					   !out[b].std ? "std" : "quantile");
 
 	const enum kind k = kind_of(m);
 	const int C = m->out_ch, P = m->X * m->Y, heads = heads_of(m, k);
@@ -314,7 +313,7 @@ enum pno_status pno_model_predict_into(struct pno_model *m, const float *x,
 						   "forward failed");
 			}
 			for (int j = 0; j < nb; j++) {
-				view(&p, w, out, b0 + j, S, C, P, q, nq, var);
+				view(&p, w, &out[b0 + j], S, C, P, q, nq, var);
 				fno_finish(&p, w->col, o + j * R, 0,
 					   k == KIND_FNO ? heads : 1,
 					   seeds[b0 + j]);
@@ -328,7 +327,7 @@ enum pno_status pno_model_predict_into(struct pno_model *m, const float *x,
 			if ((st = pno_fno_sample(&m->fno, w->raw, x + b * nin, S,
 						 seeds[b])) != PNO_STATUS_OK)
 				return st;
-			view(&p, w, out, b, S, C, P, q, nq, var);
+			view(&p, w, &out[b], S, C, P, q, nq, var);
 			fno_finish(&p, w->col, w->raw, R, heads, seeds[b]);
 		}
 		break;
@@ -347,7 +346,7 @@ enum pno_status pno_model_predict_into(struct pno_model *m, const float *x,
 				       (size_t)nb * R * sizeof(float));
 			}
 			for (int j = 0; j < nb; j++) {
-				view(&p, w, out, b0 + j, S, C, P, q, nq,
+				view(&p, w, &out[b0 + j], S, C, P, q, nq,
 				     m->has_variance ? 1 : 2);
 				ens_finish(&p, w->col, w->raw + j * R,
 					   (size_t)m->Bmax * R, K, heads,
@@ -358,7 +357,7 @@ enum pno_status pno_model_predict_into(struct pno_model *m, const float *x,
 	}
 	case KIND_VFNO:
 		for (int b = 0; b < B; b++) {
-			view(&p, w, out, b, S, C, P, q, nq, 1);
+			view(&p, w, &out[b], S, C, P, q, nq, 1);
 			if ((st = vfno_one(&m->vfno, &p, w->col, w->raw,
 					   w->raw + (size_t)w->Smax * N,
 					   x + b * nin, seeds[b])))
@@ -370,7 +369,7 @@ enum pno_status pno_model_predict_into(struct pno_model *m, const float *x,
 		for (int b = 0; b < B; b++) {
 			/* samples nobody keeps are stretched in the
 			 * workspace: harmless */
-			view(&p, w, out, b, S, C, P, q, nq, var);
+			view(&p, w, &out[b], S, C, P, q, nq, var);
 			pno_conformal_apply(&m->conformal, &p);
 		}
 	return PNO_STATUS_OK;

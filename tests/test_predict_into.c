@@ -1,7 +1,7 @@
 /* Predictions into caller buffers (pno_model_predict_into): every method's
  * answers against the reference path (pno_model_predict, one input per
  * call) to the bit, the same bits whatever the batch composition (which
- * inputs share a call, in which order, at which stride), the size of the
+ * inputs share a call, in which order), the size of the
  * difference where the spectral GEMM path rounds by batch shape, no
  * allocation in a call, the allocation-failure loop of the workspace, and
  * bad arguments. Models are small random-weight networks written to files
@@ -133,7 +133,7 @@ static float *inputs(int n)
 struct outs {
 	float *buf;
 	size_t item;
-	struct pno_predict_out o;
+	struct pno_predict_out o[NB];
 };
 
 static void outs_init(struct outs *u, int S, int nq)
@@ -143,22 +143,14 @@ static void outs_init(struct outs *u, int S, int nq)
 	u->buf = malloc(NB * u->item * sizeof(float));
 	for (size_t i = 0; i < NB * u->item; i++)
 		u->buf[i] = NAN;	/* unwritten shows */
-	u->o = (struct pno_predict_out){
-		.stride = u->item, .mean = u->buf, .std = u->buf + N,
-		.quantiles = u->buf + 2 * N,
-		.aleatoric = u->buf + (2 + nq) * N,
-		.epistemic = u->buf + (3 + nq) * N,
-		.samples = u->buf + (4 + nq) * N};
-}
-
-/* outputs starting at input b0 (the same layout, shifted) */
-static struct pno_predict_out at(const struct outs *u, int b0)
-{
-	struct pno_predict_out o = u->o;
-	size_t d = (size_t)b0 * u->item;
-	o.mean += d, o.std += d, o.quantiles += d, o.aleatoric += d;
-	o.epistemic += d, o.samples += d;
-	return o;
+	for (int b = 0; b < NB; b++) {
+		float *y = u->buf + b * u->item;
+		u->o[b] = (struct pno_predict_out){
+			.mean = y, .std = y + N, .quantiles = y + 2 * N,
+			.aleatoric = y + (2 + nq) * N,
+			.epistemic = y + (3 + nq) * N,
+			.samples = y + (4 + nq) * N};
+	}
 }
 
 /* max |a - b| / max(1, |b|) over an input's item, and whether every bit
@@ -228,7 +220,7 @@ static void test_against_reference(void **state)
 						ref.buf[b * ref.item +
 							(2 + nq) * X + i] = NAN;
 			assert_status(pno_model_predict_into(&m, x, NB, S, seeds,
-							     q, nq, &all.o),
+							     q, nq, all.o),
 				      PNO_STATUS_OK);
 			/* reordered groups through a permuted copy */
 			const int order[NB] = {5, 6, 0, 3, 1, 2, 4};
@@ -242,11 +234,11 @@ static void test_against_reference(void **state)
 				sp[j] = seeds[order[j]];
 			}
 			for (int g = 0; g < 3; g++) {
-				struct pno_predict_out o = at(&perm, cuts[g]);
 				assert_status(pno_model_predict_into(
 						      &m, xp + cuts[g] * X,
 						      cuts[g + 1] - cuts[g], S,
-						      sp + cuts[g], q, nq, &o),
+						      sp + cuts[g], q, nq,
+						      perm.o + cuts[g]),
 					      PNO_STATUS_OK);
 			}
 			for (int j = 0; j < NB; j++)
@@ -294,7 +286,7 @@ static void test_against_reference(void **state)
 	free(x);
 }
 
-/* Packed outputs (stride 0), no samples or variances kept, a conformal
+/* Packed outputs, no samples or variances kept, a conformal
  * scale: the same mean / std / quantiles as the reference, to the bit. */
 static void test_packed_conformal(void **state)
 {
@@ -310,10 +302,13 @@ static void test_packed_conformal(void **state)
 		m.conformal.scale = 1.7;
 		float *mean = malloc(NB * X * 4), *sd = malloc(NB * X * 4);
 		float *qs = malloc(NB * nq * X * 4);
-		struct pno_predict_out o = {.mean = mean, .std = sd,
-					    .quantiles = qs};
+		struct pno_predict_out o[NB];
+		for (int b = 0; b < NB; b++)
+			o[b] = (struct pno_predict_out){
+				.mean = mean + b * X, .std = sd + b * X,
+				.quantiles = qs + b * nq * X};
 		assert_status(pno_model_predict_into(&m, x, NB, S, seeds, q, nq,
-						     &o), PNO_STATUS_OK);
+						     o), PNO_STATUS_OK);
 		int same = 1;
 		double d = 0;
 		for (int b = 0; b < NB; b++) {
@@ -361,7 +356,7 @@ static void test_no_allocation(void **state)
 		for (int rep = 0; rep < 2; rep++) {
 			tu_alloc_reset(0);
 			assert_status(pno_model_predict_into(&m, x, NB, S, seeds,
-							     q, nq, &u.o),
+							     q, nq, u.o),
 				      PNO_STATUS_OK);
 			print_message("%-10s allocations in a call: %ld\n",
 				      methods[mi], tu_alloc_count());

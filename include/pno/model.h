@@ -84,11 +84,9 @@ enum pno_status pno_model_predict(struct pno_model *m, const float *x, int S,
  * and BLAS kernels round by shape and offset (docs/methods.md, "Serving
  * predictions", gives the measured size: ~1e-7 relative). */
 
-/* Caller-owned outputs for B inputs. Output o of input b starts at
- * o + b * stride (stride 0: each output packed, b times its own size). */
+/* Caller-owned outputs of one input (an array of B for B inputs). */
 struct pno_predict_out {
-	size_t stride;		/* floats between inputs, or 0 */
-	float *mean, *std;	/* (C, P) per input; required */
+	float *mean, *std;	/* (C, P); required */
 	float *quantiles;	/* (nq, C, P); required when nq > 0 */
 	float *aleatoric;	/* (C, P) or NULL; written only for a model */
 	float *epistemic;	/* with has_variance */
@@ -105,13 +103,14 @@ enum pno_status pno_model_predict_init(struct pno_model *m, int max_samples);
  * input b drawn with seeds[b], quantile levels q (nq in [0,
  * PNO_PREDICT_MAX_QUANTILES], each in (0, 1)), conformal scale applied as
  * pno_model_predict does. Allocates nothing. INVALID (naming the value)
- * for bad arguments, a missing required output or no workspace. */
+ * for bad arguments, a missing required output or no workspace. out[b]
+ * receives input b's answer. */
 enum pno_status pno_model_predict_into(struct pno_model *m,
 				       const float *x, /* (B, Cin, P) */
 				       int B, int S,
 				       const uint64_t *seeds, /* (B) */
 				       const float *q, int nq,
-				       const struct pno_predict_out *out);
+				       const struct pno_predict_out *out /* (B) */);
 
 /* The string metadata value of key in the file, NULL if absent. */
 const char *pno_model_meta(const struct pno_model *m, const char *key);
