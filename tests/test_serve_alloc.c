@@ -74,12 +74,11 @@ void *aligned_alloc(size_t align, size_t n)
 
 enum { X = 64, S = 32, N_REQ = 200, N_WARM = 50 };
 
-/* The residual per request (docs/serve.md "Memory"), all libmicrohttpd's:
- * the response object of MHD_create_response_from_buffer (1), its header
- * list entries for Content-Type (1 entry: struct + name + value = 3), and
- * the per-request strings MHD copies of the response headers it adds when
- * queueing (Date / Content-Length / Connection are written into the
- * connection's pool, not malloc'd). Measured: see the printed count. */
+/* The residual per request (docs/serve.md "Memory"), all libmicrohttpd's
+ * and measured by a backtrace of each allocation: the response object of
+ * MHD_create_response_from_buffer (1) and the Content-Type header entry
+ * MHD_add_response_header copies (struct, name, value: 3). A binary
+ * answer adds Inference-Header-Content-Length (3 more); not sent here. */
 #define RESIDUAL_MAX 4
 
 static char repo[900], port_file[1024];
