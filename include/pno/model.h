@@ -68,21 +68,20 @@ enum pno_status pno_model_predict(struct pno_model *m, const float *x, int S,
  *
  * The serving path: no allocation per call (every scratch buffer is sized
  * once by pno_model_predict_init), outputs written where the caller says,
- * and B inputs run together: a model whose samples share one forward per
- * input (fno, pno-r, ensemble members, deeponet) runs up to Bmax inputs
- * per forward; a dropout model (pno-d, mc-dropout) runs each input's
- * samples as batches of Bmax as pno_fno_predict does (its masks are keyed
- * by one seed and the sample index per forward); vfno runs per input.
+ * B inputs per call.
  *
- * Input b's answer is that of pno_model_predict(m, x_b, S, seeds[b], q,
- * nq) (same draws: randomness depends on (seeds[b], sample index) only)
- * and it does not depend on which other inputs share the call or where b
- * sits among them, up to the rounding of the forward: the pointwise
- * layers, the FFTW spectral path and the summaries compute each batch
- * element alone, so those answers are bit-identical; the spectral GEMM
- * path (pno_spectral_path_get) hands BLAS shapes that grow with the batch,
- * and BLAS kernels round by shape and offset (docs/methods.md, "Serving
- * predictions", gives the measured size: ~1e-7 relative). */
+ * Input b's answer is bit for bit that of pno_model_predict(m, x_b, S,
+ * seeds[b], q, nq): the same draws (randomness depends on (seeds[b],
+ * sample index) only) and the same arithmetic, whichever inputs share the
+ * call and in which order. So inputs share a forward only where the
+ * forward computes each batch element alone: fno / pno-r and ensemble
+ * members whose spectral layers run the FFTW path (up to Bmax inputs per
+ * forward). The spectral GEMM path (pno_spectral_path_get) and DeepONet's
+ * branch net give BLAS one product over the whole batch, whose kernels
+ * round by shape (~1e-7 relative), so those run a forward per input; a
+ * dropout model (pno-d, mc-dropout) runs each input's samples in batches
+ * of Bmax as pno_fno_predict does; vfno per input. The gauss_mu /
+ * gauss_sigma parts of pno_prediction are not produced. */
 
 /* Caller-owned outputs of one input (an array of B for B inputs). */
 struct pno_predict_out {
