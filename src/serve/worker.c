@@ -96,7 +96,9 @@ static void compute(struct mversion *mv, struct req **b, int n, double t0,
 				s = pno_model_predict_into(&mv->model, mv->bx, np,
 							   g->S, mv->bseed, g->q,
 							   g->nq, mv->bout);
-			for (int k = g0; k <= i && k < n && s; k++)
+			/* the call held inputs of requests g0 .. i (i only
+			 * if some of its inputs were copied) */
+			for (int k = g0; k < (j ? i + 1 : i) && s; k++)
 				if (st[k] == PNO_STATUS_OK)
 					st[k] = s;
 			np = 0;
