@@ -6,8 +6,10 @@
  * main thread only waits on a pipe meanwhile) is counted by interposing
  * the allocator. The per-request count must stay within the documented
  * residual (docs/serve.md, "Memory"): libmicrohttpd's own objects, which
- * the server cannot supply. Skipped under the sanitizers (ASan owns
- * malloc). */
+ * the server cannot supply. Then the worker's mixed batches: requests of
+ * different sizes, sample counts and levels sharing batches answer the
+ * same bytes as one at a time. Skipped under the sanitizers (ASan owns
+ * malloc; the server runs in this process). */
 #include "testutil.h"
 #include "pno/fno.h"
 #include "serve/serve.h"
@@ -17,6 +19,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,13 +29,16 @@
 
 /* ---- the counting allocator (glibc's, counted) ---- */
 
+static atomic_long n_alloc;
+
+/* not under AddressSanitizer: it owns malloc (and the test skips) */
+#ifndef __SANITIZE_ADDRESS__
+
 extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
 extern void *__libc_memalign(size_t, size_t);
 extern void __libc_free(void *);
-
-static atomic_long n_alloc;
 
 void *malloc(size_t n)
 {
@@ -69,6 +75,7 @@ void *aligned_alloc(size_t align, size_t n)
 	atomic_fetch_add_explicit(&n_alloc, 1, memory_order_relaxed);
 	return __libc_memalign(align, n);
 }
+#endif
 
 /* ---- setup ---- */
 
@@ -199,27 +206,27 @@ static void *server_thread(void *arg)
 	return (void *)(intptr_t)serve_run(&opts);
 }
 
-/* Allocations per request over N_REQ requests of batch_items inputs. */
-static double measure(int batch_items)
+/* Start serve_run on a thread with these extra settings (max_batch,
+ * max_queue_delay_us) after forking the client (child: fn(arg)). */
+static pthread_t start(const char *max_batch, const char *delay_us,
+		       pid_t *pid, void (*fn)(int), int arg)
 {
-	char b, mb[16];
 	snprintf(port_file, sizeof port_file, "%s",
 		 tu_tmp_path("alloc_port"));
 	unlink(port_file);
 	assert_int_equal(pipe(pipe_go), 0);
 	assert_int_equal(pipe(pipe_back), 0);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0)
-		client(batch_items);
+	*pid = fork();
+	assert_true(*pid >= 0);
+	if (*pid == 0)
+		fn(arg);
 	serve_config_defaults(&opts.cfg);
-	snprintf(mb, sizeof mb, "%d", batch_items > 8 ? batch_items : 8);
 	const char *kv[][2] = {
 		{"repository", repo}, {"port", "0"}, {"port_file", port_file},
 		{"auth", "false"}, {"log_level", "error"},
 		{"max_samples", "32"}, {"default_samples", "32"},
 		{"threads", "2"}, {"compute_threads", "1"},
-		{"max_batch", mb}, {"max_queue_delay_us", "0"}};
+		{"max_batch", max_batch}, {"max_queue_delay_us", delay_us}};
 	for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
 		assert_status(serve_config_set(&opts.cfg, kv[i][0], kv[i][1],
 					       "test"), PNO_STATUS_OK);
@@ -229,11 +236,12 @@ static double measure(int batch_items)
 	opts.log_file = log;
 	pthread_t th;
 	assert_int_equal(pthread_create(&th, NULL, server_thread, NULL), 0);
-	assert_int_equal(read(pipe_back[0], &b, 1), 1);	/* warmed up */
-	long a0 = atomic_load(&n_alloc);
-	assert_int_equal(write(pipe_go[1], "g", 1), 1);
-	assert_int_equal(read(pipe_back[0], &b, 1), 1);	/* done */
-	long a1 = atomic_load(&n_alloc);
+	return th;
+}
+
+/* Wait for the client, stop the server (SIGTERM: drain, return). */
+static void stop(pthread_t th, pid_t pid)
+{
 	int st = 0;
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	kill(getpid(), SIGTERM);
@@ -247,7 +255,175 @@ static double measure(int batch_items)
 		print_error("client status %d\n", st);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	assert_int_equal((int)(intptr_t)ret, 0);
+}
+
+/* Allocations per request over N_REQ requests of batch_items inputs. */
+static double measure(int batch_items)
+{
+	char b, mb[16];
+	pid_t pid;
+	snprintf(mb, sizeof mb, "%d", batch_items > 8 ? batch_items : 8);
+	pthread_t th = start(mb, "0", &pid, client, batch_items);
+	assert_int_equal(read(pipe_back[0], &b, 1), 1);	/* warmed up */
+	long a0 = atomic_load(&n_alloc);
+	assert_int_equal(write(pipe_go[1], "g", 1), 1);
+	assert_int_equal(read(pipe_back[0], &b, 1), 1);	/* done */
+	long a1 = atomic_load(&n_alloc);
+	stop(th, pid);
 	return (double)(a1 - a0) / N_REQ;
+}
+
+/* ---- mixed batches ---- */
+
+/* requests of different shapes, sent at once so they share batches */
+enum { NMIX = 6 };
+static const struct {
+	int B, S;
+	const char *q;
+	uint64_t seed;
+} mix[NMIX] = {
+	{1, 8, "0.05,0.95", 1}, {3, 8, "0.05,0.95", 2}, {2, 16, "0.5", 3},
+	{1, 8, "0.05,0.95", 4}, {6, 8, "0.05,0.95", 5}, {2, 32, "0.2,0.8", 6},
+};
+
+static float mix_x(int k, int b, int i)
+{
+	return (float)(0.3 * k + 0.1 * b) + 0.01f * (float)i;
+}
+
+/* answer files, named before the fork (temporary names hold the pid):
+ * [0] sent at once, [1] one at a time */
+static char mix_file[2][NMIX][1100];
+
+/* The client: the NMIX requests at once (curl multi), or (seq) one after
+ * another; answers to files. */
+static void mix_client(int seq)
+{
+	char url[128], *body[NMIX];
+	FILE *f[NMIX];
+	int port = 0;
+	for (int i = 0; i < 600 && !port; i++) {
+		FILE *pf = fopen(port_file, "r");
+		if (pf) {
+			if (fscanf(pf, "%d", &port) != 1)
+				port = 0;
+			fclose(pf);
+		}
+		if (!port)
+			usleep(20000);
+	}
+	if (!port)
+		_exit(2);
+	snprintf(url, sizeof url, "http://127.0.0.1:%d/v2/models/m/infer",
+		 port);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	CURLM *mh = curl_multi_init();
+	CURL *c[NMIX];
+	int rc = 0;
+	for (int k = 0; k < NMIX; k++) {
+		size_t cap = 512 + (size_t)mix[k].B * X * 16, n;
+		body[k] = malloc(cap);
+		n = (size_t)snprintf(body[k], cap, "{\"parameters\":{"
+				     "\"num_samples\":%d,\"seed\":%llu,"
+				     "\"quantiles\":[%s]},\"inputs\":[{"
+				     "\"name\":\"input\",\"datatype\":"
+				     "\"FP32\",\"shape\":[%d,1,%d],"
+				     "\"data\":[", mix[k].S,
+				     (unsigned long long)mix[k].seed, mix[k].q,
+				     mix[k].B, X);
+		for (int b = 0; b < mix[k].B; b++)
+			for (int i = 0; i < X; i++)
+				n += (size_t)snprintf(body[k] + n, cap - n,
+						      "%s%.9g", b || i ? "," : "",
+						      (double)mix_x(k, b, i));
+		snprintf(body[k] + n, cap - n, "]}]}");
+		f[k] = fopen(mix_file[seq][k], "w");
+		c[k] = curl_easy_init();
+		curl_easy_setopt(c[k], CURLOPT_URL, url);
+		curl_easy_setopt(c[k], CURLOPT_POSTFIELDS, body[k]);
+		curl_easy_setopt(c[k], CURLOPT_WRITEDATA, f[k]);
+		if (seq)
+			rc |= curl_easy_perform(c[k]) != CURLE_OK;
+		else
+			curl_multi_add_handle(mh, c[k]);
+	}
+	int running = !seq;
+	while (running) {
+		curl_multi_perform(mh, &running);
+		curl_multi_poll(mh, NULL, 0, 100, NULL);
+	}
+	for (int k = 0; k < NMIX; k++) {
+		long code = 0;
+		curl_easy_getinfo(c[k], CURLINFO_RESPONSE_CODE, &code);
+		rc |= code != 200;
+		fclose(f[k]);
+		if (!seq)
+			curl_multi_remove_handle(mh, c[k]);
+		curl_easy_cleanup(c[k]);
+		free(body[k]);
+	}
+	curl_multi_cleanup(mh);
+	_exit(rc);
+}
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	char *b = calloc(1, 1 << 20);
+	size_t n = fread(b, 1, (1 << 20) - 1, f);
+	fclose(f);
+	assert_true(n > 0 && n < (1 << 20) - 1);
+	return b;
+}
+
+/* Requests of different batch sizes, sample counts and levels, sent at
+ * once to a server with max_batch 4 (the 6-input request is cut into
+ * calls) and a 50 ms window, so they share batches, and then one at a
+ * time to a server with max_batch 1: the outputs are the same bytes (the
+ * answers do not depend on the batch; that they are pno_model_predict's
+ * is tests/test_serve.c's check, from another process), and some request
+ * ran in a batch larger than its own. */
+static void test_mixed_batches(void **state)
+{
+	(void)state;
+	if (getenv("PNO_SANITIZED"))
+		skip();	/* the server runs in this process */
+	for (int seq = 0; seq < 2; seq++)
+		for (int k = 0; k < NMIX; k++) {
+			char name[32];
+			snprintf(name, sizeof name, "alloc_mix_%d_%d.json",
+				 seq, k);
+			snprintf(mix_file[seq][k], sizeof mix_file[seq][k],
+				 "%s", tu_tmp_path(name));
+		}
+	for (int seq = 0; seq < 2; seq++) {
+		pid_t pid;
+		pthread_t th = start(seq ? "1" : "4", seq ? "0" : "50000",
+				     &pid, mix_client, seq);
+		stop(th, pid);
+	}
+	int shared = 0;
+	for (int k = 0; k < NMIX; k++) {
+		char *a = slurp(mix_file[0][k]), *b = slurp(mix_file[1][k]);
+		const char *bs = strstr(a, "\"batch_size\":");
+		assert_non_null(bs);
+		shared |= atoi(bs + 13) > mix[k].B;
+		const char *oa = strstr(a, "\"outputs\""), *ob = strstr(b,
+									"\"outputs\"");
+		assert_non_null(oa);
+		assert_non_null(ob);
+		assert_true(strlen(oa) > (size_t)mix[k].B * X * 4);
+		assert_string_equal(oa, ob);
+		free(a);
+		free(b);
+		unlink(mix_file[0][k]);
+		unlink(mix_file[1][k]);
+	}
+	print_message("mixed batches: %d requests, the same bytes as one at a "
+		      "time; some shared a batch: %s\n", NMIX,
+		      shared ? "yes" : "no");
+	assert_true(shared);
 }
 
 static void test_steady_state(void **state)
@@ -255,7 +431,6 @@ static void test_steady_state(void **state)
 	(void)state;
 	if (getenv("PNO_SANITIZED"))
 		skip();	/* interposes malloc, which ASan owns */
-	write_model();
 	double one = measure(1);
 	print_message("allocations per request, 1 input x %d samples: %.2f\n",
 		      S, one);
@@ -266,10 +441,18 @@ static void test_steady_state(void **state)
 	assert_true(four <= RESIDUAL_MAX);
 }
 
+static int setup(void **state)
+{
+	(void)state;
+	write_model();
+	return 0;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_steady_state),
+		cmocka_unit_test(test_mixed_batches),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, setup, NULL);
 }
