@@ -278,6 +278,14 @@ static int packable(const struct pno_model *m, enum kind k)
 	return 1;
 }
 
+int pno_model_predict_batch(const struct pno_model *m)
+{
+	if (!m || !m->method[0])
+		return 1;
+	enum kind k = kind_of(m);
+	return packable(m, k) ? m->Bmax : 1;
+}
+
 enum pno_status pno_model_predict_into(struct pno_model *m, const float *x,
 				       int B, int S, const uint64_t *seeds,
 				       const float *q, int nq,

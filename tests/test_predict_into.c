@@ -228,8 +228,13 @@ static void test_against_reference(void **state)
 				&m.fno;
 			if (!strcmp(m.method, "fno") ||
 			    !strcmp(m.method, "pno-r") ||
-			    !strcmp(m.method, "ensemble"))
+			    !strcmp(m.method, "ensemble")) {
 				assert_int_equal(net->last_B, pi ? 1 : 3);
+				assert_int_equal(pno_model_predict_batch(&m),
+						 pi ? 1 : BMAX);
+			} else {
+				assert_int_equal(pno_model_predict_batch(&m), 1);
+			}
 			/* reordered groups through a permuted copy */
 			const int order[NB] = {5, 6, 0, 3, 1, 2, 4};
 			const int cuts[4] = {0, 3, 4, NB};

@@ -391,7 +391,7 @@ static void test_mixed_batches(void **state)
 		skip();	/* the server runs in this process */
 	for (int seq = 0; seq < 2; seq++)
 		for (int k = 0; k < NMIX; k++) {
-			char name[32];
+			char name[48];
 			snprintf(name, sizeof name, "alloc_mix_%d_%d.json",
 				 seq, k);
 			snprintf(mix_file[seq][k], sizeof mix_file[seq][k],

@@ -111,6 +111,11 @@ enum pno_status pno_model_predict_into(struct pno_model *m,
 				       const float *q, int nq,
 				       const struct pno_predict_out *out /* (B) */);
 
+/* How many inputs pno_model_predict_into runs per forward: Bmax where
+ * they share one (see above), else 1 (one after another: a caller that
+ * answers per input gains nothing by calling with more at once). */
+int pno_model_predict_batch(const struct pno_model *m);
+
 /* The string metadata value of key in the file, NULL if absent. */
 const char *pno_model_meta(const struct pno_model *m, const char *key);
 

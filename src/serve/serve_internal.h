@@ -148,6 +148,7 @@ struct mversion {
 	/* one batch's inputs, sized at start for max_batch items (the
 	 * library's workspace holds max_samples samples per input) */
 	int bcap, smax;
+	int bcall;			/* inputs per predict call (<= bcap) */
 	float *bx;			/* (bcap, Cin, P) */
 	uint64_t *bseed;		/* (bcap) */
 	struct pno_predict_out *bout;	/* (bcap) */

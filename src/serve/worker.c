@@ -68,8 +68,11 @@ static void req_finish(struct mversion *mv, struct req *r, enum pno_status s,
 
 /* Compute requests b[0..n): the inputs of consecutive requests with the
  * same samples and levels go through pno_model_predict_into together, up
- * to the preallocated bcap inputs per call (a larger request is cut into
- * calls), each answer written straight into its request's output buffer.
+ * to bcall inputs per call (what one forward takes, at most the
+ * preallocated bcap; a larger request is cut into calls), each answer
+ * written straight into its request's output buffer. Where inputs cannot
+ * share a forward (bcall 1) the calls take one input each, so each
+ * request is answered as soon as its own inputs are done.
  * A request is finished as soon as the call holding its last input
  * returns: live, req_finish (resumed, metrics); else only its status. */
 static void compute(struct mversion *mv, struct req **b, int n, double t0,
@@ -83,7 +86,7 @@ static void compute(struct mversion *mv, struct req **b, int n, double t0,
 		st[i] = PNO_STATUS_OK;
 	for (int i = 0, j = 0; i <= n;) {
 		struct req *r = i < n ? b[i] : NULL;
-		if (np > 0 && (!r || np == mv->bcap ||
+		if (np > 0 && (!r || np == mv->bcall ||
 			       !sv_infer_compatible(b[g0], r))) {
 			/* run the pending inputs (of requests g0..i) */
 			const struct req *g = b[g0];
@@ -314,6 +317,8 @@ enum pno_status sv_version_open(struct mversion **out, struct server *srv,
 	mv->smax = cfg->max_samples;
 	mv->bcap = cfg->max_batch > 0 ? cfg->max_batch : 1;
 	size_t nin = (size_t)mv->model.in_ch * mv->P;
+	mv->bcall = pno_model_predict_batch(&mv->model);
+	mv->bcall = mv->bcall < mv->bcap ? mv->bcall : mv->bcap;
 	if ((s = pno_model_predict_init(&mv->model, mv->smax)) ||
 	    !(mv->bx = pno_malloc((size_t)mv->bcap * nin * sizeof(float))) ||
 	    !(mv->bseed = pno_malloc((size_t)mv->bcap * sizeof *mv->bseed)) ||
