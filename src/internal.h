@@ -49,6 +49,14 @@ int pno__json_oom(void);
 /* json_dumps that returns NULL if an allocation failed inside it (free the
  * result with pno_free). Failures stay recorded for pno__json_oom. */
 struct json_t;
+/* Serve this thread's jansson allocations from buf (size bytes) until
+ * pno__json_arena_end: blocks are carved in order and never freed one by
+ * one; what does not fit goes to the usual allocator. Every JSON value
+ * made meanwhile must be released before the arena is reused. */
+void pno__json_arena_begin(void *buf, size_t size);
+/* End the arena; returns the bytes it could not hold (0: all fitted), so
+ * the caller can lend a larger one next time. */
+size_t pno__json_arena_end(void);
 char *pno__json_dumps(const struct json_t *j, size_t flags);
 /* json_loads that tells an allocation failure (PNO_STATUS_NOMEM) from bad
  * JSON (PNO_STATUS_FORMAT, msg gives the position). */

@@ -3,6 +3,7 @@
 
 #include "internal.h"
 #include "model_io.h"
+#include "predict_internal.h"
 
 #include <jansson.h>
 #include <string.h>
@@ -93,6 +94,7 @@ void pno_model_free(struct pno_model *m)
 	pno_vfno_free(&m->vfno);
 	pno_deeponet_free(&m->don);
 	pno_ensemble_free(&m->ens);
+	pno__model_ws_free(m->ws);
 	json_decref(m->meta);
 	memset(m, 0, sizeof *m);
 }

@@ -100,9 +100,18 @@ void pno__prediction_summarize(struct pno_prediction *p, float *col)
 		p->std[k] = (float)(S > 1 ? sqrt(s2 / (S - 1)) : 0.0);
 		if (!nq)
 			continue;
-		for (int i = 0; i < S; i++)
+		int nan = 0;
+		for (int i = 0; i < S; i++) {
 			col[i] = p->samples[(size_t)i * N + k];
-		qsort(col, (size_t)S, sizeof *col, cmp_float);
+			nan |= isnan(col[i]);
+		}
+		/* the library's sort allocates nothing (glibc's qsort mallocs
+		 * above 1 KB); it takes no NaN, which only qsort's comparator
+		 * orders (a NaN answer is refused by its users anyway) */
+		if (nan)
+			qsort(col, (size_t)S, sizeof *col, cmp_float);
+		else
+			pno__sort_floats(col, (size_t)S);
 		for (int j = 0; j < nq; j++) {
 			double h = (S - 1) * (double)q[j];
 			int lo = (int)floor(h);

@@ -23,4 +23,8 @@ enum pno_status pno__prediction_alloc(struct pno_prediction *p, int S, int C,
 void pno__prediction_summarize(struct pno_prediction *p,
 			       float *col /* (S) scratch */);
 
+struct pno__model_ws;
+/* Release pno_model_predict_init's workspace (NULL is fine). */
+void pno__model_ws_free(struct pno__model_ws *w);
+
 #endif

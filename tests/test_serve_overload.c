@@ -269,11 +269,15 @@ static void test_overload(void **state)
 	 * answered about as fast as a health probe at the same moment (on
 	 * a shared 2-core machine both are dominated by scheduling: the
 	 * probe is the yardstick, 2x + 5 ms the allowance), and far below
-	 * the 200 answers' tail */
+	 * the 200 answers' tail. No absolute bound: on a loaded machine
+	 * any fixed figure measures the neighbours, not the server */
 	assert_true(nlive >= (long)(dur * 50) - 1);
-	if (p99r > 2 * p99l + 0.005 || p99r > 0.25)
+	if (p99r > 2 * p99l + 0.005)
 		fail_msg("rejections p99 %.2f ms vs health probes p99 %.2f ms",
 			 1e3 * p99r, 1e3 * p99l);
+	if (p99r >= p99o)
+		fail_msg("rejections p99 %.2f ms not below the 200 answers' "
+			 "p99 %.2f ms", 1e3 * p99r, 1e3 * p99o);
 	/* memory: the request pool (<= 256 requests' buffers, ~60 kB each
 	 * here) and libmicrohttpd's per-connection memory (64 kB x the
 	 * connections) bound the growth; 64 MB is above both */

@@ -48,13 +48,14 @@ static struct req *req_get(struct server *srv)
 	pthread_mutex_unlock(&srv->pool_mu);
 	if (!r && !(r = pno_calloc(1, sizeof *r)))
 		return NULL;
-	char *body = r->body, *resp = r->resp;
+	char *body = r->body, *resp = r->resp, *arena = r->arena;
 	float *x = r->x, *y = r->y;
 	size_t bc = r->body_cap, rc = r->resp_cap, xc = r->x_cap;
-	size_t yc = r->y_cap;
+	size_t yc = r->y_cap, ac = r->arena_cap;
 	memset(r, 0, sizeof *r);
-	r->body = body, r->resp = resp, r->x = x, r->y = y;
+	r->body = body, r->resp = resp, r->x = x, r->y = y, r->arena = arena;
 	r->body_cap = bc, r->resp_cap = rc, r->x_cap = xc, r->y_cap = yc;
+	r->arena_cap = ac;
 	r->srv = srv;
 	return r;
 }
@@ -65,13 +66,15 @@ static void req_free(struct req *r)
 	pno_free(r->resp);
 	pno_free(r->x);
 	pno_free(r->y);
+	pno_free(r->arena);
 	pno_free(r);
 }
 
 static void req_put(struct server *srv, struct req *r)
 {
 	if (r->body_cap > POOL_KEEP_BYTES || r->resp_cap > POOL_KEEP_BYTES ||
-	    r->x_cap * 4 > POOL_KEEP_BYTES || r->y_cap * 4 > POOL_KEEP_BYTES) {
+	    r->x_cap * 4 > POOL_KEEP_BYTES || r->y_cap * 4 > POOL_KEEP_BYTES ||
+	    r->arena_cap > SV_ARENA_MAX) {
 		req_free(r);
 		return;
 	}
@@ -172,8 +175,11 @@ static int audit_answer(struct req *r, int status, const char *buf,
 	return bad && r->route == R_INFER && status == 200;
 }
 
-static enum MHD_Result send_buf(struct req *r, int status, const char *ctype,
-				const char *buf, size_t len)
+/* persistent: buf is r->resp (or static), kept until the request
+ * completes (on_completed pools it), so MHD sends it without a copy */
+static enum MHD_Result send_buf_mode(struct req *r, int status,
+				     const char *ctype, const char *buf,
+				     size_t len, int persistent)
 {
 	if (audit_answer(r, status, buf, len)) {
 		status = 503;
@@ -184,7 +190,8 @@ static enum MHD_Result send_buf(struct req *r, int status, const char *ctype,
 		snprintf(r->err, sizeof r->err, "audit log unavailable");
 	}
 	struct MHD_Response *resp = MHD_create_response_from_buffer(
-		len, (void *)buf, MHD_RESPMEM_MUST_COPY);
+		len, (void *)buf, persistent ? MHD_RESPMEM_PERSISTENT
+					     : MHD_RESPMEM_MUST_COPY);
 	if (!resp)
 		return MHD_NO;
 	MHD_add_response_header(resp, "Content-Type", ctype);
@@ -218,6 +225,12 @@ static enum MHD_Result send_buf(struct req *r, int status, const char *ctype,
 						 resp);
 	MHD_destroy_response(resp);
 	return ret;
+}
+
+static enum MHD_Result send_buf(struct req *r, int status, const char *ctype,
+				const char *buf, size_t len)
+{
+	return send_buf_mode(r, status, ctype, buf, len, 0);
 }
 
 static enum MHD_Result send_json(struct req *r, int status, const char *text)
@@ -734,6 +747,12 @@ static enum MHD_Result infer_start(struct req *r)
 		return send_error(r, 503, "the queue of %s:%s is full "
 				  "(max_queue_size %d inputs)", r->mv->name,
 				  r->mv->vstr, r->mv->cap);
+	/* lend the parser an arena for jansson's nodes: ~48 bytes a number,
+	 * 8x the text of a typical body (a body needing more grows it) */
+	size_t jl = r->header_len ? r->header_len : r->body_len;
+	size_t want = jl < SV_ARENA_MAX / 8 ? 8 * jl + 65536 : SV_ARENA_MAX;
+	if (r->arena_cap < want)
+		sv_buf_reserve(&r->arena, &r->arena_cap, want);
 	if (sv_infer_parse(r, &r->st->cfg) ||
 	    sv_deadline_start(r, &r->st->cfg))
 		return send_error(r, r->status, "%s", r->err);
@@ -771,9 +790,9 @@ static enum MHD_Result infer_finish(struct req *r)
 		return send_error(r, r->status ? r->status : 500, "%s", r->err);
 	if (sv_infer_respond(r))
 		return send_error(r, r->status, "%s", r->err);
-	return send_buf(r, 200, r->json_len < r->resp_len ?
-			"application/octet-stream" : "application/json",
-			r->resp, r->resp_len);
+	return send_buf_mode(r, 200, r->json_len < r->resp_len ?
+			     "application/octet-stream" : "application/json",
+			     r->resp, r->resp_len, 1);
 }
 
 /* the request line's and headers' bytes as sent (name: value CRLF) */

@@ -2,6 +2,7 @@
  * or the binary tensor extension), run it on a model version, and write
  * the response (JSON, with binary outputs appended when asked). */
 #include "serve_internal.h"
+#include "../internal.h"
 
 #include <jansson.h>
 
@@ -467,13 +468,19 @@ int sv_infer_parse(struct req *r, const struct serve_config *cfg)
 	case SV_SCAN_OK:
 		break;
 	}
+	pno__json_setup();
+	if (r->arena_cap)
+		pno__json_arena_begin(r->arena, r->arena_cap);
 	root = json_loadb(r->body, jlen, 0, &e);
-	if (!root && json_error_code(&e) == json_error_out_of_memory)
-		return fail(r, 503, "out of memory parsing the request");
-	if (!root)
-		return fail(r, 400, "malformed JSON at line %d, column %d "
-			    "(byte %d): %s", e.line, e.column, e.position,
-			    e.text);
+	if (!root && json_error_code(&e) == json_error_out_of_memory) {
+		fail(r, 503, "out of memory parsing the request");
+		goto out;
+	}
+	if (!root) {
+		fail(r, 400, "malformed JSON at line %d, column %d (byte %d): "
+		     "%s", e.line, e.column, e.position, e.text);
+		goto out;
+	}
 	if (!json_is_object(root)) {
 		fail(r, 400, "the request must be a JSON object");
 		goto out;
@@ -528,53 +535,50 @@ int sv_infer_parse(struct req *r, const struct serve_config *cfg)
 		fail(r, 503, "out of memory for the outputs");
 out:
 	json_decref(root);
+	size_t spilled = r->arena_cap ? pno__json_arena_end() : 0;
+	if (spilled && r->arena_cap < SV_ARENA_MAX) {
+		/* room for such a body next time (past the bound: malloc) */
+		size_t want = r->arena_cap + spilled + spilled / 4;
+		sv_buf_reserve(&r->arena, &r->arena_cap,
+			       want < SV_ARENA_MAX ? want : SV_ARENA_MAX);
+	}
 	return r->status;
 }
 
-void sv_infer_run(struct mversion *mv, struct req *r)
+int sv_infer_compatible(const struct req *a, const struct req *b)
 {
-	size_t nin = (size_t)mv->model.in_ch * mv->P, f = (size_t)mv->C * mv->P;
+	return a->S == b->S && a->nq == b->nq &&
+	       !memcmp(a->q, b->q, (size_t)a->nq * sizeof a->q[0]);
+}
+
+void sv_infer_outputs(const struct req *r, int b, struct pno_predict_out *o)
+{
+	const struct mversion *mv = r->mv;
 	size_t item = sv_item_floats(mv, SK(r), r->nq);
+	float *y = r->y + b * item;
+#define AT(out) (y + sv_item_offset(mv, SK(r), r->nq, (out), 0))
+	o->mean = AT(SV_OUT_MEAN);
+	o->std = AT(SV_OUT_STD);
+	o->quantiles = r->nq ? AT(SV_OUT_QUANTILES) : NULL;
+	o->aleatoric = mv->model.has_variance ? AT(SV_OUT_ALEATORIC) : NULL;
+	o->epistemic = mv->model.has_variance ? AT(SV_OUT_EPISTEMIC) : NULL;
+	o->samples = SK(r) ? AT(SV_OUT_SAMPLES) : NULL;
+#undef AT
+}
+
+void sv_infer_done(struct mversion *mv, struct req *r, enum pno_status s)
+{
+	size_t f = (size_t)mv->C * mv->P, item = sv_item_floats(mv, SK(r), r->nq);
+	if (s == PNO_STATUS_NOMEM) {
+		fail(r, 503, "out of memory for the prediction");
+		return;
+	}
+	if (s != PNO_STATUS_OK) {
+		fail(r, 500, "prediction failed: %s", pno_last_error());
+		return;
+	}
 	for (int b = 0; b < r->B; b++) {
-		struct pno_prediction p = {0};
-		enum pno_status s = pno_model_predict(&mv->model,
-						      r->x + b * nin, r->S,
-						      r->seed, r->q, r->nq, &p);
-		if (s == PNO_STATUS_NOMEM) {
-			fail(r, 503, "out of memory for the prediction");
-			return;
-		}
-		if (s != PNO_STATUS_OK) {
-			fail(r, 500, "prediction failed: %s", pno_last_error());
-			return;
-		}
-		float *y = r->y + b * item;
-		memcpy(y + sv_item_offset(mv, SK(r), r->nq, SV_OUT_MEAN, 0),
-		       p.mean, f * sizeof *y);
-		memcpy(y + sv_item_offset(mv, SK(r), r->nq, SV_OUT_STD, 0),
-		       p.std, f * sizeof *y);
-		if (r->nq)
-			memcpy(y + sv_item_offset(mv, SK(r), r->nq,
-						  SV_OUT_QUANTILES, 0),
-			       p.quantiles, f * r->nq * sizeof *y);
-		if (mv->model.has_variance) {
-			float *a = y + sv_item_offset(mv, SK(r), r->nq,
-						      SV_OUT_ALEATORIC, 0);
-			float *ep = y + sv_item_offset(mv, SK(r), r->nq,
-						       SV_OUT_EPISTEMIC, 0);
-			if (p.aleatoric && p.epistemic) {
-				memcpy(a, p.aleatoric, f * sizeof *y);
-				memcpy(ep, p.epistemic, f * sizeof *y);
-			} else {
-				memset(a, 0, f * sizeof *y);
-				memset(ep, 0, f * sizeof *y);
-			}
-		}
-		if (SK(r))
-			memcpy(y + sv_item_offset(mv, SK(r), r->nq,
-						  SV_OUT_SAMPLES, 0),
-			       p.samples, f * r->S * sizeof *y);
-		pno_prediction_free(&p);
+		const float *y = r->y + b * item;
 		/* a model failure the breaker counts: never send NaN or
 		 * Inf as an answer (mean and std cover every output) */
 		for (size_t i = 0; i < 2 * f; i++)

@@ -32,6 +32,7 @@
 #include <sys/types.h>
 
 #define SV_NAME_MAX 128
+#define SV_ARENA_MAX ((size_t)64 << 20)	/* parse arena bound (bytes) */
 #define SV_ERR_MAX 512
 
 struct server;
@@ -89,6 +90,8 @@ struct req {
 	size_t x_cap;
 	float *y;			/* B items of sv_item_floats() */
 	size_t y_cap;
+	char *arena;			/* jansson's nodes while parsing, */
+	size_t arena_cap;		/* when the HTTP layer lends one */
 
 	/* who asked (auth), and what the log says about a refusal */
 	char principal[AUTH_NAME_MAX + 1];	/* "" unauthenticated */
@@ -149,6 +152,13 @@ struct mversion {
 	_Atomic int max_batch, delay_us;
 	pthread_t th;
 	int th_started;
+	/* one batch's inputs, sized at start for max_batch items (the
+	 * library's workspace holds max_samples samples per input) */
+	int bcap, smax;
+	int bcall;			/* inputs per predict call (<= bcap) */
+	float *bx;			/* (bcap, Cin, P) */
+	uint64_t *bseed;		/* (bcap) */
+	struct pno_predict_out *bout;	/* (bcap) */
 };
 
 /* Load path's model (grid from the file) and start its worker. */
@@ -296,14 +306,26 @@ enum sv_scan sv_json_prescan(const char *s, size_t n, int max_depth,
 			     int64_t *elements, size_t *at);
 
 /* infer: parse and validate r->body against r->mv; 0 or an HTTP status
- * with r->err set */
+ * with r->err set. If r->arena is lent (arena_cap > 0), the JSON nodes
+ * come from it (grown after a body that needed more, so a steady stream
+ * of like requests allocates nothing); else from the allocator. */
 int sv_infer_parse(struct req *r, const struct serve_config *cfg);
 /* build r->resp from the results */
 int sv_infer_respond(struct req *r);
 /* the breaker's state as the pno_breaker_state gauge */
 void sv_breaker_export(struct mversion *mv);
-/* run one request's items on the worker's model */
+/* Requests a and b may share one pno_model_predict_into call (same
+ * samples and quantile levels). */
+int sv_infer_compatible(const struct req *a, const struct req *b);
+/* Where item b of r goes in r->y (the outputs it asked for). */
+void sv_infer_outputs(const struct req *r, int b, struct pno_predict_out *o);
+/* Run one request's items on the version's model and batch buffers
+ * (status as sv_infer_done; not resumed). Only where the worker is idle:
+ * the worker itself, or a test. */
 void sv_infer_run(struct mversion *mv, struct req *r);
+/* After r's items ran (status OK) or failed (s): r->status 200, or 500 /
+ * 503 with r->err (a non-finite output is a model failure: 500). */
+void sv_infer_done(struct mversion *mv, struct req *r, enum pno_status s);
 
 /* a finite float as JSON text that reads back as the same float (at most
  * 16 characters, not terminated); returns the length */

@@ -33,13 +33,118 @@ static void labels(const struct mversion *mv, const char *lv[2])
 	lv[1] = mv->vstr;
 }
 
-/* Run a batch: each request's items in turn (pno_model_predict draws one
- * input's samples per call; several inputs in one forward would need a
- * multi-input predict in the library). A request is resumed as soon as
- * its own items are done, so its answer is written by an HTTP thread
- * while the worker computes the next one; the batch's metrics are
- * recorded before the last resume (a client that has its answer sees
- * them). */
+/* A request's items are all computed (or failed with s): its status,
+ * breaker record (its compute: from its first item's start, tr), metrics,
+ * and its connection resumed so an HTTP thread writes the answer while
+ * the worker goes on. The batch's metrics are recorded before the last
+ * resume (a client that has its answer sees them). */
+static void req_finish(struct mversion *mv, struct req *r, enum pno_status s,
+		       double tr, double t0, int items, int last)
+{
+	struct server *srv = mv->srv;
+	const char *lv[2];
+	labels(mv, lv);
+	sv_infer_done(mv, r, s);
+	double t1 = sv_now();
+	int overran = sv_deadline_overran(mv, r, t1);
+	if (r->has_permit) {
+		/* a model failure: a compute error or a non-finite output
+		 * (500), or a deadline overrun; out of memory is not the
+		 * model's */
+		breaker_record_permit(&mv->brk, serve_clock_monotonic(NULL),
+				      &r->permit, (int64_t)((t1 - tr) * 1e9),
+				      r->status == 500 || overran);
+		r->has_permit = 0;
+		sv_breaker_export(mv);
+	}
+	r->batch_items = items;
+	r->compute_s = t1 - t0;	/* the batch so far */
+	r->t_done = t1;
+	if (r->status == 200)
+		prom_inc(srv->met.samples, lv, (double)r->S * r->B);
+	if (last)
+		prom_observe(srv->met.compute_dur, lv, t1 - t0);
+	atomic_store(&r->ready, 1);
+	MHD_resume_connection(r->conn);
+}
+
+/* Compute requests b[0..n): the inputs of consecutive requests with the
+ * same samples and levels go through pno_model_predict_into together, up
+ * to bcall inputs per call (what one forward takes, at most the
+ * preallocated bcap; a larger request is cut into calls), each answer
+ * written straight into its request's output buffer. Where inputs cannot
+ * share a forward (bcall 1) the calls take one input each, so each
+ * request is answered as soon as its own inputs are done.
+ * A request is finished as soon as the call holding its last input
+ * returns: live, req_finish (resumed, metrics); else only its status. */
+static void compute(struct mversion *mv, struct req **b, int n, double t0,
+		    int items, int live)
+{
+	const size_t nin = (size_t)mv->model.in_ch * mv->P;
+	double tr[1024];
+	enum pno_status st[1024];
+	int np = 0, g0 = 0, done = 0;	/* pending inputs; first unfinished */
+	for (int i = 0; i < n; i++)
+		st[i] = PNO_STATUS_OK;
+	for (int i = 0, j = 0; i <= n;) {
+		struct req *r = i < n ? b[i] : NULL;
+		if (np > 0 && (!r || np == mv->bcall ||
+			       !sv_infer_compatible(b[g0], r))) {
+			/* run the pending inputs (of requests g0..i) */
+			const struct req *g = b[g0];
+			enum pno_status s = PNO_STATUS_OK;
+			if (g->S > mv->smax &&	/* max_samples raised */
+			    (s = pno_model_predict_init(&mv->model, g->S)) ==
+				    PNO_STATUS_OK)
+				mv->smax = g->S;
+			if (s == PNO_STATUS_OK)
+				s = pno_model_predict_into(&mv->model, mv->bx, np,
+							   g->S, mv->bseed, g->q,
+							   g->nq, mv->bout);
+			/* the call held inputs of requests g0 .. i (i only
+			 * if some of its inputs were copied) */
+			for (int k = g0; k < (j ? i + 1 : i) && s; k++)
+				if (st[k] == PNO_STATUS_OK)
+					st[k] = s;
+			np = 0;
+			/* requests before i have all their inputs done */
+			for (; done < i; done++) {
+				if (b[done]->rs.dropped)
+					continue;	/* answered */
+				if (live)
+					req_finish(mv, b[done], st[done],
+						   tr[done], t0, items,
+						   done == n - 1);
+				else
+					sv_infer_done(mv, b[done], st[done]);
+			}
+			g0 = i;
+		}
+		if (!r)
+			break;
+		if (j == 0) {
+			tr[i] = sv_now();
+			if (live && sv_deadline_passed(r, tr[i])) {
+				/* expired while earlier requests computed */
+				sv_deadline_drop(mv, &b[i], 1);
+				if (np == 0)
+					g0 = i + 1;	/* the next call's */
+				i++;
+				continue;
+			}
+			r->t_run = tr[i];
+		}
+		memcpy(mv->bx + np * nin, r->x + j * nin, nin * sizeof(float));
+		mv->bseed[np] = r->seed;
+		sv_infer_outputs(r, j, &mv->bout[np]);
+		np++;
+		if (++j == r->B) {
+			i++;
+			j = 0;
+		}
+	}
+}
+
 static void run_batch(struct mversion *mv, struct req **b, int n, int items)
 {
 	struct server *srv = mv->srv;
@@ -51,43 +156,23 @@ static void run_batch(struct mversion *mv, struct req **b, int n, int items)
 		prom_observe(srv->met.queue_dur, lv, t0 - b[i]->t_enq);
 	}
 	prom_observe(srv->met.batch, lv, (double)items);
-	for (int i = 0; i < n; i++) {
-		struct req *r = b[i];
-		double tr = sv_now();
-		if (sv_deadline_passed(r, tr)) {
-			/* expired while earlier requests computed */
-			sv_deadline_drop(mv, &b[i], 1);
-			continue;
-		}
-		r->t_run = tr;
-		sv_infer_run(mv, r);
-		double t1 = sv_now();
-		int overran = sv_deadline_overran(mv, r, t1);
-		if (r->has_permit) {
-			/* a model failure: a compute error or a non-finite
-			 * output (500), or a deadline overrun; out of
-			 * memory is not the model's */
-			breaker_record_permit(&mv->brk,
-					      serve_clock_monotonic(NULL),
-					      &r->permit,
-					      (int64_t)((t1 - tr) * 1e9),
-					      r->status == 500 || overran);
-			r->has_permit = 0;
-			sv_breaker_export(mv);
-		}
-		r->batch_items = items;
-		r->compute_s = t1 - t0;	/* the batch so far */
-		r->t_done = t1;
-		if (r->status == 200)
-			prom_inc(srv->met.samples, lv, (double)r->S * r->B);
-		if (i == n - 1)
-			prom_observe(srv->met.compute_dur, lv, t1 - t0);
-		atomic_store(&r->ready, 1);
-		MHD_resume_connection(r->conn);
-	}
+	compute(mv, b, n, t0, items, 1);
+}
+
+void sv_infer_run(struct mversion *mv, struct req *r)
+{
+	compute(mv, &r, 1, sv_now(), r->B, 0);
 }
 
 static void version_free(struct mversion *mv);
+
+static void batch_free(struct mversion *mv)
+{
+	pno_free(mv->bx);
+	pno_free(mv->bseed);
+	pno_free(mv->bout);
+	mv->bx = NULL, mv->bseed = NULL, mv->bout = NULL;
+}
 
 static void *worker_main(void *arg)
 {
@@ -252,6 +337,22 @@ enum pno_status sv_version_open(struct mversion **out, struct server *srv,
 	mv->threads = cfg->compute_threads;
 	mv->C = mv->model.out_ch;
 	mv->P = mv->model.X * mv->model.Y;
+	/* every buffer a batch needs, now: max_samples samples per input
+	 * in the library's workspace, max_batch inputs per call here */
+	mv->smax = cfg->max_samples;
+	mv->bcap = cfg->max_batch > 0 ? cfg->max_batch : 1;
+	size_t nin = (size_t)mv->model.in_ch * mv->P;
+	mv->bcall = pno_model_predict_batch(&mv->model);
+	mv->bcall = mv->bcall < mv->bcap ? mv->bcall : mv->bcap;
+	if ((s = pno_model_predict_init(&mv->model, mv->smax)) ||
+	    !(mv->bx = pno_malloc((size_t)mv->bcap * nin * sizeof(float))) ||
+	    !(mv->bseed = pno_malloc((size_t)mv->bcap * sizeof *mv->bseed)) ||
+	    !(mv->bout = pno_malloc((size_t)mv->bcap * sizeof *mv->bout))) {
+		batch_free(mv);
+		pno_model_free(&mv->model);
+		pno_free(mv);
+		return s ? s : PNO_STATUS_NOMEM;
+	}
 	mv->cap = queue_cap;
 	struct breaker_config bc = breaker_config_default();
 	bc.window_size = cfg->breaker_window;
@@ -262,6 +363,7 @@ enum pno_status sv_version_open(struct mversion **out, struct server *srv,
 	bc.wait_open_ns = (int64_t)cfg->breaker_wait_ms * 1000000;
 	bc.half_open_calls = cfg->breaker_probes;
 	if ((s = breaker_init(&mv->brk, &bc, serve_clock_monotonic(NULL)))) {
+		batch_free(mv);
 		pno_model_free(&mv->model);
 		pno_free(mv);
 		return s;
@@ -271,6 +373,7 @@ enum pno_status sv_version_open(struct mversion **out, struct server *srv,
 	mv->ring = pno_calloc((size_t)queue_cap, sizeof *mv->ring);
 	if (!mv->ring) {
 		breaker_free(&mv->brk);
+		batch_free(mv);
 		pno_model_free(&mv->model);
 		pno_free(mv);
 		return PNO_STATUS_NOMEM;
@@ -317,6 +420,7 @@ static void version_free(struct mversion *mv)
 	pthread_cond_destroy(&mv->cv);
 	breaker_free(&mv->brk);
 	sv_guard_free(mv);
+	batch_free(mv);
 	pno_model_free(&mv->model);
 	pno_free(mv->ring);
 	pno_free(mv);
