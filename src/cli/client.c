@@ -372,7 +372,7 @@ int cmd_client(int argc, char **argv)
 	int index = 0, samples = 0, attempts = 4, timeout_ms = 30000;
 	int deadline_ms = 0, backoff_ms = 100, backoff_cap_ms = 10000;
 	int max_ra_s = 60, force = 0;
-	double budget = 10;
+	double budget = 100;
 	uint64_t seed = 0;
 	struct flag f[] = {
 		{"url", FLAG_STRING, &url, 0, 0, "server base URL (http://host:port)", 1, 0},

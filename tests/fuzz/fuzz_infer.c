@@ -13,8 +13,8 @@
  * (never another status, never a crash, leak or sanitizer report), sets a
  * message with every refusal, and an accepted request is within the
  * configured limits with finite inputs; its answer (built from made-up
- * outputs) is valid JSON followed by exactly the binary bytes it
- * announces. Build and run: docs/fuzzing.md. */
+ * outputs) is valid JSON that echoes the request's id exactly, followed
+ * by exactly the binary bytes it announces. Build and run: docs/fuzzing.md. */
 #include "serve_internal.h"
 
 #include <jansson.h>
@@ -53,15 +53,31 @@ static void model(struct mversion *mv, unsigned flags)
 	mv->P = m->X * m->Y;
 }
 
-/* the binary bytes the JSON part announces, or -1 if it is not valid */
-static long long announced(const char *s, size_t n)
+/* the binary bytes the JSON part announces, or -1 if it is not valid or
+ * does not echo the request's id exactly */
+static long long announced(const char *s, size_t n, const struct req *r)
 {
 	json_error_t e;
-	json_t *root = json_loadb(s, n, 0, &e), *outs, *o;
+	json_t *root = json_loadb(s, n, 0, &e), *outs, *o, *id;
 	long long sum = 0;
 	size_t i;
 	if (!root)
 		return -1;
+	/* the id as the request gave it (length included: a NUL inside) */
+	json_t *req = json_loadb(r->body, r->header_len ? r->header_len :
+				 r->body_len, 0, &e);
+	json_t *rid = json_object_get(req, "id");
+	id = json_object_get(root, "id");
+	int same = !id == !rid && (!id || (json_string_length(id) ==
+					   json_string_length(rid) &&
+					   !memcmp(json_string_value(id),
+						   json_string_value(rid),
+						   json_string_length(id))));
+	json_decref(req);
+	if (!same || !id != !r->has_id) {
+		json_decref(root);
+		return -1;
+	}
 	outs = json_object_get(root, "outputs");
 	if (!json_is_array(outs) || json_array_size(outs) == 0) {
 		json_decref(root);
@@ -127,7 +143,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				 (float)(i % 7) - 3.5f;
 		r.batch_items = r.B;
 		if (sv_infer_respond(&r) == 0) {
-			long long bin = announced(r.resp, r.json_len);
+			long long bin = announced(r.resp, r.json_len, &r);
 			if (bin < 0 || r.json_len + (size_t)bin != r.resp_len)
 				abort();
 		} else if (r.status != 503) {
