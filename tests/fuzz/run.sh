@@ -13,7 +13,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=$1
 secs=${2:-20}
 shift $(($# > 1 ? 2 : 1))
-names=${*:-"infer config safetensors keys traceparent audit"}
+names=${*:-"infer config safetensors gate keys traceparent audit"}
 
 fail=0
 for n in $names; do
