@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static char path[64];
+static char path[96];
 static struct serve_config base;
 
 static void cleanup(void)
@@ -30,7 +30,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	snprintf(path, sizeof path, "/tmp/pno_fuzz_config_%ld.json",
+	/* tmpfs when there is one: a file per input on a disk is most of
+	 * the run time */
+	snprintf(path, sizeof path, "%s/pno_fuzz_config_%ld.json",
+		 access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp",
 		 (long)getpid());
 	atexit(cleanup);
 	memset(&base, 0, sizeof base);
