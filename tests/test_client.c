@@ -149,18 +149,10 @@ static void slurp(const char *path, char *buf, size_t size)
 	buf[n] = 0;
 }
 
-/* PNO_BIN client args... (NULL-terminated); its exit status, stderr in
- * err_text and stdout in out_text */
-static int run_client(const char *first, ...)
+/* PNO_BIN with argv (NULL-terminated); its exit status, stderr in
+ * err_text and stdout in out_text. run_client: PNO_BIN client args... */
+static int run_client_argv(const char *const *argv)
 {
-	const char *argv[64] = {PNO_BIN, "client"};
-	int n = 2;
-	va_list ap;
-	va_start(ap, first);
-	for (const char *a = first; a && n < 63; a = va_arg(ap, const char *))
-		argv[n++] = a;
-	va_end(ap);
-	argv[n] = NULL;
 	char so[1024], se[1024];
 	snprintf(so, sizeof so, "%s", tu_tmp_path("client_stdout"));
 	snprintf(se, sizeof se, "%s", tu_tmp_path("client_stderr"));
@@ -178,6 +170,19 @@ static int run_client(const char *first, ...)
 	slurp(so, out_text, sizeof out_text);
 	assert_true(WIFEXITED(st));
 	return WEXITSTATUS(st);
+}
+
+static int run_client(const char *first, ...)
+{
+	const char *argv[64] = {PNO_BIN, "client"};
+	int n = 2;
+	va_list ap;
+	va_start(ap, first);
+	for (const char *a = first; a && n < 63; a = va_arg(ap, const char *))
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	return run_client_argv(argv);
 }
 
 #define expect_err(sub)                                                       \
@@ -494,7 +499,8 @@ static int run_pno(const char *const *argv)
 
 static pid_t serve_pid;
 
-static int start_serve(void)
+/* pno serve over repo; keys: NULL for --auth false, else the keys file */
+static int start_serve(const char *keys)
 {
 	char pf[1100], lg[1100];
 	snprintf(pf, sizeof pf, "%s", tu_tmp_path("client_serve_port"));
@@ -505,9 +511,16 @@ static int start_serve(void)
 	if (serve_pid == 0) {
 		if (!freopen(lg, "w", stdout) || !freopen(lg, "a", stderr))
 			_exit(127);
-		execl(PNO_BIN, PNO_BIN, "serve", "--repository", repo, "--port",
-		      "0", "--port-file", pf, "--compute-threads", "1",
-		      "--auth", "false", (char *)NULL);
+		if (keys)
+			execl(PNO_BIN, PNO_BIN, "serve", "--repository", repo,
+			      "--port", "0", "--port-file", pf,
+			      "--compute-threads", "1", "--keys-file", keys,
+			      (char *)NULL);
+		else
+			execl(PNO_BIN, PNO_BIN, "serve", "--repository", repo,
+			      "--port", "0", "--port-file", pf,
+			      "--compute-threads", "1", "--auth", "false",
+			      (char *)NULL);
 		_exit(127);
 	}
 	double t0 = now_s();
@@ -574,7 +587,7 @@ static void test_real_server(void **state)
 			     "--res", "32", "--seed", "5", "--out", data_file,
 			     "--quiet", NULL};
 	assert_int_equal(run_pno(gen), 0);
-	int port = start_serve();
+	int port = start_serve(NULL);
 	char surl[64];
 	snprintf(surl, sizeof surl, "http://127.0.0.1:%d", port);
 
@@ -641,6 +654,38 @@ static void test_real_server(void **state)
 	pno_prediction_free(&p);
 	pno_model_free(&m);
 	pno_dataset_free(&d);
+	stop_serve();
+
+	/* with authentication: a key made by `pno keys add`, from the
+	 * environment; none, or a wrong one, is a 401 and not retried */
+	char keys[1100], key[256];
+	snprintf(keys, sizeof keys, "%s", tu_tmp_path("client_keys.json"));
+	unlink(keys);
+	rc = run_client_argv((const char *const[]){PNO_BIN, "keys", "add",
+						    "--file", keys, "--name",
+						    "c", "--roles", "infer",
+						    NULL});
+	assert_int_equal(rc, 0);
+	assert_int_equal(sscanf(out_text, "%255s", key), 1);
+	port = start_serve(keys);
+	snprintf(surl, sizeof surl, "http://127.0.0.1:%d", port);
+	rc = run_client("--url", surl, "--model", "heat", "--input", req,
+			NULL);
+	assert_int_equal(rc, 3);
+	expect_err("the server answered 401");
+	rc = run_client("--url", surl, "--model", "heat", "--input", req,
+			"--key", "pno_not_a_key", NULL);
+	assert_int_equal(rc, 3);
+	expect_err("the server answered 401");
+	setenv("PNO_API_KEY", key, 1);
+	rc = run_client("--url", surl, "--model", "heat", "--input", req,
+			"--samples", "8", "--seed", "42", NULL);
+	unsetenv("PNO_API_KEY");
+	if (rc != 0)
+		fail_msg("client with the key exited %d: %s", rc, err_text);
+	got = answer_mean(out_text, &n);
+	assert_int_equal(n, X1);
+	free(got);
 	stop_serve();
 }
 
