@@ -6,6 +6,12 @@
 #include <math.h>
 #include <string.h>
 
+/* glibc defines CMPLX only for gcc >= 4.7; clang (which claims gcc 4.2)
+ * has the same builtin: without this a clang build does not link */
+#ifndef CMPLX
+#define CMPLX(x, y) __builtin_complex((double)(x), (double)(y))
+#endif
+
 enum { NREAL = 9, NCPLX = 8 };	/* arrays of nh in the two blocks */
 
 void pno__etdrk4_free(struct pno__etdrk4 *w)

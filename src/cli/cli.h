@@ -33,5 +33,6 @@ int cmd_calibrate(int argc, char **argv);
 int cmd_gate(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
+int cmd_client(int argc, char **argv);
 
 #endif

@@ -659,6 +659,7 @@ static void usage(FILE *out)
 		"  info       print a model's architecture and metadata\n"
 		"  serve      serve a model repository over HTTP (Open Inference Protocol v2)\n"
 		"  keys       manage the API keys of pno serve (add, list, revoke)\n"
+		"  client     send an inference request to a pno server, with retries\n"
 		"  bench      run methods x PDEs x seeds from a config; tables, plots\n"
 		"  audit      keygen, verify or show the server's audit log\n"
 		"  version    print the version\n\n"
@@ -703,6 +704,8 @@ int main(int argc, char **argv)
 		return cmd_keys(argc, argv);
 	if (!strcmp(cmd, "audit"))
 		return cmd_audit(argc, argv);
+	if (!strcmp(cmd, "client"))
+		return cmd_client(argc, argv);
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
 		printf("pno %s\n", PNO_VERSION_STRING);
 		return 0;

@@ -797,13 +797,17 @@ static void walk(struct wbuf *w, int emit_binary)
 int sv_infer_respond(struct req *r)
 {
 	struct wbuf w = {r, 0};
-	char id[600], extra[160];
+	/* every byte may escape to 6 ("\u001f"): the id echoed whole */
+	char id[6 * sizeof r->id + 8], extra[160];
 	r->resp_len = 0;
 	putf(&w, "{\"model_name\":\"%s\",\"model_version\":\"%s\"",
 	     r->mv->name, r->mv->vstr);
 	if (r->has_id) {
 		sv_json_escape(id, sizeof id, r->id);
-		putf(&w, ",\"id\":\"%s\"", id);
+		/* not putf: its 1 KiB buffer would cut a long escaped id */
+		put(&w, ",\"id\":\"", 7);
+		put(&w, id, strlen(id));
+		put(&w, "\"", 1);
 	}
 	sv_resil_params(r, extra, sizeof extra);
 	putf(&w, ",\"parameters\":{\"num_samples\":%d,\"seed\":%" PRIu64

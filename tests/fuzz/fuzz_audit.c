@@ -84,7 +84,7 @@ static void make_seed(const char *out)
 	fp = fopen(out, "wb");
 	fputc(1, fp);	/* two segments */
 	for (int k = 1; k <= 2; k++) {
-		size_t n;
+		size_t n = 0;
 		snprintf(seg, sizeof seg, "%s/seg-%06d.log", dir, k);
 		uint8_t *p = slurp(seg, &n);
 		if (k == 1) {
