@@ -4,6 +4,7 @@
 #include "flags.h"
 
 #include "pno/core.h"
+#include "pno/dist.h"
 #include "pno/fno.h"
 #include "pno/io.h"
 #include "pno/pde.h"
@@ -666,6 +667,8 @@ static void usage(FILE *out)
 		PNO_VERSION_STRING);
 }
 
+static int run(int argc, char **argv);
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -678,6 +681,25 @@ int main(int argc, char **argv)
 	}
 	pno_log_set(log_stderr, NULL, PNO_LOG_LEVEL_INFO);
 	pno_json_init();	/* before any command makes JSON of its own */
+	const char *cmd = argv[1];
+	/* under mpirun these commands run data-parallel (pno/dist.h); the
+	 * others, and every command started without a launcher, stay one
+	 * process and never start MPI */
+	if (!strcmp(cmd, "train") || !strcmp(cmd, "generate") ||
+	    !strcmp(cmd, "bench")) {
+		if (pno_dist_init(&argc, &argv) != PNO_STATUS_OK) {
+			fprintf(stderr, "pno %s: %s\n", cmd, pno_last_error());
+			return 1;
+		}
+		int rc = run(argc, argv);
+		pno_dist_finalize();
+		return rc;
+	}
+	return run(argc, argv);
+}
+
+static int run(int argc, char **argv)
+{
 	const char *cmd = argv[1];
 	if (!strcmp(cmd, "bench"))
 		return cmd_bench(argc, argv);
