@@ -590,10 +590,10 @@ static enum pno_status fno_check(struct pno__trainee *t,
 }
 
 static enum pno_status fno_fit_norm(struct pno__trainee *t,
-				    const struct pno_dataset *d, int n_train)
+				    const struct pno__stats *st)
 {
-	struct fno_trainee *f = t->ctx;
-	pno_fno_fit_normalization(f->m, d, n_train);
+	struct pno_fno_norm *n = &((struct fno_trainee *)t->ctx)->m->norm;
+	pno__stats_apply(st, n->in_mean, n->in_std, n->out_mean, n->out_std);
 	return PNO_STATUS_OK;
 }
 

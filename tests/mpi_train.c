@@ -300,17 +300,17 @@ static void test_training(const char *mode, const char *file)
 	pno_dataset_free(&d);
 }
 
-/* A run stopped by one rank: rank 1 resumes from a file that is not a
- * checkpoint, rank 0 starts afresh. Both must return rank 1's status and
- * message (and not wait for each other). */
-static void test_fail_one(const char *bad)
+/* A run stopped by one rank: both resume, rank 1 from a file that is not
+ * a checkpoint, rank 0 from a good one. Both must return rank 1's status
+ * and message (and not wait for each other). */
+static void test_fail_one(const char *bad, const char *good)
 {
 	struct pno_dataset d;
 	struct run r;
 	char mine[1000], root[1000];
 	tu_heat_dataset(&d, 2, NS, RES, 2e-3, 5);
 	enum pno_status s = train(&r, "fno", &d, NTRAIN, 2, NULL,
-				  pno_dist_rank() == 1 ? bad : NULL);
+				  pno_dist_rank() == 1 ? bad : good);
 	snprintf(mine, sizeof mine, "%s", pno_last_error());
 	snprintf(root, sizeof root, "%s", mine);
 	CHECK(pno_dist_bcast(root, sizeof root, 0) == PNO_STATUS_OK, "%s",
@@ -376,8 +376,8 @@ int main(int argc, char **argv)
 		test_collectives();
 	else if ((!strcmp(what, "ref") || !strcmp(what, "check")) && argc > 2)
 		test_training(what, argv[2]);
-	else if (!strcmp(what, "fail_one") && argc > 2)
-		test_fail_one(argv[2]);
+	else if (!strcmp(what, "fail_one") && argc > 3)
+		test_fail_one(argv[2], argv[3]);
 	else if ((!strcmp(what, "ckpt") || !strcmp(what, "resume")) &&
 		 argc > 3)
 		test_resume(what, argv[2], argv[3]);
