@@ -238,17 +238,37 @@ static float *get(FILE *fp, size_t n)
 #define GRAD_TOL 1e-5
 #define LOSS_TOL 1e-4
 
-static void test_training(const char *mode, const char *file)
+/* `ref` also writes the data as FILE.h5 (Darcy layout); `check FILE
+ * file` trains from it opened with pno_dataset_open (each rank reads its
+ * rows), `check FILE memory` from the same data in memory. */
+static void test_training(const char *mode, const char *file,
+			  const char *source)
 {
 	struct pno_dataset d;
 	int ref = !strcmp(mode, "ref");
+	char h5[1024];
 	FILE *fp = fopen(file, ref ? "wb" : "rb");
 	CHECK(fp != NULL, "cannot open %s", file);
 	if (!fp)
 		return;
 	CHECK(ref == (pno_dist_size() == 1), "ref runs alone, check under "
 	      "mpirun (%d ranks)", pno_dist_size());
+	snprintf(h5, sizeof h5, "%s.h5", file);
 	tu_heat_dataset(&d, 2, NS, RES, 2e-3, 5);
+	if (ref) {
+		struct pno_h5_array a[2] = {
+			{"nu", 3, {NS, RES, RES}, d.in},
+			{"tensor", 4, {NS, 1, RES, RES}, d.out},
+		};
+		CHECK(pno_h5_write(h5, a, 2, NULL, 0, 1) == PNO_STATUS_OK, "%s",
+		      pno_last_error());
+	} else if (source && !strcmp(source, "file")) {
+		pno_dataset_free(&d);
+		CHECK(pno_dataset_open(&d, h5, NULL) == PNO_STATUS_OK, "%s",
+		      pno_last_error());
+		if (!d.file)
+			return;
+	}
 	for (int k = 0; k < NMETH; k++) {
 		struct run r;
 		float loss[STEPS];
@@ -268,7 +288,8 @@ static void test_training(const char *mode, const char *file)
 			CHECK(e <= GRAD_TOL, "%s: gradient error %.3g", methods[k], e);
 			if (pno_dist_is_root())
 				printf("  %-10s gradient of one batch: relative "
-				       "error %.2e\n", methods[k], e);
+				       "error %.2e (data from %s)\n", methods[k], e,
+				       source);
 			pno_free(g);
 		}
 		run_free(&r);
@@ -375,7 +396,7 @@ int main(int argc, char **argv)
 	if (!strcmp(what, "collectives"))
 		test_collectives();
 	else if ((!strcmp(what, "ref") || !strcmp(what, "check")) && argc > 2)
-		test_training(what, argv[2]);
+		test_training(what, argv[2], argc > 3 ? argv[3] : "memory");
 	else if (!strcmp(what, "fail_one") && argc > 3)
 		test_fail_one(argv[2], argv[3]);
 	else if ((!strcmp(what, "ckpt") || !strcmp(what, "resume")) &&

@@ -42,7 +42,8 @@ run collectives $MPIRUN "$T" collectives
 # the same training on one process and on two
 rm -f "$TMP/ref.bin" "$TMP/ck.st"
 run train_ref "$T" ref "$TMP/ref.bin"
-run train_check $MPIRUN "$T" check "$TMP/ref.bin"
+run train_check $MPIRUN "$T" check "$TMP/ref.bin" memory
+run train_check_file $MPIRUN "$T" check "$TMP/ref.bin" file
 # a checkpoint written by two ranks, resumed by one
 run ckpt_2 $MPIRUN "$T" ckpt "$TMP/ref.bin" "$TMP/ck.st"
 run resume_1 "$T" resume "$TMP/ref.bin" "$TMP/ck.st"
