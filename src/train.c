@@ -203,6 +203,11 @@ enum pno_status pno_eval_rel_l2(struct pno_fno *m, const struct pno_dataset *d,
 		*out = NAN;
 		return PNO_STATUS_OK;
 	}
+	if (!d->in)
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "evaluation: the samples are not in memory "
+				   "(pno_dataset_open: read them with "
+				   "pno_dataset_read)");
 	/* the mean prediction: dropout off, the mean head */
 	int stochastic = m->stochastic, heads = m->arch.heads == 2 ? 2 : 1;
 	m->stochastic = 0;

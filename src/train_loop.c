@@ -333,6 +333,10 @@ enum pno_status pno__train_loop(struct pno__trainee *t,
 		    (keep_best && !best[b]))
 			goto nomem;
 	}
+	/* memory is each rank's own: meet before the first collective that
+	 * moves data (a rank that failed is at the agreement below out) */
+	if ((s = pno_dist_agree(PNO_STATUS_OK, NULL)) != PNO_STATUS_OK)
+		goto out_agreed;
 	/* every rank reads the checkpoint (its content does not depend on
 	 * the number of ranks that wrote it); the ranks must agree on the
 	 * options, o->resume included: the two branches are different
@@ -504,9 +508,9 @@ enum pno_status pno__train_loop(struct pno__trainee *t,
 nomem:
 	s = pno__errorf(PNO_STATUS_NOMEM, "training: out of memory");
 out:
-	/* a failure of this rank alone (memory, before the start) reaches
-	 * the others at the start's agreement; one that every rank meets
-	 * (non-finite training) is agreed by all */
+	/* a failure of this rank alone (memory) meets the others' agreement
+	 * after the allocations; one that every rank meets (non-finite
+	 * training) is agreed by all */
 	if (s != PNO_STATUS_OK)
 		s = pno_dist_agree(s, NULL);
 out_agreed:

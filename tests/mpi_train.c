@@ -262,6 +262,15 @@ static void test_training(const char *mode, const char *file,
 		};
 		CHECK(pno_h5_write(h5, a, 2, NULL, 0, 1) == PNO_STATUS_OK, "%s",
 		      pno_last_error());
+		/* and a copy with a NaN in training sample 3's output */
+		char bad[1100];
+		snprintf(bad, sizeof bad, "%s.nan.h5", file);
+		d.out[3 * RES * RES + 17] = NAN;
+		CHECK(pno_h5_write(bad, a, 2, NULL, 0, 1) == PNO_STATUS_OK, "%s",
+		      pno_last_error());
+		d.out[3 * RES * RES + 17] = 0.0f;	/* unused below */
+		pno_dataset_free(&d);
+		tu_heat_dataset(&d, 2, NS, RES, 2e-3, 5);
 	} else if (source && !strcmp(source, "file")) {
 		pno_dataset_free(&d);
 		CHECK(pno_dataset_open(&d, h5, NULL) == PNO_STATUS_OK, "%s",
@@ -348,6 +357,40 @@ static void test_fail_one(const char *bad, const char *good)
 	pno_dataset_free(&d);
 }
 
+/* A NaN that only one rank reads (training sample 3 of the file, opened
+ * with pno_dataset_open): found while computing the normalization of a
+ * fresh run, and inside a training step of a resumed run (the resume
+ * skips the normalization); either way every rank returns NONFINITE with
+ * the same message naming the sample. */
+static void test_fail_data(const char *bad, const char *ck)
+{
+	for (int resume = 0; resume < 2; resume++) {
+		struct pno_dataset d;
+		struct run r;
+		char mine[1000], root[1000];
+		CHECK(pno_dataset_open(&d, bad, NULL) == PNO_STATUS_OK, "%s",
+		      pno_last_error());
+		enum pno_status s = train(&r, "fno", &d, NTRAIN, 4, NULL,
+					  resume ? ck : NULL);
+		snprintf(mine, sizeof mine, "%s", pno_last_error());
+		snprintf(root, sizeof root, "%s", mine);
+		CHECK(pno_dist_bcast(root, sizeof root, 0) == PNO_STATUS_OK,
+		      "%s", pno_last_error());
+		CHECK(s == PNO_STATUS_NONFINITE && strstr(mine, "sample 3 ") &&
+			      !strncmp(mine, "rank ", 5),
+		      "%s: %s: %s", resume ? "resumed" : "fresh",
+		      pno_status_name(s), mine);
+		CHECK(!strcmp(mine, root), "rank 0 says '%s', this rank '%s'",
+		      root, mine);
+		if (pno_dist_is_root())
+			printf("  %s run, both ranks: %s: %s\n",
+			       resume ? "resumed" : "fresh", pno_status_name(s),
+			       mine);
+		run_free(&r);
+		pno_dataset_free(&d);
+	}
+}
+
 /* Checkpoints do not depend on the number of ranks: `ckpt` writes one
  * after 2 of the 4 epochs of the reference run; `resume` (another number
  * of ranks) finishes the run and must meet the reference's last 10 losses
@@ -399,6 +442,8 @@ int main(int argc, char **argv)
 		test_training(what, argv[2], argc > 3 ? argv[3] : "memory");
 	else if (!strcmp(what, "fail_one") && argc > 3)
 		test_fail_one(argv[2], argv[3]);
+	else if (!strcmp(what, "fail_data") && argc > 3)
+		test_fail_data(argv[2], argv[3]);
 	else if ((!strcmp(what, "ckpt") || !strcmp(what, "resume")) &&
 		 argc > 3)
 		test_resume(what, argv[2], argv[3]);

@@ -50,6 +50,8 @@ run resume_1 "$T" resume "$TMP/ref.bin" "$TMP/ck.st"
 # an error on one rank stops both with its message
 echo "not a checkpoint" >"$TMP/bad.st"
 run fail_one $MPIRUN "$T" fail_one "$TMP/bad.st" "$TMP/ck.st"
+# a NaN in a sample that one rank reads, in the normalization and in a step
+run fail_data $MPIRUN "$T" fail_data "$TMP/ref.bin.nan.h5" "$TMP/ck.st"
 
 # the command line: rank 1 alone gets a file that is not HDF5
 "$PNO" generate darcy --samples 24 --res 16 --fine-res 31 --quiet --force \
