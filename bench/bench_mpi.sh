@@ -16,9 +16,9 @@ r1t2=$(OMP_NUM_THREADS=2 "$B/bench_mpi" "$STEPS" 2)
 echo "$r1"
 echo "$r2"
 echo "$r1t2"
-t1=$(echo "$r1" | sed 's/.*step \([0-9.]*\) s.*/\1/')
-t2=$(echo "$r2" | sed 's/.*step \([0-9.]*\) s.*/\1/')
-t12=$(echo "$r1t2" | sed 's/.*step \([0-9.]*\) s.*/\1/')
+t1=$(echo "$r1" | sed 's/.*  step \([0-9.]*\) s .*/\1/')
+t2=$(echo "$r2" | sed 's/.*  step \([0-9.]*\) s .*/\1/')
+t12=$(echo "$r1t2" | sed 's/.*  step \([0-9.]*\) s .*/\1/')
 c1=$(echo "$r1" | sed 's/.*cpu.step \([0-9.]*\) s.*/\1/')
 c2=$(echo "$r2" | sed 's/.*cpu.step \([0-9.]*\) s.*/\1/')
 awk -v a="$t1" -v b="$t2" -v c="$t12" -v p="$c1" -v q="$c2" 'BEGIN {
