@@ -45,7 +45,7 @@ test-asan: deps $(BUILD_SAN)/CMakeCache.txt
 # sanitizer report fails the target.
 $(BUILD_FUZZ)/CMakeCache.txt: | deps
 	cmake -S . -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=clang \
-	  -DCMAKE_BUILD_TYPE=Debug -DPNO_FUZZ=ON -DPNO_BUILD_TESTS=OFF $(CMAKE_ARGS)
+	  -DCMAKE_BUILD_TYPE=Debug -DPNO_FUZZ=ON -DPNO_BUILD_TESTS=OFF -DPNO_MPI=OFF $(CMAKE_ARGS)
 
 test-fuzz: deps $(BUILD_FUZZ)/CMakeCache.txt
 	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz

@@ -6,7 +6,7 @@ set -eu
 PKGS="build-essential cmake pkg-config libfftw3-dev libopenblas-openmp-dev
 libhdf5-dev hdf5-tools libjansson-dev libcmocka-dev libsodium-dev
 libmicrohttpd-dev libcurl4-openssl-dev libplplot-dev plplot-driver-cairo
-libpng-dev clang libclang-rt-14-dev libomp-dev"
+libpng-dev libopenmpi-dev openmpi-bin clang libclang-rt-14-dev libomp-dev"
 
 missing=""
 for p in $PKGS; do

@@ -31,7 +31,8 @@
  * pno_fno_set_rng(m, seed) (k = m->rng_calls before the call) draws its
  * masks from Philox key `seed`, stream k: element e (row-major within the
  * sample's mask) of batch element b of mask `id` is kept iff word e & 3 of
- * pno_philox4x32(seed, b * 2^32 + e / 4, 2^62 + 64 k + id) is >=
+ * pno_philox4x32(seed, b * 2^32 + e / 4, 2^62 + 64 k + id) (b counted
+ * from m->rng_b0, 0 unless training data-parallel) is >=
  * round(p * 2^32), with id 0 for the lift, 1 + l for hidden layer l, 17
  * for the projection and 18 + l for the Fourier modes of layer l (a mode
  * mask is (W, K) per sample in the canonical mode order of spectral.h).
@@ -135,6 +136,9 @@ struct pno_fno {
 	/* stochastic state (see the overview) */
 	int stochastic;			/* 1: dropout active, 0: deterministic */
 	uint64_t rng_seed, rng_calls;	/* Philox key; forwards drawn so far */
+	uint64_t rng_b0;		/* number of the first batch element in
+					 * the masks (b = rng_b0 + row; a data-
+					 * parallel shard's offset, else 0) */
 	int masked;			/* did the last forward apply masks? */
 	/* keep masks of the last forward (1 kept, 0 dropped), sized for Bmax;
 	 * NULL where the matching p is 0 */
