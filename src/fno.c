@@ -616,7 +616,7 @@ const float *pno_fno_forward(struct pno_fno *m, const float *x, int B)
 		stream = m->rng_calls++;
 		stoch = m->masks != NULL;
 	}
-	return forward_impl(m, x, B, 0, stoch, m->rng_seed, stream, 0);
+	return forward_impl(m, x, B, 0, stoch, m->rng_seed, stream, m->rng_b0);
 }
 
 enum pno_status pno_fno_sample(struct pno_fno *m, float *out, const float *x,

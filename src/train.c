@@ -495,10 +495,11 @@ static enum pno_status step_ws_init(struct step_ws *w, const struct pno_fno *m,
 }
 
 /* One training step's loss on (xb, yb) and, if it is finite, its
- * gradient accumulated into m->grads. */
+ * gradient accumulated into m->grads. The B rows are rows b0.. of the
+ * step's global batch: masks and normals are drawn for those rows. */
 static double step_loss(struct pno_fno *m, const struct pno_train_opts *o,
 			struct step_ws *w, const float *xb, const float *yb,
-			int B, size_t nin, size_t nout, int64_t step)
+			int B, size_t nin, size_t nout, int64_t step, int b0)
 {
 	const int ms = o->ens_samples;
 	double loss;
@@ -506,6 +507,9 @@ static double step_loss(struct pno_fno *m, const struct pno_train_opts *o,
 	if (m->stochastic)
 		pno_fno_set_rng(m, pno_rng_u64(o->seed, 0xD8000000ull,
 					       (uint64_t)step));
+	/* pno-d's batch holds ms copies of each row */
+	m->rng_b0 = (uint64_t)b0 *
+		    (o->loss == PNO_LOSS_ENERGY && m->arch.heads != 2 ? ms : 1);
 	if (o->loss == PNO_LOSS_REL_L2) {
 		const float *pred = pno_fno_forward(m, xb, B);
 		loss = pno_loss_rel_l2(w->dX, pred, yb, B, nout);
@@ -542,7 +546,7 @@ static double step_loss(struct pno_fno *m, const struct pno_train_opts *o,
 	} else {
 		size_t nz = (size_t)B * ms * nout;
 		pno_rng_normal(w->z, nz, o->seed, 0xD9000000ull + (uint64_t)step,
-			       0);
+			       (uint64_t)b0 * ms * nout);
 		for (int b = 0; b < B; b++) {
 			const float *mu = out + (size_t)b * 2 * nout;
 			const float *sg = mu + nout;
@@ -594,12 +598,16 @@ static enum pno_status fno_fit_norm(struct pno__trainee *t,
 }
 
 static double fno_step(struct pno__trainee *t, const float *xb,
-		       const float *yb, int B, int64_t step, int epoch)
+		       const float *yb, int B, int64_t step, int epoch, int b0)
 {
 	struct fno_trainee *f = t->ctx;
+	double loss;
 	(void)epoch;
 	pno_fno_zero_grad(f->m);
-	return step_loss(f->m, f->o, &f->sw, xb, yb, B, f->nin, f->nout, step);
+	loss = step_loss(f->m, f->o, &f->sw, xb, yb, B, f->nin, f->nout, step,
+			 b0);
+	f->m->rng_b0 = 0;	/* sampling after training numbers from 0 */
+	return loss;
 }
 
 static double fno_eval(struct pno__trainee *t, const float *x,

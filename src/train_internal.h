@@ -35,9 +35,12 @@ struct pno__trainee {
 				    const struct pno_dataset *d, int n_train);
 	/* Zero the gradients, compute the loss on (xb, yb) and, if it is
 	 * finite, accumulate its gradient. `step` is the optimizer step
-	 * (randomness is keyed by it), `epoch` the 1-based epoch. */
+	 * (randomness is keyed by it), `epoch` the 1-based epoch; the B rows
+	 * are rows b0 .. b0 + B - 1 of the step's global batch (a data-
+	 * parallel shard; 0 on one rank): per-sample randomness is keyed by
+	 * that global row, so the shards draw what one process would. */
 	double (*step)(struct pno__trainee *t, const float *xb, const float *yb,
-		       int B, int64_t step, int epoch);
+		       int B, int64_t step, int epoch, int b0);
 	/* Sum over the B samples of the relative L2 of the mean prediction. */
 	double (*eval)(struct pno__trainee *t, const float *x, const float *y,
 		       int B);

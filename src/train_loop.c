@@ -1,6 +1,20 @@
 /* The training loop every method shares: mini-batches, validation-driven
- * control, the non-finite guard with rollback, checkpoints. */
+ * control, the non-finite guard with rollback, checkpoints.
+ *
+ * Data-parallel under MPI (pno/dist.h, more than one rank): every rank
+ * runs this loop on the same state. Each global batch of B samples is cut
+ * into contiguous shards, rank r computing rows [B r / R, B (r + 1) / R);
+ * its gradient, weighted by its share B_r / B, is summed over the ranks
+ * by one allreduce, so every rank applies the gradient of the whole batch
+ * (every loss is a mean over the batch's samples plus terms that do not
+ * depend on them, which the weights, summing to 1, leave as they are).
+ * Random draws are keyed by the sample's row in the global batch, so the
+ * run follows the single-process one up to float rounding in the sums.
+ * Everything the loop decides from (loss, gradient norm, validation loss)
+ * is then the same on every rank; rank 0 alone writes checkpoints; every
+ * failure goes through pno_dist_agree so all ranks stop together. */
 #include "internal.h"
+#include "pno/dist.h"
 #include "train_internal.h"
 
 #include <math.h>
@@ -37,20 +51,69 @@ static float lr_at(const struct pno_train_opts *o, int epoch)
 	return o->lr * powf(o->gamma, (float)((epoch - 1) / o->step_size));
 }
 
+/* This rank's rows [*lo, *hi) of n (all of them on one rank). */
+static void shard(int n, int *lo, int *hi)
+{
+	int r = pno_dist_rank(), R = pno_dist_size();
+	*lo = (int)((long long)n * r / R);
+	*hi = (int)((long long)n * (r + 1) / R);
+}
+
 double pno__train_eval(struct pno__trainee *t, const struct pno_dataset *d,
 		       int first, int count)
 {
 	size_t P = (size_t)d->X * d->Y;
 	size_t nin = (size_t)d->Cin * P, nout = (size_t)d->Cout * P;
 	double s = 0.0;
+	int lo, hi;
 	if (count <= 0)
 		return NAN;
-	for (int i = 0; i < count; i += t->Bmax) {
-		int B = PNO__MIN(t->Bmax, count - i);
+	shard(count, &lo, &hi);
+	for (int i = lo; i < hi; i += t->Bmax) {
+		int B = PNO__MIN(t->Bmax, hi - i);
 		s += t->eval(t, d->in + (size_t)(first + i) * nin,
 			     d->out + (size_t)(first + i) * nout, B);
 	}
+	/* a failed sum cannot be told apart from a diverged model */
+	if (pno_dist_allreduce_sum_f64(&s, 1) != PNO_STATUS_OK)
+		return NAN;
 	return s / count;
+}
+
+/* The loss and gradient of one global batch of B samples of which this
+ * rank holds rows [lo, hi) in (xb, yb). One rank: the method's step. More:
+ * the shares' weighted gradients and losses summed in one allreduce of
+ * flat = [grads of every block | loss]; a rank whose loss is not finite
+ * puts a NaN in, so every rank sees a non-finite step. */
+static double dist_step(struct pno__trainee *t, float *flat, const float *xb,
+			const float *yb, int B, int lo, int hi, int64_t step,
+			int epoch)
+{
+	size_t off = 0;
+	double loss = 0.0;
+	if (!flat)
+		return t->step(t, xb, yb, B, step, epoch, 0);
+	if (hi > lo)
+		loss = t->step(t, xb, yb, hi - lo, step, epoch, lo);
+	else	/* no row of this batch here: contributes nothing */
+		for (int b = 0; b < t->nb; b++)
+			memset(t->grads[b], 0, t->n[b] * sizeof(float));
+	float w = (float)(hi - lo) / (float)B;
+	for (int b = 0; b < t->nb; b++) {
+		const float *g = t->grads[b];
+		for (size_t i = 0; i < t->n[b]; i++)
+			flat[off + i] = w * g[i];
+		off += t->n[b];
+	}
+	flat[off] = isfinite(loss) ? (float)(w * loss) : NAN;
+	if (pno_dist_allreduce_sum_f32(flat, off + 1) != PNO_STATUS_OK)
+		return NAN;	/* lost the other ranks: stop below */
+	off = 0;
+	for (int b = 0; b < t->nb; b++) {
+		memcpy(t->grads[b], flat + off, t->n[b] * sizeof(float));
+		off += t->n[b];
+	}
+	return flat[off];
 }
 
 /* Global gradient norm over the blocks (double: finite iff every
@@ -111,7 +174,8 @@ enum pno_status pno__train_loop(struct pno__trainee *t,
 	struct pno__loop_state ls = {0, 1.0f, INFINITY, 0, 0, 0};
 	float *best[PNO__MAX_BLOCKS] = {0};
 	int *perm = NULL;
-	float *xb = NULL, *yb = NULL;
+	float *xb = NULL, *yb = NULL, *flat = NULL;
+	size_t n_flat = 1;
 	size_t P = (size_t)d->X * d->Y;
 	size_t nin = (size_t)d->Cin * P, nout = (size_t)d->Cout * P;
 	int Bt = PNO__MIN(o->batch, t->Bmax);
@@ -124,10 +188,14 @@ enum pno_status pno__train_loop(struct pno__trainee *t,
 		return pno__errorf(PNO_STATUS_UNSUPPORTED,
 				   "%s: checkpoints and resume are not "
 				   "implemented for this method yet", t->method);
+	for (int b = 0; b < t->nb; b++)
+		n_flat += t->n[b];
 	perm = pno_malloc((size_t)o->n_train * sizeof *perm);
 	xb = pno_malloc((size_t)Bt * nin * sizeof(float));
 	yb = pno_malloc((size_t)Bt * nout * sizeof(float));
-	if (!perm || !xb || !yb)
+	if (pno_dist_size() > 1)
+		flat = pno_malloc(n_flat * sizeof(float));
+	if (!perm || !xb || !yb || (pno_dist_size() > 1 && !flat))
 		goto nomem;
 	for (int b = 0; b < t->nb; b++) {
 		if ((s = pno_adam_init(&opt[b], t->n[b], o->lr,
@@ -143,15 +211,22 @@ enum pno_status pno__train_loop(struct pno__trainee *t,
 		    (keep_best && !best[b]))
 			goto nomem;
 	}
-	if (o->resume) {
-		if ((s = t->ckpt_load(t, opt, &ls, keep_best ? best : NULL,
-				      o->resume)) != PNO_STATUS_OK)
-			goto out;
+	/* every rank reads the checkpoint (its content does not depend on
+	 * the number of ranks that wrote it) */
+	if (o->resume)
+		s = t->ckpt_load(t, opt, &ls, keep_best ? best : NULL, o->resume);
+	else
+		s = t->fit_norm(t, d, o->n_train);
+	if ((s = pno_dist_agree(s, NULL)) != PNO_STATUS_OK)
+		goto out_agreed;
+	if (o->resume && pno_dist_is_root())
 		PNO_LOG(PNO_LOG_LEVEL_INFO, "resumed from %s after epoch %d",
 			o->resume, ls.epoch);
-	} else if ((s = t->fit_norm(t, d, o->n_train)) != PNO_STATUS_OK) {
-		goto out;
-	}
+	/* identical starting weights on every rank: rank 0's */
+	for (int b = 0; b < t->nb && pno_dist_size() > 1; b++)
+		if ((s = pno_dist_bcast(t->params[b], t->n[b] * sizeof(float),
+					0)) != PNO_STATUS_OK)
+			goto out;
 	for (int b = 0; b < t->nb && keep_best; b++)
 		if (ls.best_epoch == 0)
 			memcpy(best[b], t->params[b], t->n[b] * sizeof(float));
@@ -167,21 +242,25 @@ enum pno_status pno__train_loop(struct pno__trainee *t,
 			opt[b].lr = lr_at(o, epoch) * ls.lr_scale;
 		permutation(perm, o->n_train, o->seed, epoch);
 		for (int bi = 0; bi < n_batches && !rollback; bi++) {
-			int B = PNO__MIN(Bt, o->n_train - bi * Bt);
-			for (int k = 0; k < B; k++) {
+			int B = PNO__MIN(Bt, o->n_train - bi * Bt), lo, hi;
+			shard(B, &lo, &hi);	/* [0, B) on one rank */
+			for (int k = lo; k < hi; k++) {
 				int idx = perm[bi * Bt + k];
-				memcpy(xb + k * nin, d->in + (size_t)idx * nin,
+				memcpy(xb + (size_t)(k - lo) * nin,
+				       d->in + (size_t)idx * nin,
 				       nin * sizeof(float));
-				memcpy(yb + k * nout, d->out + (size_t)idx * nout,
+				memcpy(yb + (size_t)(k - lo) * nout,
+				       d->out + (size_t)idx * nout,
 				       nout * sizeof(float));
 			}
 			/* after a rollback the same steps draw new masks and
 			 * normals: the restored state must not meet exactly
 			 * the draws that failed */
-			double loss = t->step(t, xb, yb, B,
-					      opt[0].step +
-						      ((int64_t)ls.rollbacks << 40),
-					      epoch);
+			double loss = dist_step(t, flat, xb, yb, B, lo, hi,
+						opt[0].step +
+							((int64_t)ls.rollbacks
+							 << 40),
+						epoch);
 			double gn = isfinite(loss) ? clip_blocks(t, o->clip) : NAN;
 			if (!isfinite(gn)) {
 				es.skipped_steps++;
@@ -265,11 +344,15 @@ enum pno_status pno__train_loop(struct pno__trainee *t,
 		r->val_loss = es.val_loss;
 		if (o->on_epoch)
 			o->on_epoch(o->ud, &es);
-		if (o->checkpoint &&
-		    (s = t->ckpt_write(t, opt, &ls, keep_best ? best : NULL,
-				       o->checkpoint, o->provenance_json)) !=
-			    PNO_STATUS_OK)
-			goto out;
+		if (o->checkpoint) {	/* rank 0 writes; all learn how it went */
+			if (pno_dist_is_root())
+				s = t->ckpt_write(t, opt, &ls,
+						  keep_best ? best : NULL,
+						  o->checkpoint,
+						  o->provenance_json);
+			if ((s = pno_dist_agree(s, NULL)) != PNO_STATUS_OK)
+				goto out_agreed;
+		}
 		if (o->patience > 0 && ls.since_best >= o->patience) {
 			r->stopped_early = 1;
 			PNO_LOG(PNO_LOG_LEVEL_INFO,
@@ -294,6 +377,12 @@ enum pno_status pno__train_loop(struct pno__trainee *t,
 nomem:
 	s = pno__errorf(PNO_STATUS_NOMEM, "training: out of memory");
 out:
+	/* a failure of this rank alone (memory, before the start) reaches
+	 * the others at the start's agreement; one that every rank meets
+	 * (non-finite training) is agreed by all */
+	if (s != PNO_STATUS_OK)
+		s = pno_dist_agree(s, NULL);
+out_agreed:
 	for (int b = 0; b < PNO__MAX_BLOCKS; b++) {
 		pno_adam_free(&opt[b]);
 		pno_free(sn.params[b]);
@@ -304,5 +393,6 @@ out:
 	pno_free(perm);
 	pno_free(xb);
 	pno_free(yb);
+	pno_free(flat);
 	return s;
 }

@@ -60,14 +60,19 @@ static enum pno_status vfno_fit_norm(struct pno__trainee *t,
 }
 
 static double vfno_step(struct pno__trainee *t, const float *xb,
-			const float *yb, int B, int64_t step, int epoch)
+			const float *yb, int B, int64_t step, int epoch, int b0)
 {
 	struct vfno_trainee *f = t->ctx;
+	/* the posterior draw is one per step, shared by every row; masks
+	 * (if the network has dropout) follow the global row */
+	f->v->net.rng_b0 = (uint64_t)b0;
 	double klw = pno_vfno_kl_weight(epoch - 1, f->o->kl_warmup,
 					f->o->kl_beta, f->o->n_train);
 	pno_vfno_zero_grad(f->v);
 	f->v->calls = (uint64_t)step;	/* the step's posterior draw */
-	return pno_vfno_loss(f->v, xb, yb, B, klw, 1);
+	double loss = pno_vfno_loss(f->v, xb, yb, B, klw, 1);
+	f->v->net.rng_b0 = 0;
+	return loss;
 }
 
 static double vfno_eval(struct pno__trainee *t, const float *x,
@@ -147,10 +152,10 @@ static enum pno_status don_fit_norm(struct pno__trainee *t,
 }
 
 static double don_step(struct pno__trainee *t, const float *xb,
-		       const float *yb, int B, int64_t step, int epoch)
+		       const float *yb, int B, int64_t step, int epoch, int b0)
 {
 	struct don_trainee *f = t->ctx;
-	(void)step, (void)epoch;
+	(void)step, (void)epoch, (void)b0;	/* deterministic */
 	pno_deeponet_zero_grad(f->m);
 	const float *pred = pno_deeponet_forward(f->m, xb, B);
 	if (!pred)

@@ -3,7 +3,11 @@
  * so the ranks keep meeting in the same collectives; at the end the ranks
  * agree on the verdict and all exit non-zero if any check failed. */
 #include "internal.h"
+#include "testutil.h"
+#include "pno/deeponet.h"
 #include "pno/dist.h"
+#include "pno/train.h"
+#include "pno/vfno.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -89,6 +93,278 @@ static void test_collectives(void)
 	CHECK(pno_dist_bytes() > 0, "no bytes counted");
 }
 
+
+/* ---- training: the same run on one rank and on several ----
+ * `ref FILE` (one process, no mpirun) writes, per method, the gradient of
+ * one global batch and the 20 losses and final weights of a short run;
+ * `check FILE` (under mpirun) repeats both and compares. Batches of 5 on
+ * 2 ranks split 2 + 3 rows; the last batch of each epoch has 1 row, so
+ * rank 0 has none there. */
+enum { NS = 32, RES = 16, BATCH = 5, NTRAIN = 21, STEPS = 20 };
+
+static const char *const methods[] = {"fno",	  "mc-dropout", "pno-d",
+				      "pno-r",	  "pno-r-crps", "vfno",
+				      "deeponet"};
+#define NMETH ((int)(sizeof methods / sizeof methods[0]))
+
+struct run {
+	struct pno_fno m;
+	struct pno_vfno v;
+	struct pno_deeponet dn;
+	float *params, *grads;	/* the first block */
+	size_t n;
+	double loss[64];
+	int nloss;
+};
+
+static void on_batch(void *ud, int epoch, int batch, int n_batches,
+		     double loss)
+{
+	struct run *r = ud;
+	(void)epoch, (void)batch, (void)n_batches;
+	if (r->nloss < 64)
+		r->loss[r->nloss++] = loss;
+}
+
+static void run_free(struct run *r)
+{
+	pno_fno_free(&r->m);
+	pno_vfno_free(&r->v);
+	pno_deeponet_free(&r->dn);
+}
+
+/* Train `meth` for `epochs` epochs on n_train samples (a checkpoint or a
+ * resume if not NULL). */
+static enum pno_status train(struct run *r, const char *meth,
+			     const struct pno_dataset *d, int n_train,
+			     int epochs, const char *ckpt, const char *resume)
+{
+	struct pno_fno_arch a = {.dims = 2, .in_ch = 1, .out_ch = 1, .width = 8,
+				 .modes1 = 4, .modes2 = 4, .layers = 2,
+				 .proj_hidden = 16};
+	struct pno_train_opts o;
+	struct pno_train_result res;
+	enum pno_status s;
+	int bmax = BATCH;
+	memset(r, 0, sizeof *r);
+	pno_train_opts_default(&o);
+	o.epochs = epochs;
+	o.batch = BATCH;
+	o.lr = 3e-3f;
+	o.seed = 11;
+	o.n_train = n_train;
+	o.n_val = 5;
+	o.n_test = 5;
+	o.checkpoint = ckpt;
+	o.resume = resume;
+	o.on_batch = on_batch;
+	o.ud = r;
+	if (!strcmp(meth, "mc-dropout"))
+		a.p_hidden = a.p_proj = 0.2f;
+	if (!strcmp(meth, "pno-d")) {
+		a.p_proj = a.p_fourier = 0.2f;
+		o.loss = PNO_LOSS_ENERGY;
+		bmax = BATCH * o.ens_samples;
+	}
+	if (!strncmp(meth, "pno-r", 5)) {
+		a.heads = 2;
+		o.loss = strcmp(meth, "pno-r") ? PNO_LOSS_CRPS : PNO_LOSS_ENERGY;
+	}
+	if (!strcmp(meth, "vfno")) {
+		struct pno_vfno_opts vo;
+		pno_vfno_opts_default(&vo);
+		if ((s = pno_vfno_init(&r->v, &a, RES, RES, BATCH, 7, &vo)))
+			return s;
+		r->params = r->v.var, r->grads = r->v.vgrad, r->n = 2 * r->v.n_var;
+		return pno_train_vfno(&r->v, d, &o, &res);
+	}
+	if (!strcmp(meth, "deeponet")) {
+		struct pno_deeponet_arch da = {
+			.dims = 2, .in_ch = 1, .out_ch = 1, .branch_width = 16,
+			.branch_depth = 2, .trunk_width = 16, .trunk_depth = 2,
+			.p = 8};
+		if ((s = pno_deeponet_init(&r->dn, &da, RES, RES, BATCH, 7)))
+			return s;
+		r->params = r->dn.params, r->grads = r->dn.grads;
+		r->n = r->dn.n_params;
+		return pno_train_deeponet(&r->dn, d, &o, &res);
+	}
+	if ((s = pno_fno_init(&r->m, &a, RES, RES, bmax, 7)))
+		return s;
+	snprintf(r->m.method, sizeof r->m.method, "%s", meth);
+	r->params = r->m.params, r->grads = r->m.grads, r->n = r->m.n_params;
+	return pno_train_fno(&r->m, d, &o, &res);
+}
+
+/* ||a - b|| / ||b|| */
+static double rel_err(const float *a, const float *b, size_t n)
+{
+	double e = 0, s = 0;
+	for (size_t i = 0; i < n; i++) {
+		e += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+		s += (double)b[i] * b[i];
+	}
+	return sqrt(e / (s > 0 ? s : 1));
+}
+
+/* One record: n, then n floats. */
+static void put(FILE *fp, const float *x, size_t n)
+{
+	uint64_t k = n;
+	fwrite(&k, sizeof k, 1, fp);
+	fwrite(x, sizeof *x, n, fp);
+}
+
+static float *get(FILE *fp, size_t n)
+{
+	uint64_t k = 0;
+	float *x = NULL;
+	if (fread(&k, sizeof k, 1, fp) != 1 || k != n ||
+	    !(x = pno_malloc(n * sizeof *x)) || fread(x, sizeof *x, n, fp) != n) {
+		CHECK(0, "reference record of %zu values missing or of %llu",
+		      n, (unsigned long long)k);
+		pno_free(x);
+		return NULL;
+	}
+	return x;
+}
+
+/* Tolerances, float32 throughout: the shards' partial sums are added in
+ * another order than one process's (weight gradients sum B P terms), and
+ * each shard's weight B_r / B is rounded once: about 1e-7 relative per
+ * operation, grown by the sqrt of the terms summed -> 1e-5 for one
+ * gradient. Over 20 Adam steps that rounding moves the weights by far
+ * less than lr; the losses are asked to agree to 1e-4 relative. */
+#define GRAD_TOL 1e-5
+#define LOSS_TOL 1e-4
+
+static void test_training(const char *mode, const char *file)
+{
+	struct pno_dataset d;
+	int ref = !strcmp(mode, "ref");
+	FILE *fp = fopen(file, ref ? "wb" : "rb");
+	CHECK(fp != NULL, "cannot open %s", file);
+	if (!fp)
+		return;
+	CHECK(ref == (pno_dist_size() == 1), "ref runs alone, check under "
+	      "mpirun (%d ranks)", pno_dist_size());
+	tu_heat_dataset(&d, 2, NS, RES, 2e-3, 5);
+	for (int k = 0; k < NMETH; k++) {
+		struct run r;
+		float loss[STEPS];
+		/* one step: the gradient the optimizer was given */
+		enum pno_status s = train(&r, methods[k], &d, BATCH, 1, NULL,
+					  NULL);
+		CHECK(s == PNO_STATUS_OK, "%s: %s", methods[k], pno_last_error());
+		if (s != PNO_STATUS_OK) {
+			run_free(&r);
+			break;
+		}
+		if (ref) {
+			put(fp, r.grads, r.n);
+		} else {
+			float *g = get(fp, r.n);
+			double e = g ? rel_err(r.grads, g, r.n) : 1;
+			CHECK(e <= GRAD_TOL, "%s: gradient error %.3g", methods[k], e);
+			if (pno_dist_is_root())
+				printf("  %-10s gradient of one batch: relative "
+				       "error %.2e\n", methods[k], e);
+			pno_free(g);
+		}
+		run_free(&r);
+		/* 20 steps: 4 epochs of batches 5 5 5 5 1 */
+		s = train(&r, methods[k], &d, NTRAIN, 4, NULL, NULL);
+		CHECK(s == PNO_STATUS_OK && r.nloss == STEPS, "%s: %d steps: %s",
+		      methods[k], r.nloss, pno_last_error());
+		for (int i = 0; i < STEPS; i++)
+			loss[i] = (float)r.loss[i];
+		if (ref) {
+			put(fp, loss, STEPS);
+			put(fp, r.params, r.n);
+		} else {
+			float *l = get(fp, STEPS), *w = get(fp, r.n);
+			double el = 0, ew = w ? rel_err(r.params, w, r.n) : 1;
+			for (int i = 0; l && i < STEPS; i++)
+				el = fmax(el, fabs(loss[i] - l[i]) / fabs(l[i]));
+			CHECK(l && el <= LOSS_TOL, "%s: loss error %.3g",
+			      methods[k], el);
+			if (pno_dist_is_root())
+				printf("  %-10s 20 steps: max loss error %.2e, "
+				       "weights %.2e\n", methods[k], el, ew);
+			pno_free(l);
+			pno_free(w);
+		}
+		run_free(&r);
+	}
+	fclose(fp);
+	pno_dataset_free(&d);
+}
+
+/* A run stopped by one rank: rank 1 resumes from a file that is not a
+ * checkpoint, rank 0 starts afresh. Both must return rank 1's status and
+ * message (and not wait for each other). */
+static void test_fail_one(const char *bad)
+{
+	struct pno_dataset d;
+	struct run r;
+	char mine[1000], root[1000];
+	tu_heat_dataset(&d, 2, NS, RES, 2e-3, 5);
+	enum pno_status s = train(&r, "fno", &d, NTRAIN, 2, NULL,
+				  pno_dist_rank() == 1 ? bad : NULL);
+	snprintf(mine, sizeof mine, "%s", pno_last_error());
+	snprintf(root, sizeof root, "%s", mine);
+	CHECK(pno_dist_bcast(root, sizeof root, 0) == PNO_STATUS_OK, "%s",
+	      pno_last_error());
+	CHECK(s == PNO_STATUS_FORMAT || s == PNO_STATUS_NOTFOUND,
+	      "status %s: %s", pno_status_name(s), mine);
+	CHECK(!strncmp(mine, "rank 1: ", 8) && strstr(mine, bad),
+	      "message '%s'", mine);
+	CHECK(!strcmp(mine, root), "rank 0 says '%s', this rank '%s'", root,
+	      mine);
+	if (pno_dist_is_root())
+		printf("  both ranks: %s: %s\n", pno_status_name(s), mine);
+	run_free(&r);
+	pno_dataset_free(&d);
+}
+
+/* Checkpoints do not depend on the number of ranks: `ckpt` writes one
+ * after 2 of the 4 epochs of the reference run; `resume` (another number
+ * of ranks) finishes the run and must meet the reference's last 10 losses
+ * and final fno weights. */
+static void test_resume(const char *mode, const char *file, const char *ck)
+{
+	struct pno_dataset d;
+	struct run r;
+	int resume = !strcmp(mode, "resume");
+	tu_heat_dataset(&d, 2, NS, RES, 2e-3, 5);
+	enum pno_status s = train(&r, "fno", &d, NTRAIN, resume ? 4 : 2,
+				  resume ? NULL : ck, resume ? ck : NULL);
+	CHECK(s == PNO_STATUS_OK, "%s: %s", mode, pno_last_error());
+	if (resume && s == PNO_STATUS_OK) {
+		FILE *fp = fopen(file, "rb");
+		CHECK(fp != NULL, "cannot open %s", file);
+		float *g = fp ? get(fp, r.n) : NULL;	/* fno's gradient */
+		float *l = fp ? get(fp, STEPS) : NULL;
+		float *w = fp ? get(fp, r.n) : NULL;
+		double el = 0, ew = w ? rel_err(r.params, w, r.n) : 1;
+		CHECK(r.nloss == STEPS / 2, "%d steps after resuming", r.nloss);
+		for (int i = 0; l && i < r.nloss && i < STEPS / 2; i++)
+			el = fmax(el, fabs(r.loss[i] - l[STEPS / 2 + i]) /
+					      fabs(l[STEPS / 2 + i]));
+		CHECK(l && el <= LOSS_TOL && ew <= GRAD_TOL * 10,
+		      "resumed: loss error %.3g, weights %.3g", el, ew);
+		if (pno_dist_is_root())
+			printf("  resumed on %d rank(s): max loss error %.2e, "
+			       "weights %.2e\n", pno_dist_size(), el, ew);
+		pno_free(g);
+		pno_free(l);
+		pno_free(w);
+		fclose(fp);
+	}
+	run_free(&r);
+	pno_dataset_free(&d);
+}
+
 int main(int argc, char **argv)
 {
 	if (pno_dist_init(&argc, &argv) != PNO_STATUS_OK) {
@@ -98,6 +374,13 @@ int main(int argc, char **argv)
 	const char *what = argc > 1 ? argv[1] : "collectives";
 	if (!strcmp(what, "collectives"))
 		test_collectives();
+	else if ((!strcmp(what, "ref") || !strcmp(what, "check")) && argc > 2)
+		test_training(what, argv[2]);
+	else if (!strcmp(what, "fail_one") && argc > 2)
+		test_fail_one(argv[2]);
+	else if ((!strcmp(what, "ckpt") || !strcmp(what, "resume")) &&
+		 argc > 3)
+		test_resume(what, argv[2], argv[3]);
 	else
 		CHECK(0, "unknown test '%s'", what);
 	enum pno_status s = pno_dist_agree(

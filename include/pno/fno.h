@@ -135,6 +135,9 @@ struct pno_fno {
 	/* stochastic state (see the overview) */
 	int stochastic;			/* 1: dropout active, 0: deterministic */
 	uint64_t rng_seed, rng_calls;	/* Philox key; forwards drawn so far */
+	uint64_t rng_b0;		/* number of the first batch element in
+					 * the masks (b = rng_b0 + row; a data-
+					 * parallel shard's offset, else 0) */
 	int masked;			/* did the last forward apply masks? */
 	/* keep masks of the last forward (1 kept, 0 dropped), sized for Bmax;
 	 * NULL where the matching p is 0 */

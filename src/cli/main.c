@@ -170,6 +170,25 @@ static void on_epoch(void *ud, const struct pno_epoch_stats *s)
 	fflush(stdout);
 }
 
+/* Under mpirun (pno/dist.h): every rank's verdict on a check it may see
+ * differently from the others (files on its node) becomes every rank's,
+ * so none is left waiting for one that gave up. rc: 0 go on, 1 runtime
+ * error, 2 usage error (a failing rank has printed its message). */
+static int agree_rc(const char *cmd, int rc)
+{
+	if (pno_dist_size() == 1)
+		return rc;
+	enum pno_status s = pno_dist_agree(rc == 0   ? PNO_STATUS_OK
+					   : rc == 2 ? PNO_STATUS_INVALID
+						     : PNO_STATUS_IO,
+					   "stopped (see its message)");
+	if (s == PNO_STATUS_OK)
+		return 0;
+	if (rc == 0)
+		fprintf(stderr, "pno %s: %s\n", cmd, pno_last_error());
+	return s == PNO_STATUS_INVALID ? 2 : 1;
+}
+
 /* BLAKE2b-256 of a file as hex (libsodium), for provenance. */
 int file_hash(const char *path, char hex[65])
 {
@@ -257,6 +276,10 @@ static int cmd_train(int argc, char **argv)
 		}
 	if (flags_parse("train", f, NF(f), argc, argv, 2, NULL, 0, NULL))
 		return 2;
+	if (!pno_dist_is_root()) {	/* rank 0 speaks for all */
+		quiet = 1;
+		pno_log_set(log_stderr, NULL, PNO_LOG_LEVEL_ERROR);
+	}
 	/* method-specific flags given to another method are a mistake */
 	static const struct {
 		const char *flag, *methods;
@@ -311,19 +334,26 @@ static int cmd_train(int argc, char **argv)
 				"+ K))\n", f[k].name);
 			return 2;
 		}
-	if (check_out_path("train", out, force))
-		return 2;
-	if (!exists(data)) {
+	int bad = check_out_path("train", out, force);
+	if (!bad && !exists(data)) {
 		fprintf(stderr, "pno train: --data %s: no such file\n", data);
-		return 2;
+		bad = 2;
 	}
 	char member0[4096];
 	snprintf(member0, sizeof member0, "%s.member0", resume ? resume : "");
-	if (resume && !exists(is_ens ? member0 : resume)) {
+	if (!bad && resume && !exists(is_ens ? member0 : resume)) {
 		fprintf(stderr, "pno train: --resume %s: no such file%s\n",
 			resume, is_ens ? " (an ensemble's checkpoint is one "
 			"file per member: PATH.member0 ...)" : "");
-		return 2;
+		bad = 2;
+	}
+	if ((bad = agree_rc("train", bad)) != 0)
+		return bad;
+	/* ranks on one machine share its cores (Open MPI says how many) */
+	const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+	if (threads == 0 && pno_dist_size() > 1 && local && atoi(local) > 1) {
+		long nc = sysconf(_SC_NPROCESSORS_ONLN) / atoi(local);
+		threads = nc > 1 ? (int)nc : 1;
 	}
 	pno_threads_set(threads);
 
@@ -333,6 +363,7 @@ static int cmd_train(int argc, char **argv)
 	dopt.t_out = t_out;
 	dopt.pairs_step = pairs_step;
 	enum pno_status s = pno_dataset_read(&d, data, &dopt);
+	s = pno_dist_agree(s, NULL);	/* a rank that cannot read stops all */
 	if (s == PNO_STATUS_RANGE || s == PNO_STATUS_INVALID) {
 		fprintf(stderr, "pno train: %s\n", pno_last_error());
 		return 2;	/* an option that does not fit the file */
@@ -424,12 +455,12 @@ static int cmd_train(int argc, char **argv)
 		snprintf(m.method, sizeof m.method, "%s", model);
 		n_params = m.n_params;
 	}
-	if (s != PNO_STATUS_OK) {
+	if ((s = pno_dist_agree(s, NULL)) != PNO_STATUS_OK) {
 		rc = runtime_error("train", s);
 		goto out;
 	}
 	char hash[65] = "unavailable";
-	if (file_hash(data, hash) != 0)
+	if (pno_dist_is_root() && file_hash(data, hash) != 0)
 		snprintf(hash, sizeof hash, "unreadable");
 	/* provenance as a JSON object, nested as a string value in the
 	 * metadata (safetensors metadata values are strings) */
@@ -447,8 +478,9 @@ static int cmd_train(int argc, char **argv)
 		 ntrain, nval, ntest, pairs_step, PNO_VERSION_STRING);
 	json_escape(ebuf, sizeof ebuf, pbuf);
 	prov = malloc(strlen(ebuf) + 32);
-	if (!prov) {
-		fprintf(stderr, "pno train: out of memory\n");
+	if (agree_rc("train", prov ? 0 : 1)) {
+		if (!prov)
+			fprintf(stderr, "pno train: out of memory\n");
 		goto out;
 	}
 	sprintf(prov, "{\"provenance\":\"%s\"}", ebuf);
@@ -502,12 +534,15 @@ static int cmd_train(int argc, char **argv)
 	/* the training inputs' statistics, for the server's drift monitor:
 	 * computed before training so a failure here costs no training run */
 	struct drift_ref dref = {0};
-	s = drift_ref_compute(&dref, d.in, ntrain, d.Cin, d.dims, d.X, d.Y,
-			      1000);
-	if (s == PNO_STATUS_OK)
-		s = drift_ref_to_json(&dref, &dj);
-	drift_ref_free(&dref);
-	if (s != PNO_STATUS_OK) {
+	s = PNO_STATUS_OK;
+	if (pno_dist_is_root()) {	/* only rank 0 saves the model */
+		s = drift_ref_compute(&dref, d.in, ntrain, d.Cin, d.dims, d.X,
+				      d.Y, 1000);
+		if (s == PNO_STATUS_OK)
+			s = drift_ref_to_json(&dref, &dj);
+		drift_ref_free(&dref);
+	}
+	if ((s = pno_dist_agree(s, NULL)) != PNO_STATUS_OK) {
 		rc = runtime_error("train", s);
 		goto out;
 	}
@@ -554,18 +589,18 @@ static int cmd_train(int argc, char **argv)
 		 "\"seconds\": %.3f}",
 		 fig[0], fig[1], fig[2], r.epochs_run, r.best_epoch, r.seconds);
 	json_t *xo = json_pack("{s:s,s:s,s:s}", "provenance", pbuf,
-			       "metrics", metrics, "drift_reference", dj);
+			       "metrics", metrics, "drift_reference",
+			       dj ? dj : "");	/* "": not rank 0 */
 	extra = xo ? json_dumps(xo, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 	json_decref(xo);
-	if (!extra) {
-		fprintf(stderr, "pno train: out of memory\n");
-		goto out;
-	}
-	s = is_vfno  ? pno_vfno_save(&v, out, extra)
-	    : is_don ? pno_deeponet_save(&dn, out, extra)
-	    : is_ens ? pno_ensemble_save(&en, out, extra)
-		     : pno_fno_save(&m, out, extra);
-	if (s != PNO_STATUS_OK) {
+	s = extra ? PNO_STATUS_OK : PNO_STATUS_NOMEM;
+	if (s == PNO_STATUS_OK && pno_dist_is_root())
+		s = is_vfno  ? pno_vfno_save(&v, out, extra)
+		    : is_don ? pno_deeponet_save(&dn, out, extra)
+		    : is_ens ? pno_ensemble_save(&en, out, extra)
+			     : pno_fno_save(&m, out, extra);
+	if ((s = pno_dist_agree(s, extra ? NULL : "out of memory")) !=
+	    PNO_STATUS_OK) {
 		rc = runtime_error("train", s);
 		goto out;
 	}
@@ -573,7 +608,9 @@ static int cmd_train(int argc, char **argv)
 		printf("best validation %.4e at epoch %d%s%s\n", r.best_val_loss,
 		       r.best_epoch, o.keep_best ? " (weights kept)" : "",
 		       r.stopped_early ? "; stopped early" : "");
-	printf("test relative L2: %.4e (%d samples)\n", r.test_rel_l2, ntest);
+	if (pno_dist_is_root())
+		printf("test relative L2: %.4e (%d samples)\n", r.test_rel_l2,
+		       ntest);
 	if (!quiet)
 		printf("saved %s (%.1f s)\n", out, r.seconds);
 	rc = 0;
