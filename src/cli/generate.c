@@ -8,6 +8,7 @@
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -379,6 +380,13 @@ int cmd_generate(int argc, char **argv)
 	base->progress = on_progress;
 	base->progress_ud = &bar;
 	base->cancel = &interrupted;
+	/* ranks on one machine share its cores (Open MPI says how many), as
+	 * pno train does */
+	const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+	if (c.threads == 0 && ranks > 1 && local && atoi(local) > 1) {
+		long nc = sysconf(_SC_NPROCESSORS_ONLN) / atoi(local);
+		c.threads = nc > 1 ? (int)nc : 1;
+	}
 	pno_threads_set(c.threads);
 
 	struct sigaction sa, old_int, old_term;
