@@ -211,10 +211,16 @@ static enum pno_status plan_threads(const struct pno__gen *g,
  * first failing rank's status and message), then rank 0 gathers the
  * round's samples and writes them in index order to the one file it
  * alone opened. Sample n depends only on (seed, n), so the file holds
- * the same values for any P. Rank 0 holds at most GEN_GATHER_BYTES of
- * samples at a time; GEN_ROUNDS rounds at least (when that fits) keep
- * the progress bar moving. */
+ * the same values for any P. Every rank calls pno__generate (the
+ * generators are collective once pno_dist_init has joined several
+ * ranks). Rank 0 holds at most GEN_GATHER_BYTES of samples at a time;
+ * about GEN_ROUNDS rounds (fewer when a round must give each thread a
+ * sample) move the progress bar and bound how long a rank computes
+ * after another has failed. */
 #define GEN_GATHER_BYTES ((size_t)256 << 20)
+
+/* src/dist_idle.c (to join pno/dist.h) */
+enum pno_status pno_dist_barrier_idle(double poll_s);
 #define GEN_ROUNDS 8
 
 static long rank_lo(long N, int P, int q)
@@ -358,6 +364,8 @@ static enum pno_status generate_dist(const struct pno__gen *g,
 				snprintf(msg, sizeof msg, "%s", r.msg);
 			}
 		}
+		/* a rank done first sleeps rather than busy-polls */
+		pno_dist_barrier_idle(1e-3);
 		agreed = st = pno_dist_agree(st, msg);
 		if (agreed != PNO_STATUS_OK)
 			break;

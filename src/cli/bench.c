@@ -734,6 +734,7 @@ int cmd_bench(int argc, char **argv)
 		if (i % ranks == me && bench_data(&b, &b.pdes[i]) == 130)
 			interrupted = 1;
 	}
+	pno_dist_barrier_idle(0.1);	/* a rank done early sleeps */
 	if (bench_agree(interrupted ? 130 : 0, "generating data") == 130)
 		interrupted = 1;
 	if (interrupted) {
@@ -794,6 +795,7 @@ int cmd_bench(int argc, char **argv)
 	}
 	if (!interrupted && run_cells(&b) == 130)
 		interrupted = 1;
+	pno_dist_barrier_idle(0.1);
 	if (bench_agree(interrupted ? 130 : 0, "running the cells") == 130)
 		interrupted = 1;
 	if (interrupted) {
