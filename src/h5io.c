@@ -716,9 +716,11 @@ static enum pno_status set_dims(struct pno_dataset *d, const char *path,
 	return PNO_STATUS_OK;
 }
 
+/* The readers check the layout and fill d's shape; with `lazy` they stop
+ * there (pno_dataset_open: the samples stay in the file). */
 static enum pno_status read_darcy(struct pno_dataset *d, const char *path,
 				  const struct h5_ds *nu, const struct h5_ds *t,
-				  int max_samples)
+				  int max_samples, int lazy)
 {
 	enum pno_status s;
 	hsize_t start[4] = {0, 0, 0, 0}, count[4];
@@ -747,6 +749,8 @@ static enum pno_status read_darcy(struct pno_dataset *d, const char *path,
 	if ((s = set_dims(d, path, "nu", nu, 1, max_samples)) != PNO_STATUS_OK)
 		return s;
 	d->Cin = d->Cout = 1;
+	if (lazy)
+		return PNO_STATUS_OK;
 	if ((s = alloc_pairs(d, path, (size_t)d->X * d->Y,
 			     (size_t)d->X * d->Y)) != PNO_STATUS_OK)
 		return s;
@@ -771,7 +775,7 @@ static enum pno_status read_darcy(struct pno_dataset *d, const char *path,
 
 static enum pno_status read_series(struct pno_dataset *d, const char *path,
 				   const struct h5_ds *t,
-				   const struct pno_dataset_opts *o)
+				   const struct pno_dataset_opts *o, int lazy)
 {
 	enum pno_status s;
 	hsize_t start[4] = {0, 0, 0, 0}, count[4];
@@ -797,6 +801,8 @@ static enum pno_status read_series(struct pno_dataset *d, const char *path,
 		return s;
 	d->Cin = d->Cout = 1;
 	per = (size_t)d->X * d->Y;
+	if (lazy)
+		return PNO_STATUS_OK;
 	if ((s = alloc_pairs(d, path, per, per)) != PNO_STATUS_OK)
 		return s;
 	count[0] = (hsize_t)d->N;
@@ -824,7 +830,8 @@ static enum pno_status read_series(struct pno_dataset *d, const char *path,
 static enum pno_status read_series_pairs(struct pno_dataset *d,
 					 const char *path,
 					 const struct h5_ds *t,
-					 const struct pno_dataset_opts *o)
+					 const struct pno_dataset_opts *o,
+					 int lazy)
 {
 	enum pno_status s;
 	hsize_t start[4] = {0, 0, 0, 0}, count[4];
@@ -853,6 +860,8 @@ static enum pno_status read_series_pairs(struct pno_dataset *d,
 	d->pairs = (int)pairs;
 	d->Cin = d->Cout = 1;
 	const size_t per = (size_t)d->X * d->Y;
+	if (lazy)
+		return PNO_STATUS_OK;
 	if ((s = alloc_pairs(d, path, per, per)) != PNO_STATUS_OK)
 		return s;
 	count[0] = 1;
@@ -891,8 +900,32 @@ static enum pno_status read_series_pairs(struct pno_dataset *d,
 	return PNO_STATUS_OK;
 }
 
+/* The samples of a dataset opened with pno_dataset_open: the open file
+ * and datasets and how sample i maps to them. */
+struct pno__dataset_file {
+	char path[1024];
+	hid_t file;
+	struct h5_ds nu, t;	/* nu.id < 0: a time series */
+	int t_in, t_out, k;	/* steps of a series; k > 0: pairs (t, t + k) */
+};
+
+static enum pno_status load(struct pno_dataset *d, const char *path,
+			    const struct pno_dataset_opts *opt, int lazy);
+
 enum pno_status pno_dataset_read(struct pno_dataset *d, const char *path,
 				 const struct pno_dataset_opts *opt)
+{
+	return load(d, path, opt, 0);
+}
+
+enum pno_status pno_dataset_open(struct pno_dataset *d, const char *path,
+				 const struct pno_dataset_opts *opt)
+{
+	return load(d, path, opt, 1);
+}
+
+static enum pno_status load(struct pno_dataset *d, const char *path,
+			    const struct pno_dataset_opts *opt, int lazy)
 {
 	enum pno_status s;
 	struct pno_dataset_opts o = PNO_DATASET_OPTS_DEFAULT;
@@ -931,11 +964,11 @@ enum pno_status pno_dataset_read(struct pno_dataset *d, const char *path,
 	if (has_nu) {
 		if ((s = ds_open(&nu, file, path, "nu")) != PNO_STATUS_OK)
 			goto cleanup;
-		s = read_darcy(d, path, &nu, &t, o.max_samples);
+		s = read_darcy(d, path, &nu, &t, o.max_samples, lazy);
 		snprintf(d->layout, sizeof d->layout, "darcy");
 	} else {
-		s = o.pairs_step > 0 ? read_series_pairs(d, path, &t, &o)
-				     : read_series(d, path, &t, &o);
+		s = o.pairs_step > 0 ? read_series_pairs(d, path, &t, &o, lazy)
+				     : read_series(d, path, &t, &o, lazy);
 		snprintf(d->layout, sizeof d->layout, "timeseries");
 	}
 	if (s != PNO_STATUS_OK)
@@ -948,6 +981,21 @@ enum pno_status pno_dataset_read(struct pno_dataset *d, const char *path,
 		pno_clear_error();
 		snprintf(d->pde, sizeof d->pde, "%s", has_nu ? "darcy" : "unknown");
 	}
+	if (lazy) {	/* the file and datasets move to the handle */
+		struct pno__dataset_file *f = pno_calloc(1, sizeof *f);
+		if (!f) {
+			s = pno__errorf(PNO_STATUS_NOMEM, "%s: out of memory",
+					path);
+			goto cleanup;
+		}
+		snprintf(f->path, sizeof f->path, "%s", path);
+		f->file = file, f->nu = nu, f->t = t;
+		f->t_in = o.t_in;
+		f->t_out = o.t_out == -1 ? (int)t.dims[1] - 1 : o.t_out;
+		f->k = o.pairs_step;
+		file = nu.id = t.id = -1;
+		d->file = f;
+	}
 cleanup:
 	H5_CLOSE(H5Dclose, nu.id);
 	H5_CLOSE(H5Dclose, t.id);
@@ -957,12 +1005,90 @@ cleanup:
 	return s;
 }
 
+/* Sample i of an opened dataset: a hyperslab of each array. */
+static enum pno_status fetch_one(const struct pno_dataset *d, int i,
+				 float *in, float *out)
+{
+	const struct pno__dataset_file *f = d->file;
+	hsize_t start[4] = {(hsize_t)i, 0, 0, 0}, count[4] = {1, 1, 1, 1};
+	size_t per = (size_t)d->X * d->Y;
+	enum pno_status s;
+	const struct h5_ds *t = &f->t;
+	if (f->nu.id >= 0) {	/* darcy: nu (N, H, W) -> tensor (N[, 1], H, W) */
+		int off = t->rank == 4;
+		count[1] = f->nu.dims[1], count[2] = f->nu.dims[2];
+		if (in && (s = ds_read(&f->nu, f->path, "nu", start, count, in)))
+			return s;
+		if (off)
+			count[1] = 1, count[2] = t->dims[2], count[3] = t->dims[3];
+		if (out && (s = ds_read(t, f->path, "tensor", start, count, out)))
+			return s;
+	} else {	/* a series: (N, T, X[, Y]) at two steps */
+		int n = f->k ? i / d->pairs : i;
+		int t0 = f->k ? i % d->pairs : f->t_in;
+		int t1 = f->k ? t0 + f->k : f->t_out;
+		start[0] = (hsize_t)n;
+		count[2] = t->dims[2];
+		count[3] = t->rank == 4 ? t->dims[3] : 1;
+		start[1] = (hsize_t)t0;
+		if (in && (s = ds_read(t, f->path, "tensor", start, count, in)))
+			return s;
+		start[1] = (hsize_t)t1;
+		if (out && (s = ds_read(t, f->path, "tensor", start, count, out)))
+			return s;
+	}
+	for (size_t p = 0; p < per; p++)
+		if ((in && !isfinite(in[p])) || (out && !isfinite(out[p])))
+			return pno__errorf(PNO_STATUS_NONFINITE,
+					   "%s: sample %d has a non-finite value "
+					   "(flat index %zu)", f->path, i, p);
+	return PNO_STATUS_OK;
+}
+
+enum pno_status pno_dataset_fetch(const struct pno_dataset *d, const int *idx,
+				  int first, int n, float *in, float *out)
+{
+	enum pno_status s;
+	if (!d || n < 0 || (!d->file && !d->in))
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "dataset fetch: NULL or empty dataset");
+	size_t nin = (size_t)d->Cin * d->X * d->Y;
+	size_t nout = (size_t)d->Cout * d->X * d->Y;
+	h5_quiet();
+	for (int k = 0; k < n; k++) {
+		int i = idx ? idx[k] : first + k;
+		if (i < 0 || i >= d->N)
+			return pno__errorf(PNO_STATUS_RANGE,
+					   "dataset fetch: sample %d of %d", i,
+					   d->N);
+		float *xi = in ? in + (size_t)k * nin : NULL;
+		float *yi = out ? out + (size_t)k * nout : NULL;
+		if (!d->file) {
+			if (xi)
+				memcpy(xi, d->in + (size_t)i * nin,
+				       nin * sizeof(float));
+			if (yi)
+				memcpy(yi, d->out + (size_t)i * nout,
+				       nout * sizeof(float));
+		} else if ((s = fetch_one(d, i, xi, yi)) != PNO_STATUS_OK) {
+			return s;
+		}
+	}
+	return PNO_STATUS_OK;
+}
+
 void pno_dataset_free(struct pno_dataset *d)
 {
 	if (!d)
 		return;
 	pno_free(d->in);
 	pno_free(d->out);
+	if (d->file) {
+		H5_CLOSE(H5Dclose, d->file->nu.id);
+		H5_CLOSE(H5Dclose, d->file->t.id);
+		H5_CLOSE(H5Fclose, d->file->file);
+		pno_free(d->file);
+	}
 	memset(d, 0, sizeof *d);
 }
 

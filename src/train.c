@@ -203,6 +203,11 @@ enum pno_status pno_eval_rel_l2(struct pno_fno *m, const struct pno_dataset *d,
 		*out = NAN;
 		return PNO_STATUS_OK;
 	}
+	if (!d->in)
+		return pno__errorf(PNO_STATUS_INVALID,
+				   "evaluation: the samples are not in memory "
+				   "(pno_dataset_open: read them with "
+				   "pno_dataset_read)");
 	/* the mean prediction: dropout off, the mean head */
 	int stochastic = m->stochastic, heads = m->arch.heads == 2 ? 2 : 1;
 	m->stochastic = 0;
@@ -590,10 +595,10 @@ static enum pno_status fno_check(struct pno__trainee *t,
 }
 
 static enum pno_status fno_fit_norm(struct pno__trainee *t,
-				    const struct pno_dataset *d, int n_train)
+				    const struct pno__stats *st)
 {
-	struct fno_trainee *f = t->ctx;
-	pno_fno_fit_normalization(f->m, d, n_train);
+	struct pno_fno_norm *n = &((struct fno_trainee *)t->ctx)->m->norm;
+	pno__stats_apply(st, n->in_mean, n->in_std, n->out_mean, n->out_std);
 	return PNO_STATUS_OK;
 }
 

@@ -17,6 +17,21 @@ struct pno__loop_state {
 
 #define PNO__MAX_BLOCKS 2
 
+/* The training split's per-channel statistics, for a method's
+ * normalization (computed by the loop: from memory or the file, summed
+ * over the ranks). */
+#define PNO__STATS_MAX_CH 16
+struct pno__stats {
+	int cin, cout;
+	double in_mean[PNO__STATS_MAX_CH], in_sd[PNO__STATS_MAX_CH];
+	double out_mean[PNO__STATS_MAX_CH], out_sd[PNO__STATS_MAX_CH];
+};
+/* Means and standard deviations as floats into a method's normalization
+ * arrays (channels < cin, cout), a deviation <= 1e-12 or not finite
+ * becoming 1 (as pno_fno_fit_normalization). */
+void pno__stats_apply(const struct pno__stats *st, float *in_mean,
+		      float *in_std, float *out_mean, float *out_std);
+
 /* A trainable model: up to two parameter blocks, each with its own Adam
  * moments (a variational model keeps its [mu | rho] apart from the
  * network's point estimates). */
@@ -31,8 +46,9 @@ struct pno__trainee {
 	/* Check the data against the model (message names what differs). */
 	enum pno_status (*check)(struct pno__trainee *t,
 				 const struct pno_dataset *d);
+	/* Set the normalization from the training split's statistics. */
 	enum pno_status (*fit_norm)(struct pno__trainee *t,
-				    const struct pno_dataset *d, int n_train);
+				    const struct pno__stats *st);
 	/* Zero the gradients, compute the loss on (xb, yb) and, if it is
 	 * finite, accumulate its gradient. `step` is the optimizer step
 	 * (randomness is keyed by it), `epoch` the 1-based epoch; the B rows
@@ -91,8 +107,11 @@ enum pno_status pno__train_loop(struct pno__trainee *t,
 				const struct pno_train_opts *o,
 				struct pno_train_result *r);
 
-/* Mean relative L2 of the trainee's mean prediction on [first, first+n). */
-double pno__train_eval(struct pno__trainee *t, const struct pno_dataset *d,
-		       int first, int count);
+/* *out = mean relative L2 of the trainee's mean prediction on samples
+ * [first, first + count) (NAN if count is 0), each rank scoring its share;
+ * (xb, yb) hold Bmax samples read from a file. Collective; errors agreed. */
+enum pno_status pno__train_eval(struct pno__trainee *t,
+				const struct pno_dataset *d, int first,
+				int count, float *xb, float *yb, double *out);
 
 #endif

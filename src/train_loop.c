@@ -12,7 +12,12 @@
  * run follows the single-process one up to float rounding in the sums.
  * Everything the loop decides from (loss, gradient norm, validation loss)
  * is then the same on every rank; rank 0 alone writes checkpoints; every
- * failure goes through pno_dist_agree so all ranks stop together. */
+ * failure goes through pno_dist_agree so all ranks stop together.
+ *
+ * Samples come through pno_dataset_fetch: from memory, or from the file
+ * of a dataset opened with pno_dataset_open, so each rank reads only its
+ * rows of each batch, its share of the validation and test splits and,
+ * for the normalization, its share of the training split. */
 #include "internal.h"
 #include "pno/dist.h"
 #include "train_internal.h"
@@ -59,41 +64,151 @@ static void shard(int n, int *lo, int *hi)
 	*hi = (int)((long long)n * (r + 1) / R);
 }
 
-double pno__train_eval(struct pno__trainee *t, const struct pno_dataset *d,
-		       int first, int count)
+/* Samples [first, first + n) of d: pointers into memory, or read into
+ * (xb, yb) from the file. */
+static enum pno_status rows(const struct pno_dataset *d, int first, int n,
+			    float *xb, float *yb, const float **x,
+			    const float **y)
 {
 	size_t P = (size_t)d->X * d->Y;
-	size_t nin = (size_t)d->Cin * P, nout = (size_t)d->Cout * P;
-	double s = 0.0;
-	int lo, hi;
-	if (count <= 0)
-		return NAN;
-	shard(count, &lo, &hi);
-	for (int i = lo; i < hi; i += t->Bmax) {
-		int B = PNO__MIN(t->Bmax, hi - i);
-		s += t->eval(t, d->in + (size_t)(first + i) * nin,
-			     d->out + (size_t)(first + i) * nout, B);
+	if (d->in) {
+		*x = d->in + (size_t)first * d->Cin * P;
+		*y = d->out + (size_t)first * d->Cout * P;
+		return PNO_STATUS_OK;
 	}
-	/* a failed sum cannot be told apart from a diverged model */
-	if (pno_dist_allreduce_sum_f64(&s, 1) != PNO_STATUS_OK)
-		return NAN;
-	return s / count;
+	*x = xb, *y = yb;
+	return pno_dataset_fetch(d, NULL, first, n, xb, yb);
+}
+
+/* Sum acc[0..n) over the ranks with this rank's status in acc[n]: an
+ * error on any rank becomes every rank's (agreed). */
+static enum pno_status sum_agreed(double *acc, int n, enum pno_status s)
+{
+	enum pno_status c;
+	if (pno_dist_size() == 1)
+		return s;
+	acc[n] = s != PNO_STATUS_OK;
+	if ((c = pno_dist_allreduce_sum_f64(acc, (size_t)n + 1)) !=
+	    PNO_STATUS_OK)
+		return c;
+	return acc[n] > 0 ? pno_dist_agree(s, NULL) : PNO_STATUS_OK;
+}
+
+enum pno_status pno__train_eval(struct pno__trainee *t,
+				const struct pno_dataset *d, int first,
+				int count, float *xb, float *yb, double *out)
+{
+	enum pno_status s = PNO_STATUS_OK;
+	double acc[2] = {0.0, 0.0};
+	int lo, hi;
+	*out = NAN;
+	if (count <= 0)
+		return PNO_STATUS_OK;
+	shard(count, &lo, &hi);
+	for (int i = lo; i < hi && s == PNO_STATUS_OK; i += t->Bmax) {
+		int B = PNO__MIN(t->Bmax, hi - i);
+		const float *x, *y;
+		if ((s = rows(d, first + i, B, xb, yb, &x, &y)) == PNO_STATUS_OK)
+			acc[0] += t->eval(t, x, y, B);
+	}
+	if ((s = sum_agreed(acc, 1, s)) == PNO_STATUS_OK)
+		*out = acc[0] / count;
+	return s;
+}
+
+/* The per-channel mean and standard deviation of the training split's
+ * inputs and outputs (two passes, double sums in sample then point order,
+ * as pno_fno_fit_normalization), each rank summing its share. (xb, yb)
+ * hold `cap` samples. */
+static enum pno_status train_stats(struct pno__stats *st,
+				   const struct pno_dataset *d, int n_train,
+				   float *xb, float *yb, int cap)
+{
+	enum { M = PNO__STATS_MAX_CH };
+	size_t P = (size_t)d->X * d->Y;
+	double acc[2 * M + 1], cnt = (double)n_train * P;
+	enum pno_status s = PNO_STATUS_OK;
+	int lo, hi;
+	if (d->Cin > M || d->Cout > M)
+		return pno__errorf(PNO_STATUS_UNSUPPORTED,
+				   "normalization of %d -> %d channels: at most "
+				   "%d", d->Cin, d->Cout, M);
+	st->cin = d->Cin, st->cout = d->Cout;
+	shard(n_train, &lo, &hi);
+	for (int pass = 0; pass < 2; pass++) {
+		memset(acc, 0, sizeof acc);
+		for (int i = lo; i < hi && s == PNO_STATUS_OK; i += cap) {
+			int B = PNO__MIN(cap, hi - i);
+			const float *x, *y;
+			if ((s = rows(d, i, B, xb, yb, &x, &y)) != PNO_STATUS_OK)
+				break;
+			for (int io = 0; io < 2; io++) {
+				int C = io ? d->Cout : d->Cin;
+				const float *src = io ? y : x;
+				const double *mu = io ? st->out_mean : st->in_mean;
+				for (int c = 0; c < C; c++) {
+					double a = acc[io * M + c];
+					for (int n = 0; n < B; n++) {
+						const float *v = src + ((size_t)n * C + c) * P;
+						if (pass == 0)
+							for (size_t p = 0; p < P; p++)
+								a += v[p];
+						else
+							for (size_t p = 0; p < P; p++)
+								a += (v[p] - mu[c]) * (v[p] - mu[c]);
+					}
+					acc[io * M + c] = a;
+				}
+			}
+		}
+		if ((s = sum_agreed(acc, 2 * M, s)) != PNO_STATUS_OK)
+			return s;
+		for (int c = 0; c < M; c++) {
+			if (pass == 0) {
+				st->in_mean[c] = acc[c] / cnt;
+				st->out_mean[c] = acc[M + c] / cnt;
+			} else {
+				st->in_sd[c] = sqrt(acc[c] / cnt);
+				st->out_sd[c] = sqrt(acc[M + c] / cnt);
+			}
+		}
+	}
+	return PNO_STATUS_OK;
+}
+
+void pno__stats_apply(const struct pno__stats *st, float *in_mean,
+		      float *in_std, float *out_mean, float *out_std)
+{
+	for (int io = 0; io < 2; io++)
+		for (int c = 0; c < (io ? st->cout : st->cin); c++) {
+			double mu = io ? st->out_mean[c] : st->in_mean[c];
+			double sd = io ? st->out_sd[c] : st->in_sd[c];
+			if (!(sd > 1e-12) || !isfinite(sd))
+				sd = 1.0;
+			(io ? out_mean : in_mean)[c] = (float)mu;
+			(io ? out_std : in_std)[c] = (float)sd;
+		}
 }
 
 /* The loss and gradient of one global batch of B samples of which this
- * rank holds rows [lo, hi) in (xb, yb). One rank: the method's step. More:
- * the shares' weighted gradients and losses summed in one allreduce of
- * flat = [grads of every block | loss]; a rank whose loss is not finite
- * puts a NaN in, so every rank sees a non-finite step. */
-static double dist_step(struct pno__trainee *t, float *flat, const float *xb,
-			const float *yb, int B, int lo, int hi, int64_t step,
-			int epoch)
+ * rank holds rows [lo, hi) in (xb, yb), `fetched` the status of reading
+ * them. One rank: the method's step. More: the shares' weighted gradients
+ * and losses summed in one allreduce of flat = [grads of every block |
+ * loss | ranks that could not read their rows]; a rank whose loss is not
+ * finite puts a NaN in, so every rank sees a non-finite step. */
+static enum pno_status dist_step(struct pno__trainee *t, float *flat,
+				 const float *xb, const float *yb, int B,
+				 int lo, int hi, int64_t step, int epoch,
+				 enum pno_status fetched, double *out)
 {
 	size_t off = 0;
 	double loss = 0.0;
-	if (!flat)
-		return t->step(t, xb, yb, B, step, epoch, 0);
-	if (hi > lo)
+	if (!flat) {
+		if (fetched == PNO_STATUS_OK)
+			*out = t->step(t, xb, yb, B, step, epoch, 0);
+		return fetched;
+	}
+	if (hi > lo && fetched == PNO_STATUS_OK)
 		loss = t->step(t, xb, yb, hi - lo, step, epoch, lo);
 	else	/* no row of this batch here: contributes nothing */
 		for (int b = 0; b < t->nb; b++)
@@ -106,14 +221,19 @@ static double dist_step(struct pno__trainee *t, float *flat, const float *xb,
 		off += t->n[b];
 	}
 	flat[off] = isfinite(loss) ? (float)(w * loss) : NAN;
-	if (pno_dist_allreduce_sum_f32(flat, off + 1) != PNO_STATUS_OK)
-		return NAN;	/* lost the other ranks: stop below */
+	flat[off + 1] = fetched != PNO_STATUS_OK;
+	enum pno_status s = pno_dist_allreduce_sum_f32(flat, off + 2);
+	if (s != PNO_STATUS_OK)
+		return s;
+	if (flat[off + 1] > 0)
+		return pno_dist_agree(fetched, NULL);
 	off = 0;
 	for (int b = 0; b < t->nb; b++) {
 		memcpy(t->grads[b], flat + off, t->n[b] * sizeof(float));
 		off += t->n[b];
 	}
-	return flat[off];
+	*out = flat[off];
+	return PNO_STATUS_OK;
 }
 
 /* Global gradient norm over the blocks (double: finite iff every
@@ -175,7 +295,8 @@ enum pno_status pno__train_loop(struct pno__trainee *t,
 	float *best[PNO__MAX_BLOCKS] = {0};
 	int *perm = NULL;
 	float *xb = NULL, *yb = NULL, *flat = NULL;
-	size_t n_flat = 1;
+	size_t n_flat = 2;
+	struct pno__stats st;
 	size_t P = (size_t)d->X * d->Y;
 	size_t nin = (size_t)d->Cin * P, nout = (size_t)d->Cout * P;
 	int Bt = PNO__MIN(o->batch, t->Bmax);
@@ -191,8 +312,9 @@ enum pno_status pno__train_loop(struct pno__trainee *t,
 	for (int b = 0; b < t->nb; b++)
 		n_flat += t->n[b];
 	perm = pno_malloc((size_t)o->n_train * sizeof *perm);
-	xb = pno_malloc((size_t)Bt * nin * sizeof(float));
-	yb = pno_malloc((size_t)Bt * nout * sizeof(float));
+	/* Bmax >= Bt rows: batches, and evaluation chunks from a file */
+	xb = pno_malloc((size_t)t->Bmax * nin * sizeof(float));
+	yb = pno_malloc((size_t)t->Bmax * nout * sizeof(float));
 	if (pno_dist_size() > 1)
 		flat = pno_malloc(n_flat * sizeof(float));
 	if (!perm || !xb || !yb || (pno_dist_size() > 1 && !flat))
@@ -211,12 +333,22 @@ enum pno_status pno__train_loop(struct pno__trainee *t,
 		    (keep_best && !best[b]))
 			goto nomem;
 	}
+	/* memory is each rank's own: meet before the first collective that
+	 * moves data (a rank that failed is at the agreement below out) */
+	if ((s = pno_dist_agree(PNO_STATUS_OK, NULL)) != PNO_STATUS_OK)
+		goto out_agreed;
 	/* every rank reads the checkpoint (its content does not depend on
-	 * the number of ranks that wrote it) */
-	if (o->resume)
+	 * the number of ranks that wrote it); the ranks must agree on the
+	 * options, o->resume included: the two branches are different
+	 * collectives */
+	if (o->resume) {
 		s = t->ckpt_load(t, opt, &ls, keep_best ? best : NULL, o->resume);
-	else
-		s = t->fit_norm(t, d, o->n_train);
+	} else {	/* collective: every rank gets here */
+		if ((s = train_stats(&st, d, o->n_train, xb, yb, t->Bmax)) !=
+		    PNO_STATUS_OK)
+			goto out_agreed;
+		s = t->fit_norm(t, &st);
+	}
 	if ((s = pno_dist_agree(s, NULL)) != PNO_STATUS_OK)
 		goto out_agreed;
 	if (o->resume && pno_dist_is_root())
@@ -243,24 +375,18 @@ enum pno_status pno__train_loop(struct pno__trainee *t,
 		permutation(perm, o->n_train, o->seed, epoch);
 		for (int bi = 0; bi < n_batches && !rollback; bi++) {
 			int B = PNO__MIN(Bt, o->n_train - bi * Bt), lo, hi;
+			double loss = NAN;
 			shard(B, &lo, &hi);	/* [0, B) on one rank */
-			for (int k = lo; k < hi; k++) {
-				int idx = perm[bi * Bt + k];
-				memcpy(xb + (size_t)(k - lo) * nin,
-				       d->in + (size_t)idx * nin,
-				       nin * sizeof(float));
-				memcpy(yb + (size_t)(k - lo) * nout,
-				       d->out + (size_t)idx * nout,
-				       nout * sizeof(float));
-			}
+			s = pno_dataset_fetch(d, perm + bi * Bt + lo, 0, hi - lo,
+					      xb, yb);
 			/* after a rollback the same steps draw new masks and
 			 * normals: the restored state must not meet exactly
 			 * the draws that failed */
-			double loss = dist_step(t, flat, xb, yb, B, lo, hi,
-						opt[0].step +
-							((int64_t)ls.rollbacks
-							 << 40),
-						epoch);
+			s = dist_step(t, flat, xb, yb, B, lo, hi,
+				      opt[0].step + ((int64_t)ls.rollbacks << 40),
+				      epoch, s, &loss);
+			if (s != PNO_STATUS_OK)
+				goto out_agreed;
 			double gn = isfinite(loss) ? clip_blocks(t, o->clip) : NAN;
 			if (!isfinite(gn)) {
 				es.skipped_steps++;
@@ -300,7 +426,9 @@ enum pno_status pno__train_loop(struct pno__trainee *t,
 		es.rolled_back = rolled;
 		rolled = 0;
 		es.train_loss = counted ? sum / counted : NAN;
-		es.val_loss = pno__train_eval(t, d, o->n_train, o->n_val);
+		if ((s = pno__train_eval(t, d, o->n_train, o->n_val, xb, yb,
+					 &es.val_loss)) != PNO_STATUS_OK)
+			goto out_agreed;
 		es.seconds = now_s() - t0;
 		es.lr = opt[0].lr;
 		if (es.skipped_steps)
@@ -369,17 +497,20 @@ enum pno_status pno__train_loop(struct pno__trainee *t,
 	for (int b = 0; b < t->nb && keep_best && ls.best_epoch > 0; b++)
 		memcpy(t->params[b], best[b], t->n[b] * sizeof(float));
 	/* the scores of the weights the model ends with */
-	r->val_loss = pno__train_eval(t, d, o->n_train, o->n_val);
-	r->test_rel_l2 = pno__train_eval(t, d, d->N - o->n_test, o->n_test);
+	if ((s = pno__train_eval(t, d, o->n_train, o->n_val, xb, yb,
+				 &r->val_loss)) != PNO_STATUS_OK ||
+	    (s = pno__train_eval(t, d, d->N - o->n_test, o->n_test, xb, yb,
+				 &r->test_rel_l2)) != PNO_STATUS_OK)
+		goto out_agreed;
 	r->seconds = now_s() - t_start;
 	s = PNO_STATUS_OK;
 	goto out;
 nomem:
 	s = pno__errorf(PNO_STATUS_NOMEM, "training: out of memory");
 out:
-	/* a failure of this rank alone (memory, before the start) reaches
-	 * the others at the start's agreement; one that every rank meets
-	 * (non-finite training) is agreed by all */
+	/* a failure of this rank alone (memory) meets the others' agreement
+	 * after the allocations; one that every rank meets (non-finite
+	 * training) is agreed by all */
 	if (s != PNO_STATUS_OK)
 		s = pno_dist_agree(s, NULL);
 out_agreed:

@@ -51,11 +51,11 @@ static enum pno_status vfno_check(struct pno__trainee *t,
 }
 
 static enum pno_status vfno_fit_norm(struct pno__trainee *t,
-				     const struct pno_dataset *d, int n_train)
+				     const struct pno__stats *st)
 {
 	/* the mean channels; the log-variance channels keep (0, 1) */
-	pno_fno_fit_normalization(&((struct vfno_trainee *)t->ctx)->v->net, d,
-				  n_train);
+	struct pno_fno_norm *n = &((struct vfno_trainee *)t->ctx)->v->net.norm;
+	pno__stats_apply(st, n->in_mean, n->in_std, n->out_mean, n->out_std);
 	return PNO_STATUS_OK;
 }
 
@@ -145,10 +145,11 @@ static enum pno_status don_check(struct pno__trainee *t,
 }
 
 static enum pno_status don_fit_norm(struct pno__trainee *t,
-				    const struct pno_dataset *d, int n_train)
+				    const struct pno__stats *st)
 {
-	return pno_deeponet_fit_normalization(((struct don_trainee *)t->ctx)->m,
-					      d, n_train);
+	struct pno_deeponet_norm *n = &((struct don_trainee *)t->ctx)->m->norm;
+	pno__stats_apply(st, n->in_mean, n->in_std, n->out_mean, n->out_std);
+	return PNO_STATUS_OK;
 }
 
 static double don_step(struct pno__trainee *t, const float *xb,

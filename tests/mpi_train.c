@@ -238,17 +238,46 @@ static float *get(FILE *fp, size_t n)
 #define GRAD_TOL 1e-5
 #define LOSS_TOL 1e-4
 
-static void test_training(const char *mode, const char *file)
+/* `ref` also writes the data as FILE.h5 (Darcy layout); `check FILE
+ * file` trains from it opened with pno_dataset_open (each rank reads its
+ * rows), `check FILE memory` from the same data in memory. */
+static void test_training(const char *mode, const char *file,
+			  const char *source)
 {
 	struct pno_dataset d;
 	int ref = !strcmp(mode, "ref");
+	char h5[1024];
 	FILE *fp = fopen(file, ref ? "wb" : "rb");
 	CHECK(fp != NULL, "cannot open %s", file);
 	if (!fp)
 		return;
 	CHECK(ref == (pno_dist_size() == 1), "ref runs alone, check under "
 	      "mpirun (%d ranks)", pno_dist_size());
+	snprintf(h5, sizeof h5, "%s.h5", file);
 	tu_heat_dataset(&d, 2, NS, RES, 2e-3, 5);
+	if (ref) {
+		struct pno_h5_array a[2] = {
+			{"nu", 3, {NS, RES, RES}, d.in},
+			{"tensor", 4, {NS, 1, RES, RES}, d.out},
+		};
+		CHECK(pno_h5_write(h5, a, 2, NULL, 0, 1) == PNO_STATUS_OK, "%s",
+		      pno_last_error());
+		/* and a copy with a NaN in training sample 3's output */
+		char bad[1100];
+		snprintf(bad, sizeof bad, "%s.nan.h5", file);
+		d.out[3 * RES * RES + 17] = NAN;
+		CHECK(pno_h5_write(bad, a, 2, NULL, 0, 1) == PNO_STATUS_OK, "%s",
+		      pno_last_error());
+		d.out[3 * RES * RES + 17] = 0.0f;	/* unused below */
+		pno_dataset_free(&d);
+		tu_heat_dataset(&d, 2, NS, RES, 2e-3, 5);
+	} else if (source && !strcmp(source, "file")) {
+		pno_dataset_free(&d);
+		CHECK(pno_dataset_open(&d, h5, NULL) == PNO_STATUS_OK, "%s",
+		      pno_last_error());
+		if (!d.file)
+			return;
+	}
 	for (int k = 0; k < NMETH; k++) {
 		struct run r;
 		float loss[STEPS];
@@ -268,7 +297,8 @@ static void test_training(const char *mode, const char *file)
 			CHECK(e <= GRAD_TOL, "%s: gradient error %.3g", methods[k], e);
 			if (pno_dist_is_root())
 				printf("  %-10s gradient of one batch: relative "
-				       "error %.2e\n", methods[k], e);
+				       "error %.2e (data from %s)\n", methods[k], e,
+				       source);
 			pno_free(g);
 		}
 		run_free(&r);
@@ -300,17 +330,17 @@ static void test_training(const char *mode, const char *file)
 	pno_dataset_free(&d);
 }
 
-/* A run stopped by one rank: rank 1 resumes from a file that is not a
- * checkpoint, rank 0 starts afresh. Both must return rank 1's status and
- * message (and not wait for each other). */
-static void test_fail_one(const char *bad)
+/* A run stopped by one rank: both resume, rank 1 from a file that is not
+ * a checkpoint, rank 0 from a good one. Both must return rank 1's status
+ * and message (and not wait for each other). */
+static void test_fail_one(const char *bad, const char *good)
 {
 	struct pno_dataset d;
 	struct run r;
 	char mine[1000], root[1000];
 	tu_heat_dataset(&d, 2, NS, RES, 2e-3, 5);
 	enum pno_status s = train(&r, "fno", &d, NTRAIN, 2, NULL,
-				  pno_dist_rank() == 1 ? bad : NULL);
+				  pno_dist_rank() == 1 ? bad : good);
 	snprintf(mine, sizeof mine, "%s", pno_last_error());
 	snprintf(root, sizeof root, "%s", mine);
 	CHECK(pno_dist_bcast(root, sizeof root, 0) == PNO_STATUS_OK, "%s",
@@ -325,6 +355,40 @@ static void test_fail_one(const char *bad)
 		printf("  both ranks: %s: %s\n", pno_status_name(s), mine);
 	run_free(&r);
 	pno_dataset_free(&d);
+}
+
+/* A NaN that only one rank reads (training sample 3 of the file, opened
+ * with pno_dataset_open): found while computing the normalization of a
+ * fresh run, and inside a training step of a resumed run (the resume
+ * skips the normalization); either way every rank returns NONFINITE with
+ * the same message naming the sample. */
+static void test_fail_data(const char *bad, const char *ck)
+{
+	for (int resume = 0; resume < 2; resume++) {
+		struct pno_dataset d;
+		struct run r;
+		char mine[1000], root[1000];
+		CHECK(pno_dataset_open(&d, bad, NULL) == PNO_STATUS_OK, "%s",
+		      pno_last_error());
+		enum pno_status s = train(&r, "fno", &d, NTRAIN, 4, NULL,
+					  resume ? ck : NULL);
+		snprintf(mine, sizeof mine, "%s", pno_last_error());
+		snprintf(root, sizeof root, "%s", mine);
+		CHECK(pno_dist_bcast(root, sizeof root, 0) == PNO_STATUS_OK,
+		      "%s", pno_last_error());
+		CHECK(s == PNO_STATUS_NONFINITE && strstr(mine, "sample 3 ") &&
+			      !strncmp(mine, "rank ", 5),
+		      "%s: %s: %s", resume ? "resumed" : "fresh",
+		      pno_status_name(s), mine);
+		CHECK(!strcmp(mine, root), "rank 0 says '%s', this rank '%s'",
+		      root, mine);
+		if (pno_dist_is_root())
+			printf("  %s run, both ranks: %s: %s\n",
+			       resume ? "resumed" : "fresh", pno_status_name(s),
+			       mine);
+		run_free(&r);
+		pno_dataset_free(&d);
+	}
 }
 
 /* Checkpoints do not depend on the number of ranks: `ckpt` writes one
@@ -375,9 +439,11 @@ int main(int argc, char **argv)
 	if (!strcmp(what, "collectives"))
 		test_collectives();
 	else if ((!strcmp(what, "ref") || !strcmp(what, "check")) && argc > 2)
-		test_training(what, argv[2]);
-	else if (!strcmp(what, "fail_one") && argc > 2)
-		test_fail_one(argv[2]);
+		test_training(what, argv[2], argc > 3 ? argv[3] : "memory");
+	else if (!strcmp(what, "fail_one") && argc > 3)
+		test_fail_one(argv[2], argv[3]);
+	else if (!strcmp(what, "fail_data") && argc > 3)
+		test_fail_data(argv[2], argv[3]);
 	else if ((!strcmp(what, "ckpt") || !strcmp(what, "resume")) &&
 		 argc > 3)
 		test_resume(what, argv[2], argv[3]);

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Data-parallel tests under mpirun with 2 ranks (ctest label "mpi").
 # usage: mpi_train.sh MPIEXEC MPI_TRAIN PNO TMPDIR
-# Every run is under `timeout`: a rank that hangs fails the test.
+# Every run is under `timeout` (60 s; each takes a few seconds): a rank
+# that hangs fails the test.
 set -u
 MPIEXEC=$1 T=$2 PNO=$3 TMP=$4
 mkdir -p "$TMP"
@@ -13,7 +14,7 @@ fail=0
 run() {	# name, command...
 	name=$1
 	shift
-	if timeout 120 "$@" >"$TMP/$name.out" 2>&1; then
+	if timeout 60 "$@" >"$TMP/$name.out" 2>&1; then
 		echo "ok   $name"
 	else
 		echo "FAIL $name (status $?):"
@@ -25,7 +26,7 @@ run() {	# name, command...
 expect_fail() {	# name, what both ranks must say, command...
 	name=$1 want=$2
 	shift 2
-	timeout 120 "$@" >"$TMP/$name.out" 2>&1
+	timeout 60 "$@" >"$TMP/$name.out" 2>&1
 	st=$?
 	n=$(grep -c -F -- "$want" "$TMP/$name.out")
 	if [ $st -ne 0 ] && [ $st -ne 124 ] && [ "$n" -eq 2 ]; then
@@ -41,18 +42,22 @@ run collectives $MPIRUN "$T" collectives
 # the same training on one process and on two
 rm -f "$TMP/ref.bin" "$TMP/ck.st"
 run train_ref "$T" ref "$TMP/ref.bin"
-run train_check $MPIRUN "$T" check "$TMP/ref.bin"
+run train_check $MPIRUN "$T" check "$TMP/ref.bin" memory
+run train_check_file $MPIRUN "$T" check "$TMP/ref.bin" file
 # a checkpoint written by two ranks, resumed by one
 run ckpt_2 $MPIRUN "$T" ckpt "$TMP/ref.bin" "$TMP/ck.st"
 run resume_1 "$T" resume "$TMP/ref.bin" "$TMP/ck.st"
 # an error on one rank stops both with its message
 echo "not a checkpoint" >"$TMP/bad.st"
-run fail_one $MPIRUN "$T" fail_one "$TMP/bad.st"
+run fail_one $MPIRUN "$T" fail_one "$TMP/bad.st" "$TMP/ck.st"
+# a NaN in a sample that one rank reads, in the normalization and in a step
+run fail_data $MPIRUN "$T" fail_data "$TMP/ref.bin.nan.h5" "$TMP/ck.st"
 
 # the command line: rank 1 alone gets a file that is not HDF5
 "$PNO" generate darcy --samples 24 --res 16 --fine-res 31 --quiet --force \
 	--threads 1 --out "$TMP/d.h5" >/dev/null || fail=1
 echo "not HDF5" >"$TMP/bad.h5"
+rm -f "$TMP/m.st"
 cat >"$TMP/pick.sh" <<EOS
 #!/bin/sh
 d="$TMP/d.h5"

@@ -162,6 +162,7 @@ struct pno_dataset_opts {
 };
 #define PNO_DATASET_OPTS_DEFAULT {0, -1, 0, 0}
 
+struct pno__dataset_file;	/* the open file of pno_dataset_open */
 struct pno_dataset {
 	int N;			/* samples */
 	int Cin, Cout;		/* channels */
@@ -174,6 +175,8 @@ struct pno_dataset {
 	int pairs;		/* pairs_step: pairs per trajectory (T - k),
 				 * sample n (T - k) + t is (t -> t + k) of
 				 * trajectory n; 0 otherwise */
+	struct pno__dataset_file *file; /* pno_dataset_open: the samples
+				 * stay in the file (in, out NULL) */
 };
 /* Reads and validates. Layout: 'nu' + 'tensor' is Darcy (nu (N, H, W) is
  * the input; tensor (N, 1, H, W) or (N, H, W) the output); 'tensor' alone
@@ -196,6 +199,21 @@ struct pno_dataset {
  * failure *d is zeroed. */
 enum pno_status pno_dataset_read(struct pno_dataset *d, const char *path,
 				 const struct pno_dataset_opts *opt);
+/* As pno_dataset_read (same checks, errors and fields) but reads no
+ * sample: in and out stay NULL and the file stays open (read-only) until
+ * pno_dataset_free. Samples are then read with pno_dataset_fetch, each a
+ * hyperslab of the file, so a process (a data-parallel rank) holds only
+ * the rows it works on. NaN/Inf are found as samples are fetched. */
+enum pno_status pno_dataset_open(struct pno_dataset *d, const char *path,
+				 const struct pno_dataset_opts *opt);
+/* Samples idx[0..n) (idx NULL: first .. first + n - 1) of d into in
+ * (n, Cin, X[, Y]) and out (n, Cout, X[, Y]) (either may be NULL: not
+ * read): copied from memory after
+ * pno_dataset_read, read from the file after pno_dataset_open. Errors: an
+ * index outside [0, N) RANGE; a failed read IO; a NaN or Inf NONFINITE
+ * naming the file and sample. Not thread-safe (HDF5). */
+enum pno_status pno_dataset_fetch(const struct pno_dataset *d, const int *idx,
+				  int first, int n, float *in, float *out);
 void pno_dataset_free(struct pno_dataset *d);
 
 /* Whole trajectories of a time series, for autoregressive rollouts. */

@@ -362,7 +362,11 @@ static int cmd_train(int argc, char **argv)
 	dopt.t_in = t_in;
 	dopt.t_out = t_out;
 	dopt.pairs_step = pairs_step;
-	enum pno_status s = pno_dataset_read(&d, data, &dopt);
+	/* on several ranks the samples stay in the file and each rank reads
+	 * the rows it trains on (the ensemble's own scoring needs them all) */
+	enum pno_status s = pno_dist_size() > 1 && !is_ens
+				    ? pno_dataset_open(&d, data, &dopt)
+				    : pno_dataset_read(&d, data, &dopt);
 	s = pno_dist_agree(s, NULL);	/* a rank that cannot read stops all */
 	if (s == PNO_STATUS_RANGE || s == PNO_STATUS_INVALID) {
 		fprintf(stderr, "pno train: %s\n", pno_last_error());
@@ -536,8 +540,19 @@ static int cmd_train(int argc, char **argv)
 	struct drift_ref dref = {0};
 	s = PNO_STATUS_OK;
 	if (pno_dist_is_root()) {	/* only rank 0 saves the model */
-		s = drift_ref_compute(&dref, d.in, ntrain, d.Cin, d.dims, d.X,
-				      d.Y, 1000);
+		float *tin = d.in;	/* the training inputs, for a moment */
+		if (!tin) {
+			tin = malloc((size_t)ntrain * d.Cin * d.X * d.Y *
+				     sizeof *tin);
+			s = tin ? pno_dataset_fetch(&d, NULL, 0, ntrain, tin,
+						    NULL)
+				: PNO_STATUS_NOMEM;
+		}
+		if (s == PNO_STATUS_OK)
+			s = drift_ref_compute(&dref, tin, ntrain, d.Cin, d.dims,
+					      d.X, d.Y, 1000);
+		if (tin != d.in)
+			free(tin);
 		if (s == PNO_STATUS_OK)
 			s = drift_ref_to_json(&dref, &dj);
 		drift_ref_free(&dref);
