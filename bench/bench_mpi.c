@@ -2,8 +2,9 @@
  * configuration of docs/performance.md (64x64, width 32, modes 12x12, 4
  * layers, global batch 16, relative L2) on random in-memory data and
  * prints, on rank 0, the median step time (forward + backward on this
- * rank's rows, the gradient allreduce, AdamW) and the bytes each rank sent
- * per step. Run it alone and under `mpirun -np P`; bench/bench_mpi.sh
+ * rank's rows, the gradient allreduce, AdamW), the time of that allreduce
+ * alone and the bytes each rank sent per step (after the first: the
+ * start's parameter broadcast is once per run). Run it alone and under `mpirun -np P`; bench/bench_mpi.sh
  * runs 1 and 2 ranks and prints the scaling efficiency t1 / (P tP).
  * usage: bench_mpi [steps] [threads per rank] */
 #include "bench_util.h"
@@ -16,9 +17,20 @@
 
 enum { X = 64, BATCH = 16 };
 
+/* This process's CPU time: the work a step costs, whatever else the
+ * machine runs (wall times on a shared machine measure the neighbours). */
+static double cpu_now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+	return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 struct clock {
 	double last, dt[4096];
+	double cpu0, cpu;	/* CPU time at the first and the last step */
 	int n;
+	uint64_t bytes0, bytes;	/* sent at the first and the last step */
 };
 
 static void on_batch(void *ud, int epoch, int batch, int n_batches,
@@ -29,6 +41,10 @@ static void on_batch(void *ud, int epoch, int batch, int n_batches,
 	(void)epoch, (void)batch, (void)n_batches, (void)loss;
 	if (c->last > 0 && c->n < 4096)
 		c->dt[c->n++] = now - c->last;
+	else
+		c->bytes0 = pno_dist_bytes(), c->cpu0 = cpu_now();
+	c->bytes = pno_dist_bytes();
+	c->cpu = cpu_now();
 	c->last = now;
 }
 
@@ -73,9 +89,7 @@ int main(int argc, char **argv)
 	o.keep_best = 0;
 	o.on_batch = on_batch;
 	o.ud = &c;
-	uint64_t bytes0 = pno_dist_bytes();
 	enum pno_status s = pno_train_fno(&m, &d, &o, &r);
-	uint64_t bytes = pno_dist_bytes() - bytes0;
 	if (s != PNO_STATUS_OK) {
 		fprintf(stderr, "bench_mpi: %s\n", pno_last_error());
 		return 1;
@@ -93,11 +107,16 @@ int main(int argc, char **argv)
 		ta[k] = bench_now() - t0;
 	}
 	pno_free(g);
+	/* CPU seconds per step summed over the ranks */
+	double cpu = (c.cpu - c.cpu0) / (c.n > 0 ? c.n : 1);
+	pno_dist_allreduce_sum_f64(&cpu, 1);
 	if (pno_dist_is_root())
 		printf("ranks %d  threads/rank %d  params %zu  global batch %d  "
-		       "step %.4f s  allreduce %.4f s  sent/step %.0f bytes\n",
+		       "step %.4f s  cpu/step %.4f s  allreduce %.4f s  "
+		       "sent/step %.0f bytes\n",
 		       pno_dist_size(), pno_threads_get(), m.n_params, BATCH,
-		       med, bench_median(ta, 10), (double)bytes / steps);
+		       med, cpu, bench_median(ta, 10),
+		       (double)(c.bytes - c.bytes0) / (c.n > 0 ? c.n : 1));
 	pno_fno_free(&m);
 	pno_dataset_free(&d);
 	pno_dist_finalize();

@@ -9,6 +9,13 @@ mkdir -p "$TMP"
 # root in containers/CI needs --allow-run-as-root; two ranks on fewer cores
 MPIRUN="$MPIEXEC -np 2 --oversubscribe --allow-run-as-root"
 export OMP_NUM_THREADS=1
+# Under the sanitizers: Open MPI keeps state until exit by design; its
+# leaks are suppressed (tests/mpi_lsan.supp), which needs its plugins kept
+# loaded and full (DWARF) stacks to name the libraries.
+HERE=$(cd "$(dirname "$0")" && pwd)
+export OMPI_MCA_mca_base_component_disable_dlclose=1
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
+export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$HERE/mpi_lsan.supp"
 fail=0
 
 run() {	# name, command...

@@ -31,7 +31,8 @@
  * pno_fno_set_rng(m, seed) (k = m->rng_calls before the call) draws its
  * masks from Philox key `seed`, stream k: element e (row-major within the
  * sample's mask) of batch element b of mask `id` is kept iff word e & 3 of
- * pno_philox4x32(seed, b * 2^32 + e / 4, 2^62 + 64 k + id) is >=
+ * pno_philox4x32(seed, b * 2^32 + e / 4, 2^62 + 64 k + id) (b counted
+ * from m->rng_b0, 0 unless training data-parallel) is >=
  * round(p * 2^32), with id 0 for the lift, 1 + l for hidden layer l, 17
  * for the projection and 18 + l for the Fourier modes of layer l (a mode
  * mask is (W, K) per sample in the canonical mode order of spectral.h).

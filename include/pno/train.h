@@ -7,6 +7,15 @@
  * count give the same loss trajectory to the bit, and a run resumed from a
  * checkpoint continues exactly as the uninterrupted run would have. No
  * allocation happens inside a training step.
+ *
+ * Data-parallel: when several ranks of pno/dist.h run (under mpirun),
+ * every rank calls the same training function with the same options and
+ * model; each computes its contiguous share of every batch and the
+ * gradients are summed in one allreduce per step, so the run follows the
+ * single-process one to float32 rounding (docs/mpi.md). Rank 0 alone
+ * writes checkpoints; failures are agreed, so every rank returns the same
+ * status and message. A dataset from pno_dataset_open is read row by row
+ * (each rank its own rows); pno_eval_rel_l2 needs one in memory.
  */
 #ifndef PNO_TRAIN_H
 #define PNO_TRAIN_H
