@@ -3,6 +3,9 @@
 #include "internal.h"
 #include "pde_internal.h"
 
+#include "pno/dist.h"
+
+#include <limits.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -37,12 +40,18 @@ long pno__steps_per_interval(double dt_out, double dt_max)
 	return k < 1 ? 1 : (long)k;
 }
 
-/* Shared state of one run; `stop` and the error are written under the
- * 'gen' critical section. */
+/* Shared state of one run over samples [lo, hi); `stop` and the error
+ * are written under the 'gen' critical section. Finished samples go to
+ * the stream `out` (one process), or are packed into `chunk` at
+ * (n - lo) * per_sample (a round of a run over several processes). */
 struct run {
 	const struct pno__gen *g;
 	struct pno_h5_stream *out;
-	long done;
+	float *chunk;
+	const size_t *off;	/* per output: offset in a packed sample */
+	size_t per_sample;
+	long lo, hi;
+	long done, done0;	/* samples finished here; before this round */
 	int stop;
 	enum pno_status st;
 	char msg[512];
@@ -87,6 +96,8 @@ static void run_samples(struct run *r, const size_t *elems, int threads)
 {
 	const struct pno__gen *g = r->g;
 	long N = g->base->samples;
+	if (r->hi - r->lo < threads)
+		threads = (int)(r->hi - r->lo > 1 ? r->hi - r->lo : 1);
 #pragma omp parallel num_threads(threads)
 	{
 		void *ws = NULL;
@@ -107,7 +118,7 @@ static void run_samples(struct run *r, const size_t *elems, int threads)
 		}
 		int ok = wst == PNO_STATUS_OK;
 #pragma omp for schedule(dynamic, 1)
-		for (long n = 0; n < N; n++) {
+		for (long n = r->lo; n < r->hi; n++) {
 			int stop;
 #pragma omp atomic read
 			stop = r->stop;
@@ -124,16 +135,25 @@ static void run_samples(struct run *r, const size_t *elems, int threads)
 					 * already stopped the run otherwise) */
 					pno__errorf(st, "%s: cancelled after %ld "
 						    "of %ld samples", g->pde,
-						    r->done, N);
+						    r->done0 + r->done, N);
 					run_fail(r, st, -1);
 				} else if (st != PNO_STATUS_OK) {
 					run_fail(r, st, n);
 				}
 				for (int k = 0; k < g->n_out && st == PNO_STATUS_OK &&
 						!r->stop; k++)
-					st = pno_h5_stream_put(r->out, k, n, buf[k]);
+					if (r->chunk)
+						memcpy(r->chunk + (size_t)(n - r->lo) *
+							       r->per_sample + r->off[k],
+						       buf[k], elems[k] * sizeof(float));
+					else
+						st = pno_h5_stream_put(r->out, k, n,
+								       buf[k]);
 				if (st != PNO_STATUS_OK) {
 					run_fail(r, st, -1);
+				} else if (r->chunk) {
+					if (!r->stop)
+						r->done++;
 				} else if (!r->stop) {
 					r->done++;
 					if (g->base->progress &&
@@ -181,6 +201,201 @@ static enum pno_status plan_threads(const struct pno__gen *g,
 		t = fit;
 	}
 	*threads = t < 1 ? 1 : t;
+	return PNO_STATUS_OK;
+}
+
+/* ---- one run over several processes (pno/dist.h) ----
+ * Rank q computes the contiguous samples [N q / P, N (q + 1) / P) in
+ * rounds of at most C samples. After each round every rank learns
+ * whether any rank failed (pno_dist_agree: all stop together with the
+ * first failing rank's status and message), then rank 0 gathers the
+ * round's samples and writes them in index order to the one file it
+ * alone opened. Sample n depends only on (seed, n), so the file holds
+ * the same values for any P. Every rank calls pno__generate (the
+ * generators are collective once pno_dist_init has joined several
+ * ranks). Rank 0 holds at most GEN_GATHER_BYTES of samples at a time;
+ * about GEN_ROUNDS rounds (fewer when a round must give each thread a
+ * sample) move the progress bar and bound how long a rank computes
+ * after another has failed. */
+#define GEN_GATHER_BYTES ((size_t)256 << 20)
+
+/* src/dist_idle.c (to join pno/dist.h) */
+enum pno_status pno_dist_barrier_idle(double poll_s);
+#define GEN_ROUNDS 8
+
+static long rank_lo(long N, int P, int q)
+{
+	return (long)((int64_t)N * q / P);
+}
+
+/* Samples of rank q in round j. */
+static void round_range(long N, int P, int q, long C, long j, long *a,
+			long *z)
+{
+	long hi = rank_lo(N, P, q + 1);
+	*a = rank_lo(N, P, q) + j * C;
+	if (*a > hi)
+		*a = hi;
+	*z = *a + C < hi ? *a + C : hi;
+}
+
+/* Samples of all ranks in round j. */
+static long round_total(long N, int P, long C, long j)
+{
+	long t = 0;
+	for (int q = 0; q < P; q++) {
+		long a, z;
+		round_range(N, P, q, C, j, &a, &z);
+		t += z - a;
+	}
+	return t;
+}
+
+/* Round j's samples of every rank to rank 0's `all`, rank after rank
+ * (counts: P entries, used on rank 0). */
+static enum pno_status gather_round(float *all, size_t *counts,
+				    const float *chunk, long C, long j,
+				    const struct run *r)
+{
+	long N = r->g->base->samples;
+	int P = pno_dist_size();
+	size_t row = r->per_sample * sizeof(float);
+	for (int q = 0; q < P; q++) {
+		long a, z;
+		round_range(N, P, q, C, j, &a, &z);
+		counts[q] = (size_t)(z - a) * row;
+	}
+	return pno_dist_gatherv(all, counts, chunk,
+				(size_t)(r->hi - r->lo) * row, 0);
+}
+
+/* Rank 0: write the gathered round (rank after rank, in index order) and
+ * report progress. */
+static enum pno_status round_write(struct run *r, const float *all,
+				   long C, long j, long *done)
+{
+	const struct pno__gen *g = r->g;
+	long N = g->base->samples;
+	int P = pno_dist_size();
+	const float *src = all;
+	enum pno_status st = PNO_STATUS_OK;
+	for (int q = 0; q < P; q++) {
+		long a, z;
+		round_range(N, P, q, C, j, &a, &z);
+		for (long n = a; n < z; n++, src += r->per_sample)
+			for (int k = 0; k < g->n_out; k++)
+				if ((st = pno_h5_stream_put(r->out, k, n,
+							    src + r->off[k])) !=
+				    PNO_STATUS_OK)
+					return st;
+		*done += z - a;
+	}
+	if (g->base->progress &&
+	    g->base->progress(g->base->progress_ud, *done, N))
+		return pno__errorf(PNO_STATUS_CANCELLED, "%s: cancelled after "
+				   "%ld of %ld samples", g->pde, *done, N);
+	return PNO_STATUS_OK;
+}
+
+static enum pno_status generate_dist(const struct pno__gen *g,
+				     const char *path, int overwrite,
+				     const struct pno_h5_array *arrays, int na,
+				     const struct pno_h5_attr *attrs, int nt,
+				     const size_t *elems, size_t per_sample,
+				     int threads, enum pno_status st)
+{
+	long N = g->base->samples;
+	int P = pno_dist_size(), me = pno_dist_rank();
+	size_t off[PNO__GEN_MAX_OUT];
+	char msg[512] = "";
+	float *chunk = NULL, *all = NULL;
+	size_t *counts = NULL;
+	struct run r = {.g = g, .off = off, .per_sample = per_sample};
+
+	for (int k = 0; k < g->n_out; k++)
+		off[k] = k ? off[k - 1] + elems[k - 1] : 0;
+	long span = (N + P - 1) / P, C = (span + GEN_ROUNDS - 1) / GEN_ROUNDS;
+	size_t cap = GEN_GATHER_BYTES / ((size_t)P * per_sample * sizeof(float));
+	if (C < threads)
+		C = threads;
+	if ((size_t)C > cap)
+		C = cap ? (long)cap : 1;
+	if (C > span)
+		C = span;
+	/* MPI's int counts and displacements bound what rank 0 receives */
+	if (st == PNO_STATUS_OK &&
+	    (size_t)P * (size_t)C * per_sample > INT_MAX / sizeof(float))
+		st = pno__errorf(PNO_STATUS_INVALID, "%s: one sample of %zu "
+				 "values is too large to gather from %d "
+				 "processes", g->pde, per_sample, P);
+	if (st == PNO_STATUS_OK && me == 0)
+		st = pno_h5_stream_open(&r.out, path, arrays, na, overwrite);
+	if (st == PNO_STATUS_OK &&
+	    (!(chunk = pno_malloc((size_t)C * per_sample * sizeof *chunk)) ||
+	     !(counts = pno_malloc((size_t)P * sizeof *counts)) ||
+	     (me == 0 && !(all = pno_malloc((size_t)P * C * per_sample *
+					    sizeof *all)))))
+		st = pno__errorf(PNO_STATUS_NOMEM, "%s: out of memory for %ld "
+				 "samples of %zu values", g->pde,
+				 me == 0 ? (long)P * C : C, per_sample);
+	if (st != PNO_STATUS_OK)
+		snprintf(msg, sizeof msg, "%s", pno_last_error());
+	/* `agreed` is the same on every rank, so all leave the loop in the
+	 * same round; st may differ (rank 0's writes) until the next agree */
+	enum pno_status agreed = st = pno_dist_agree(st, msg);
+	r.chunk = chunk;
+	long done = 0;
+	for (long j = 0; agreed == PNO_STATUS_OK && j * C < span; j++) {
+		const volatile int *c = g->base->cancel;
+		round_range(N, P, me, C, j, &r.lo, &r.hi);
+		r.done0 = done;
+		r.done = 0;
+		/* st is not OK here only on rank 0 after a failed write: it
+		 * computes nothing and tells the others below */
+		if (st == PNO_STATUS_OK && c && *c) {
+			st = pno__errorf(PNO_STATUS_CANCELLED, "%s: cancelled "
+					 "after %ld of %ld samples", g->pde,
+					 done, N);
+			snprintf(msg, sizeof msg, "%s", pno_last_error());
+		} else if (st == PNO_STATUS_OK && r.lo < r.hi) {
+			run_samples(&r, elems, threads);
+			if (r.stop) {
+				st = r.st;
+				snprintf(msg, sizeof msg, "%s", r.msg);
+			}
+		}
+		/* a rank done first sleeps rather than busy-polls */
+		pno_dist_barrier_idle(1e-3);
+		agreed = st = pno_dist_agree(st, msg);
+		if (agreed != PNO_STATUS_OK)
+			break;
+		st = gather_round(all, counts, chunk, C, j, &r);
+		if (st == PNO_STATUS_OK && me == 0)
+			st = round_write(&r, all, C, j, &done);
+		else	/* the others only count */
+			done += round_total(N, P, C, j);
+		if (st != PNO_STATUS_OK)
+			snprintf(msg, sizeof msg, "%s", pno_last_error());
+	}
+	/* rank 0's last writes, or its commit, may still fail (agreed is
+	 * the same everywhere: all ranks agree once more, or none) */
+	if (agreed == PNO_STATUS_OK) {
+		if (st == PNO_STATUS_OK && me == 0) {
+			st = pno_h5_stream_commit(r.out, attrs, nt);
+			r.out = NULL;
+			if (st != PNO_STATUS_OK)
+				snprintf(msg, sizeof msg, "%s", pno_last_error());
+		}
+		agreed = pno_dist_agree(st, msg);
+	}
+	if (agreed != PNO_STATUS_OK)	/* the first failing rank's message */
+		snprintf(msg, sizeof msg, "%s", pno_last_error());
+	pno_h5_stream_abort(r.out);
+	pno_free(chunk);
+	pno_free(all);
+	pno_free(counts);
+	if (agreed != PNO_STATUS_OK)
+		return pno__errorf(agreed, "%s", msg);
 	return PNO_STATUS_OK;
 }
 
@@ -244,9 +459,13 @@ enum pno_status pno__generate(const struct pno__gen *g, const char *path,
 		attrs[nt++] = g->attrs[i];
 
 	int threads = 1;
-	if ((st = plan_threads(g, per_sample, &threads)) != PNO_STATUS_OK)
+	st = plan_threads(g, per_sample, &threads);
+	if (pno_dist_size() > 1)	/* every rank calls; they agree on st */
+		return generate_dist(g, path, overwrite, arrays, na, attrs, nt,
+				     elems, per_sample, threads, st);
+	if (st != PNO_STATUS_OK)
 		return st;
-	struct run r = {.g = g, .st = PNO_STATUS_OK};
+	struct run r = {.g = g, .st = PNO_STATUS_OK, .lo = 0, .hi = b->samples};
 	if ((st = pno_h5_stream_open(&r.out, path, arrays, na, overwrite)) !=
 	    PNO_STATUS_OK)
 		return st;

@@ -8,8 +8,8 @@
 #include "flags.h"
 
 #include "pno/core.h"
+#include "pno/dist.h"
 #include "pno/io.h"
-
 
 #include <dirent.h>
 #include <errno.h>
@@ -46,13 +46,18 @@ static void gen_hash(const struct bench_pde *p, char hex[65])
 	json_decref(o);
 }
 
+static void data_path(const struct bench *b, struct bench_pde *p)
+{
+	snprintf(p->data, sizeof p->data, "%s/data/%s.h5", b->out, p->label);
+}
+
 /* Reuse DIR/data/<label>.h5 when its record matches the generation
  * arguments, else generate it. Returns 0 (p->data_ok says whether there
  * is data), 130 if interrupted. */
 static int bench_data(struct bench *b, struct bench_pde *p)
 {
 	char rec[BENCH_PATH], log[BENCH_PATH], want[65], tmp[BENCH_PATH];
-	snprintf(p->data, sizeof p->data, "%s/data/%s.h5", b->out, p->label);
+	data_path(b, p);
 	snprintf(rec, sizeof rec, "%s/data/%s.json", b->out, p->label);
 	snprintf(log, sizeof log, "%s/data/%s.log", b->out, p->label);
 	gen_hash(p, want);
@@ -172,6 +177,30 @@ static void cell_path(const struct bench_cell *c, const char *file,
 		out[0] = '\0';
 }
 
+static void cell_fail(struct bench_cell *c, const char *step, int code,
+		      const char *why);
+
+void bench_cell_from_doc(struct bench_cell *c, json_t *r)
+{
+	const char *st = json_string_value(json_object_get(r, "status"));
+	json_t *ev = json_object_get(r, "eval"), *ro = json_object_get(r, "rollout");
+	c->train_seconds = json_number_value(json_object_get(r, "train_seconds"));
+	c->eval_seconds = json_number_value(json_object_get(r, "eval_seconds"));
+	c->train_cpu = json_number_value(json_object_get(r, "train_cpu_seconds"));
+	c->eval_cpu = json_number_value(json_object_get(r, "eval_cpu_seconds"));
+	if (st && !strcmp(st, "ok") && json_is_object(ev)) {
+		c->eval = json_incref(ev);
+		c->rollout = json_is_object(ro) ? json_incref(ro) : NULL;
+		c->state = BENCH_CELL_OK;
+		return;
+	}
+	const char *step = json_string_value(json_object_get(r, "failed_step"));
+	const char *why = json_string_value(json_object_get(r, "error"));
+	cell_fail(c, step ? step : "?",
+		  (int)json_integer_value(json_object_get(r, "exit_code")),
+		  why ? why : "no result");
+}
+
 /* A finished cell from an earlier run: its result records status ok and
  * this cell's hash, and its model and eval files are there. */
 static int cell_reuse(const struct bench *b, struct bench_cell *c)
@@ -190,23 +219,15 @@ static int cell_reuse(const struct bench *b, struct bench_cell *c)
 	if (ok && b->pdes[c->p].rollout && !json_is_object(ro))
 		ok = 0;
 	if (ok) {
-		c->eval = json_incref(ev);
-		c->rollout = json_is_object(ro) ? json_incref(ro) : NULL;
-		c->train_seconds = json_number_value(json_object_get(r, "train_seconds"));
-		c->eval_seconds = json_number_value(json_object_get(r, "eval_seconds"));
-		c->train_cpu = json_number_value(json_object_get(r, "train_cpu_seconds"));
-		c->eval_cpu = json_number_value(json_object_get(r, "eval_cpu_seconds"));
-		c->state = BENCH_CELL_OK;
+		bench_cell_from_doc(c, r);
 		c->reused = 1;
 	}
 	json_decref(r);
 	return ok;
 }
 
-static int cell_write_result(const struct bench *b, struct bench_cell *c)
+json_t *bench_cell_doc(const struct bench *b, const struct bench_cell *c)
 {
-	char res[BENCH_PATH];
-	cell_path(c, "result.json", res, sizeof res);
 	json_t *r = json_pack(
 		"{s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:f, s:f, s:f, s:f}", "schema",
 		"pno-bench-cell/1", "pde", b->pdes[c->p].label, "method",
@@ -217,7 +238,7 @@ static int cell_write_result(const struct bench *b, struct bench_cell *c)
 		"train_cpu_seconds", c->train_cpu, "eval_cpu_seconds",
 		c->eval_cpu);
 	if (!r)
-		return 1;
+		return NULL;
 	if (c->state == BENCH_CELL_OK) {
 		json_object_set(r, "eval", c->eval);
 		if (c->rollout)
@@ -228,6 +249,16 @@ static int cell_write_result(const struct bench *b, struct bench_cell *c)
 		json_object_set_new(r, "exit_code", json_integer(c->exit_code));
 		json_object_set_new(r, "error", json_string(c->error));
 	}
+	return r;
+}
+
+static int cell_write_result(const struct bench *b, struct bench_cell *c)
+{
+	char res[BENCH_PATH];
+	cell_path(c, "result.json", res, sizeof res);
+	json_t *r = bench_cell_doc(b, c);
+	if (!r)
+		return 1;
 	int rc = bench_write_json(res, r);
 	json_decref(r);
 	return rc;
@@ -465,23 +496,32 @@ static const char *cell_name(const struct bench *b, const struct bench_cell *c,
 static int run_cells(struct bench *b)
 {
 	int running = 0, done = 0, todo = 0, ran = 0, forwarded = 0;
+	/* under mpirun: this rank's cells only, counted on their own */
+	int me = pno_dist_rank(), ranks = pno_dist_size();
+	int total = ranks > 1 ? 0 : b->n_cells;
+	char who[32] = "pno bench";
 	double spent = 0;
 	for (int i = 0; i < b->n_cells; i++)
-		if (b->cells[i].state == BENCH_CELL_PENDING)
+		if (b->cells[i].state == BENCH_CELL_PENDING &&
+		    b->cells[i].rank == me)
 			todo++;
-		else
+		else if (ranks == 1)
 			done++;
+	if (ranks > 1) {
+		total = todo;
+		snprintf(who, sizeof who, "pno bench: rank %d", me);
+	}
 	int next = 0;
 	for (;;) {
 		while (!interrupted && running < b->jobs && next < b->n_cells) {
 			struct bench_cell *c = &b->cells[next++];
 			char nm[256];
-			if (c->state != BENCH_CELL_PENDING)
+			if (c->state != BENCH_CELL_PENDING || c->rank != me)
 				continue;
 			int ok = cell_start(b, c) == 0;
 			if (!b->quiet)
-				fprintf(stderr, "pno bench: [%d/%d] %s: %s\n",
-					done + 1, b->n_cells,
+				fprintf(stderr, "%s: [%d/%d] %s: %s\n",
+					who, done + 1, total,
 					cell_name(b, c, nm, sizeof nm),
 					c->step ? "evaluating (trained "
 						  "earlier)" : "training");
@@ -530,10 +570,10 @@ static int run_cells(struct bench *b)
 			if (c->pid > 0) {
 				if (!b->quiet && step == 0) {
 					char nm[256];
-					fprintf(stderr, "pno bench: [%d/%d] "
+					fprintf(stderr, "%s: [%d/%d] "
 						"%s: trained in %.1f s, "
-						"evaluating\n", done + 1,
-						b->n_cells,
+						"evaluating\n", who, done + 1,
+						total,
 						cell_name(b, c, nm, sizeof nm),
 						c->train_seconds);
 				}
@@ -552,17 +592,17 @@ static int run_cells(struct bench *b)
 				     spent / ran * left / b->jobs);
 			cell_name(b, c, nm, sizeof nm);
 			if (c->state == BENCH_CELL_OK)
-				fprintf(stderr, "pno bench: [%d/%d] %s: done "
+				fprintf(stderr, "%s: [%d/%d] %s: done "
 					"in %.1f s, rel L2 %.4g, CRPS %.4g; "
-					"%d to go, ETA %s\n", done,
-					b->n_cells, nm,
+					"%d to go, ETA %s\n", who, done,
+					total, nm,
 					cli_now() - c->t_start,
 					bench_metric(c, "rel_l2"),
 					bench_metric(c, "crps"), left, eta);
 			else
-				fprintf(stderr, "pno bench: [%d/%d] %s: "
+				fprintf(stderr, "%s: [%d/%d] %s: "
 					"FAILED in %s (exit %d): %s; %d to "
-					"go, ETA %s\n", done, b->n_cells, nm,
+					"go, ETA %s\n", who, done, total, nm,
 					c->failed_step, c->exit_code,
 					c->error, left, eta);
 		}
@@ -586,6 +626,44 @@ static const char *bench_usage =
 	"every cell finished, 1 when some failed (the reports say which), 2\n"
 	"for a bad config or flag, 130 when interrupted (finished cells are\n"
 	"kept). Config format and outputs: docs/bench.md.\n";
+
+/* DIR: new, empty, or an earlier bench's (it has config.json); creates
+ * DIR/data and writes DIR/config.json. 0, or 1 or 2 having printed why. */
+static int prepare_out(struct bench *b, const char *config)
+{
+	const char *out = b->out;
+	char path[BENCH_PATH];
+	struct stat sb;
+	snprintf(path, sizeof path, "%s/config.json", out);
+	if (stat(out, &sb) == 0) {
+		if (!S_ISDIR(sb.st_mode)) {
+			fprintf(stderr, "pno bench: --out %s: not a "
+				"directory\n", out);
+			return 2;
+		}
+		if (access(path, F_OK) != 0 && !bench_dir_empty(out)) {
+			fprintf(stderr, "pno bench: --out %s: exists and is "
+				"not a pno bench directory (no config.json); "
+				"choose a new directory\n", out);
+			return 2;
+		}
+	}
+	char dirs[BENCH_PATH];
+	snprintf(dirs, sizeof dirs, "%s/data", out);
+	if (bench_mkdir_p(dirs) != 0) {
+		fprintf(stderr, "pno bench: --out %s: cannot create: %s\n",
+			out, strerror(errno));
+		return 2;
+	}
+	json_t *cfg_copy = json_deep_copy(b->cfg);
+	json_object_set_new(cfg_copy, "config_path", json_string(config));
+	if (!cfg_copy || bench_write_json(path, cfg_copy)) {
+		json_decref(cfg_copy);
+		return 1;
+	}
+	json_decref(cfg_copy);
+	return 0;
+}
 
 int cmd_bench(int argc, char **argv)
 {
@@ -633,41 +711,15 @@ int cmd_bench(int argc, char **argv)
 		snprintf(b.exe, sizeof b.exe, "%s", argv[0]);
 	else
 		b.exe[n] = '\0';
-	if ((rc = bench_config_load(&b, config)))
+	/* under mpirun (bench.h): rank 0 prepares DIR; every step that may
+	 * fail on one rank ends in an agreement, so all ranks stop together */
+	int me = pno_dist_rank(), ranks = pno_dist_size();
+	rc = bench_config_load(&b, config);
+	if ((rc = bench_agree(rc, "loading the config")))
 		goto done;
-	rc = 2;
-	/* DIR: new, empty, or an earlier bench's (it has config.json) */
-	char path[BENCH_PATH];
-	struct stat sb;
-	snprintf(path, sizeof path, "%s/config.json", out);
-	if (stat(out, &sb) == 0) {
-		if (!S_ISDIR(sb.st_mode)) {
-			fprintf(stderr, "pno bench: --out %s: not a "
-				"directory\n", out);
-			goto done;
-		}
-		if (access(path, F_OK) != 0 && !bench_dir_empty(out)) {
-			fprintf(stderr, "pno bench: --out %s: exists and is "
-				"not a pno bench directory (no config.json); "
-				"choose a new directory\n", out);
-			goto done;
-		}
-	}
-	char dirs[BENCH_PATH];
-	snprintf(dirs, sizeof dirs, "%s/data", out);
-	if (bench_mkdir_p(dirs) != 0) {
-		fprintf(stderr, "pno bench: --out %s: cannot create: %s\n",
-			out, strerror(errno));
+	if ((rc = bench_agree(me == 0 ? prepare_out(&b, config) : 0,
+			      "preparing --out")))
 		goto done;
-	}
-	rc = 1;
-	json_t *cfg_copy = json_deep_copy(b.cfg);
-	json_object_set_new(cfg_copy, "config_path", json_string(config));
-	if (!cfg_copy || bench_write_json(path, cfg_copy)) {
-		json_decref(cfg_copy);
-		goto done;
-	}
-	json_decref(cfg_copy);
 
 	struct sigaction sa, old_int, old_term;
 	memset(&sa, 0, sizeof sa);
@@ -677,15 +729,22 @@ int cmd_bench(int argc, char **argv)
 	sigaction(SIGTERM, &sa, &old_term);
 	double t0 = cli_now();
 
-	for (int i = 0; i < b.n_pdes && !interrupted; i++)
-		if (bench_data(&b, &b.pdes[i]) == 130)
+	for (int i = 0; i < b.n_pdes && !interrupted; i++) {
+		data_path(&b, &b.pdes[i]);	/* rank i % ranks makes it */
+		if (i % ranks == me && bench_data(&b, &b.pdes[i]) == 130)
 			interrupted = 1;
+	}
+	pno_dist_barrier_idle(0.1);	/* a rank done early sleeps */
+	if (bench_agree(interrupted ? 130 : 0, "generating data") == 130)
+		interrupted = 1;
 	if (interrupted) {
 		fprintf(stderr, "pno bench: interrupted while generating "
 			"data; rerun to resume\n");
 		rc = 130;
 		goto restore;
 	}
+	if ((rc = bench_agree(bench_share_data(&b), "sharing the data")))
+		goto restore;
 	if (data_only) {
 		rc = 0;
 		for (int i = 0; i < b.n_pdes; i++)
@@ -695,10 +754,10 @@ int cmd_bench(int argc, char **argv)
 	}
 	b.n_cells = b.n_pdes * b.n_methods * b.n_seeds;
 	b.cells = pno_calloc((size_t)b.n_cells, sizeof *b.cells);
-	if (!b.cells) {
+	if (!b.cells)
 		fprintf(stderr, "pno bench: out of memory\n");
+	if ((rc = bench_agree(b.cells ? 0 : 1, "allocating the cells")))
 		goto restore;
-	}
 	int reused = 0;
 	for (int p = 0, k = 0; p < b.n_pdes; p++)
 		for (int m = 0; m < b.n_methods; m++)
@@ -717,40 +776,61 @@ int cmd_bench(int argc, char **argv)
 					continue;
 				}
 				cell_hash(&b, c);
-				if (!force && cell_reuse(&b, c))
+				/* rank 0 judges, and tells the others */
+				if (!force && me == 0 && cell_reuse(&b, c))
 					reused++;
 			}
-	if (!b.quiet)
+	if ((rc = bench_deal_cells(&b)))
+		goto restore;
+	if (!b.quiet && me == 0) {
+		char over[48] = "";
+		if (ranks > 1)
+			snprintf(over, sizeof over, " in each of %d processes",
+				 ranks);
 		fprintf(stderr, "pno bench: %d cells (%d PDEs x %d methods x "
 			"%d seeds), %d reused from an earlier run, %d job%s "
-			"x %d thread%s\n", b.n_cells, b.n_pdes, b.n_methods,
+			"x %d thread%s%s\n", b.n_cells, b.n_pdes, b.n_methods,
 			b.n_seeds, reused, b.jobs, b.jobs > 1 ? "s" : "",
-			b.threads, b.threads > 1 ? "s" : "");
+			b.threads, b.threads > 1 ? "s" : "", over);
+	}
 	if (!interrupted && run_cells(&b) == 130)
 		interrupted = 1;
-	b.wall_seconds = cli_now() - t0;
+	pno_dist_barrier_idle(0.1);
+	if (bench_agree(interrupted ? 130 : 0, "running the cells") == 130)
+		interrupted = 1;
 	if (interrupted) {
-		fprintf(stderr, "pno bench: interrupted; finished cells are "
-			"kept in %s and reused when rerun\n", out);
+		if (me == 0)
+			fprintf(stderr, "pno bench: interrupted; finished cells "
+				"are kept in %s and reused when rerun\n", out);
 		rc = 130;
 		goto restore;
 	}
-	int failed = 0;
-	for (int i = 0; i < b.n_cells; i++)
-		failed += b.cells[i].state != BENCH_CELL_OK;
-	rc = bench_reports(&b);
-	if (!no_plots && bench_plots(&b) > 0 && rc == 0)
+	if ((rc = bench_collect(&b)))
+		goto restore;
+	b.wall_seconds = cli_now() - t0;
+	if (me == 0) {
+		int failed = 0;
+		for (int i = 0; i < b.n_cells; i++)
+			failed += b.cells[i].state != BENCH_CELL_OK;
+		rc = bench_reports(&b);
+		if (!no_plots && bench_plots(&b) > 0 && rc == 0)
+			rc = 1;
+		if (failed) {
+			fprintf(stderr, "pno bench: INCOMPLETE: %d of %d cells "
+				"failed (see %s/results.md and the cells' "
+				"log.txt)\n", failed, b.n_cells, out);
+			rc = 1;
+		} else if (!b.quiet) {
+			char w[32];
+			cli_fmt_duration(w, sizeof w, b.wall_seconds);
+			fprintf(stderr, "pno bench: all %d cells finished in "
+				"%s; reports in %s\n", b.n_cells, w, out);
+		}
+	}
+	/* rank 0's verdict is every rank's exit status */
+	if (pno_dist_bcast(&rc, sizeof rc, 0) != PNO_STATUS_OK) {
+		fprintf(stderr, "pno bench: %s\n", pno_last_error());
 		rc = 1;
-	if (failed) {
-		fprintf(stderr, "pno bench: INCOMPLETE: %d of %d cells failed "
-			"(see %s/results.md and the cells' log.txt)\n", failed,
-			b.n_cells, out);
-		rc = 1;
-	} else if (!b.quiet) {
-		char w[32];
-		cli_fmt_duration(w, sizeof w, b.wall_seconds);
-		fprintf(stderr, "pno bench: all %d cells finished in %s; "
-			"reports in %s\n", b.n_cells, w, out);
 	}
 restore:
 	sigaction(SIGINT, &old_int, NULL);

@@ -43,6 +43,7 @@ enum bench_cell_state {
 
 struct bench_cell {
 	int p, m;			/* indices into pdes, methods */
+	int rank;			/* the process that runs it (mpirun) */
 	uint64_t seed;
 	char dir[BENCH_PATH];		/* DIR/cells/<pde>/<method>/seed<k> */
 	char hash[65];			/* of the config slice + data hash */
@@ -95,6 +96,38 @@ int bench_reports(const struct bench *b);
  * number of figures that failed (each printed). */
 int bench_plots(const struct bench *b);
 
+/* A cell's result.json document (NULL: out of memory), and a cell
+ * filled from one: times, and the eval (and rollout) of an ok cell or
+ * the failure of a failed one. */
+json_t *bench_cell_doc(const struct bench *b, const struct bench_cell *c);
+void bench_cell_from_doc(struct bench_cell *c, json_t *doc);
+
+/* ---- bench_dist.c: one bench over several processes (mpirun) ----
+ * Every rank runs cmd_bench with the same argv over a shared --out.
+ * Rank 0 prepares DIR, decides which cells an earlier run finished and
+ * writes the reports; PDE i's data is made by rank i % P; the pending
+ * cells are dealt round-robin (the k-th to rank k % P); each rank runs
+ * its cells as child processes (without the launcher's environment) and
+ * sends rank 0 their result documents. Single process: all no-ops. */
+
+/* Every rank passes its exit status so far (0, or 1, 2, 130 having
+ * printed why; `what` names the step); returns the first failing rank's
+ * status on every rank, and a rank that did not fail prints which did. */
+int bench_agree(int rc, const char *what);
+/* PDE i's data outcome from rank i % P to all. */
+int bench_share_data(struct bench *b);
+/* Rank 0's cell states (reused, failed for want of data) to all, and
+ * each pending cell's rank. */
+int bench_deal_cells(struct bench *b);
+/* The result documents of the cells each rank ran, to rank 0. */
+int bench_collect(struct bench *b);
+/* A barrier that sleeps poll_s between tests instead of busy-polling as
+ * Open MPI's blocking collectives do: called before the agreements that
+ * follow long local work, so a rank done early leaves its core to the
+ * others' children. No-op for one process. (src/dist_idle.c; belongs in
+ * pno/dist.h.) */
+enum pno_status pno_dist_barrier_idle(double poll_s);
+
 /* ---- bench_proc.c: steps, hashes, files ---- */
 
 /* Write text / a JSON document (indented) to path atomically (temp +
@@ -124,6 +157,13 @@ void bench_args_addf(struct bench_args *a, const char *fmt, long long v);
 /* "--key value" per entry of a flag object in sorted key order; true ->
  * "--key", false -> nothing. */
 void bench_args_flags(struct bench_args *a, json_t *o);
+/* The environment for a child: environ without the MPI launcher's
+ * variables (Open MPI's OMPI_*, PMIx's PMIX_*, the PMI_* of MPICH and
+ * Slurm, PRRTE's PRTE_*). A step is one process even when pno bench runs
+ * under mpirun; a child that saw them would take itself for a rank
+ * (pno_dist_init) and break the job. The strings are environ's: free()
+ * the array only. NULL if out of memory. */
+char **bench_child_env(void);
 /* Start exe with argv, stdin /dev/null, stdout and stderr appended to
  * log after a line "$ pno <args>". The pid, or -1 (printed). */
 pid_t bench_spawn(const char *exe, char **argv, const char *log);

@@ -16,7 +16,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-extern char **environ;
 
 static const char *const known_pdes[] = {
 	"darcy", "burgers", "navier-stokes", "ns", "kuramoto-sivashinsky",
@@ -121,7 +120,9 @@ static int help_text(const char *exe, const char *cmd, const char *pde,
 	posix_spawn_file_actions_adddup2(&fa, fd[1], 1);
 	posix_spawn_file_actions_addclose(&fa, fd[0]);
 	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-	int rc = posix_spawn(&pid, exe, &fa, NULL, argv, environ);
+	char **env = bench_child_env();
+	int rc = env ? posix_spawn(&pid, exe, &fa, NULL, argv, env) : ENOMEM;
+	free(env);
 	posix_spawn_file_actions_destroy(&fa);
 	close(fd[1]);
 	size_t n = 0;

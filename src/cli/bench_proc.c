@@ -191,6 +191,27 @@ void bench_args_flags(struct bench_args *a, json_t *o)
 	}
 }
 
+char **bench_child_env(void)
+{
+	static const char *const drop[] = {"OMPI_", "PMIX_", "PMI_", "PRTE_"};
+	size_t n = 0, k = 0;
+	while (environ[n])
+		n++;
+	char **env = malloc((n + 1) * sizeof *env);
+	if (!env)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		int keep = 1;
+		for (size_t d = 0; d < sizeof drop / sizeof *drop; d++)
+			if (!strncmp(environ[i], drop[d], strlen(drop[d])))
+				keep = 0;
+		if (keep)
+			env[k++] = environ[i];
+	}
+	env[k] = NULL;
+	return env;
+}
+
 /* Start exe with argv, stdout and stderr appended to log (after a line
  * showing the command). Returns the pid, or -1 (printed). */
 pid_t bench_spawn(const char *exe, char **argv, const char *log)
@@ -212,7 +233,9 @@ pid_t bench_spawn(const char *exe, char **argv, const char *log)
 					 O_WRONLY | O_CREAT | O_APPEND, 0644);
 	posix_spawn_file_actions_adddup2(&fa, 1, 2);
 	pid_t pid;
-	int rc = posix_spawn(&pid, exe, &fa, NULL, argv, environ);
+	char **env = bench_child_env();
+	int rc = env ? posix_spawn(&pid, exe, &fa, NULL, argv, env) : ENOMEM;
+	free(env);
 	posix_spawn_file_actions_destroy(&fa);
 	if (rc != 0) {
 		fprintf(stderr, "pno bench: cannot run %s: %s\n", exe,

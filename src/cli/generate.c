@@ -2,12 +2,15 @@
 #include "cli.h"
 #include "flags.h"
 
+#include "pno/dist.h"
 #include "pno/pde.h"
 
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -277,6 +280,37 @@ static int on_progress(void *ud, long done, long total)
 	return 0;
 }
 
+/* ---- under mpirun ----
+ * Every rank parses the same argv, so flag errors are the same on all.
+ * Only rank 0 writes the file, so only it can judge the output path: it
+ * runs check_out_path's test (the same messages, kept here as text to
+ * pass on) and every rank learns the verdict. Every rank prints an
+ * agreed failure and exits with the same status; the progress bar and
+ * the summary are rank 0's. */
+static enum pno_status out_path_verdict(const char *path, int force,
+					char *msg, size_t size)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+	struct stat sb;
+	if (stat(path, &sb) == 0 && !force) {
+		snprintf(msg, size, "%s exists (use --force to overwrite)", path);
+		return PNO_STATUS_EXISTS;
+	}
+	if (!slash)
+		snprintf(dir, sizeof dir, ".");
+	else if (slash == path)
+		snprintf(dir, sizeof dir, "/");
+	else
+		snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+	if (access(dir, W_OK | X_OK) != 0) {
+		snprintf(msg, size, "cannot write %s: directory %s is missing "
+			 "or not writable", path, dir);
+		return PNO_STATUS_INVALID;
+	}
+	return PNO_STATUS_OK;
+}
+
 int cmd_generate(int argc, char **argv)
 {
 	struct gen_opts o;
@@ -316,8 +350,21 @@ int cmd_generate(int argc, char **argv)
 	n += p->flags(&o, f + n);
 	if (flags_parse("generate", f, n, argc, argv, 3, NULL, 0, NULL))
 		return 2;
-	if (check_out_path("generate", c.out, c.force))
+	int ranks = pno_dist_size();
+	if (ranks == 1 && check_out_path("generate", c.out, c.force))
 		return 2;
+	if (ranks > 1) {
+		char msg[4200] = "";
+		enum pno_status s = pno_dist_is_root() ?
+			out_path_verdict(c.out, c.force, msg, sizeof msg) :
+			PNO_STATUS_OK;
+		if (pno_dist_agree(s, msg) != PNO_STATUS_OK) {
+			fprintf(stderr, "pno generate: %s\n", pno_last_error());
+			return 2;
+		}
+		if (!pno_dist_is_root())
+			quiet = 1;	/* rank 0 shows progress and the summary */
+	}
 
 	struct pno_gen_base *base = p->base(&o);
 	if (p->run == heat_run) {	/* its default resolution follows --dim */
@@ -333,6 +380,13 @@ int cmd_generate(int argc, char **argv)
 	base->progress = on_progress;
 	base->progress_ud = &bar;
 	base->cancel = &interrupted;
+	/* ranks on one machine share its cores (Open MPI says how many), as
+	 * pno train does */
+	const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+	if (c.threads == 0 && ranks > 1 && local && atoi(local) > 1) {
+		long nc = sysconf(_SC_NPROCESSORS_ONLN) / atoi(local);
+		c.threads = nc > 1 ? (int)nc : 1;
+	}
 	pno_threads_set(c.threads);
 
 	struct sigaction sa, old_int, old_term;
@@ -356,7 +410,11 @@ int cmd_generate(int argc, char **argv)
 	}
 	if (s != PNO_STATUS_OK)
 		return runtime_error("generate", s);
-	if (!quiet)
+	if (!quiet && ranks > 1)
+		printf("wrote %s: %s, %d samples, %d points per axis, %.1f s "
+		       "(%d processes)\n", c.out, p->name, base->samples,
+		       base->res, cli_now() - t0, ranks);
+	else if (!quiet)
 		printf("wrote %s: %s, %d samples, %d points per axis, %.1f s\n",
 		       c.out, p->name, base->samples, base->res, cli_now() - t0);
 	return 0;
