@@ -4,8 +4,7 @@
  * core those others' child processes need. This waits in MPI_Ibarrier,
  * testing it every poll_s seconds and sleeping in between.
  *
- * Declared in src/cli/bench.h for now (its only user); it belongs with
- * pno/dist.h. MPI_COMM_WORLD, not pno/dist's private duplicate: a
+ * Declared in pno/dist.h. MPI_COMM_WORLD, not pno/dist's private duplicate: a
  * barrier has no payload to meet another's, and every rank calls it at
  * the same point. */
 #include "internal.h"
@@ -16,8 +15,6 @@
 #include <mpi.h>
 #endif
 #include <time.h>
-
-enum pno_status pno_dist_barrier_idle(double poll_s);
 
 enum pno_status pno_dist_barrier_idle(double poll_s)
 {

@@ -219,8 +219,6 @@ static enum pno_status plan_threads(const struct pno__gen *g,
  * after another has failed. */
 #define GEN_GATHER_BYTES ((size_t)256 << 20)
 
-/* src/dist_idle.c (to join pno/dist.h) */
-enum pno_status pno_dist_barrier_idle(double poll_s);
 #define GEN_ROUNDS 8
 
 static long rank_lo(long N, int P, int q)

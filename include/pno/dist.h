@@ -54,6 +54,11 @@ int pno_dist_compiled(void);
 
 /* Wait until every rank has called it. */
 enum pno_status pno_dist_barrier(void);
+/* A barrier that sleeps while it waits (MPI_Ibarrier tested every poll_s
+ * seconds, poll_s in (0, 10]): Open MPI's blocking collectives busy-poll,
+ * so a rank done early (pno bench, pno generate) would otherwise burn a
+ * core the others need. Every rank calls it at the same point. */
+enum pno_status pno_dist_barrier_idle(double poll_s);
 /* Copy `bytes` bytes of buf from rank `root` to every rank's buf. */
 enum pno_status pno_dist_bcast(void *buf, size_t bytes, int root);
 /* In place: buf[i] = sum over ranks of buf[i] (n elements). The sum order

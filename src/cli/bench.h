@@ -121,12 +121,6 @@ int bench_share_data(struct bench *b);
 int bench_deal_cells(struct bench *b);
 /* The result documents of the cells each rank ran, to rank 0. */
 int bench_collect(struct bench *b);
-/* A barrier that sleeps poll_s between tests instead of busy-polling as
- * Open MPI's blocking collectives do: called before the agreements that
- * follow long local work, so a rank done early leaves its core to the
- * others' children. No-op for one process. (src/dist_idle.c; belongs in
- * pno/dist.h.) */
-enum pno_status pno_dist_barrier_idle(double poll_s);
 
 /* ---- bench_proc.c: steps, hashes, files ---- */
 
