@@ -131,15 +131,13 @@ enum pno_status ob_client_init(struct ob_client *c, const char *content_type)
 	memset(c, 0, sizeof *c);
 	char ct[256];
 	snprintf(ct, sizeof ct, "Content-Type: %s", content_type);
-	struct curl_slist *l;
-	c->h = curl_easy_init();
 	/* "Expect:" off: no 100-continue round trip before large bodies */
-	if (c->h && (l = curl_slist_append(NULL, ct))) {
-		c->headers = l;
-		if ((l = curl_slist_append(c->headers, "Expect:")))
-			c->headers = l;
-	}
-	if (!c->h || !c->headers || !l) {
+	struct curl_slist *l = curl_slist_append(NULL, ct), *l2 = NULL;
+	if (l && !(l2 = curl_slist_append(l, "Expect:")))
+		curl_slist_free_all(l);
+	c->headers = l2;
+	c->h = curl_easy_init();
+	if (!c->h || !c->headers) {
 		ob_client_free(c);
 		return pno__errorf(PNO_STATUS_NOMEM, "http client: libcurl "
 				   "out of memory");
