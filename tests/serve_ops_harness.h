@@ -376,6 +376,8 @@ struct h_collector {
 	int n;				/* POSTs answered (any status) */
 	int fail_first;			/* answer these many 503 first */
 	int delay_ms;			/* before each answer */
+	const char *retry_after;	/* on a 503 (NULL: "0"; "": none) */
+	int conns;			/* TCP connections accepted */
 };
 
 struct h_upload {
@@ -419,11 +421,12 @@ static enum MHD_Result h_coll_req(void *cls, struct MHD_Connection *c,
 		u->b = NULL;
 	}
 	k->n++;
+	const char *ra = k->retry_after ? k->retry_after : "0";
 	pthread_mutex_unlock(&k->mu);
 	struct MHD_Response *resp = MHD_create_response_from_buffer(
 		2, (void *)"{}", MHD_RESPMEM_PERSISTENT);
-	if (status == 503)
-		MHD_add_response_header(resp, "Retry-After", "0");
+	if (status == 503 && ra[0])
+		MHD_add_response_header(resp, "Retry-After", ra);
 	enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -441,6 +444,18 @@ static __attribute__((unused)) void h_coll_done(void *cls, struct MHD_Connection
 	*ptr = NULL;
 }
 
+static void h_coll_conn(void *cls, struct MHD_Connection *c, void **ptr,
+			enum MHD_ConnectionNotificationCode toe)
+{
+	struct h_collector *k = cls;
+	(void)c, (void)ptr;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		pthread_mutex_lock(&k->mu);
+		k->conns++;
+		pthread_mutex_unlock(&k->mu);
+	}
+}
+
 static __attribute__((unused)) void h_coll_start(struct h_collector *k, int fail_first,
 			 int delay_ms)
 {
@@ -451,7 +466,8 @@ static __attribute__((unused)) void h_coll_start(struct h_collector *k, int fail
 	k->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
 				MHD_USE_THREAD_PER_CONNECTION, 0, NULL, NULL,
 				h_coll_req, k, MHD_OPTION_NOTIFY_COMPLETED,
-				h_coll_done, k, MHD_OPTION_END);
+				h_coll_done, k, MHD_OPTION_NOTIFY_CONNECTION,
+				h_coll_conn, k, MHD_OPTION_END);
 	assert_non_null(k->d);
 	const union MHD_DaemonInfo *di =
 		MHD_get_daemon_info(k->d, MHD_DAEMON_INFO_BIND_PORT);

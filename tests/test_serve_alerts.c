@@ -789,9 +789,14 @@ static void test_bad_start(void **state)
 	struct { const char *flags, *msg; } bad[] = {
 		{"--alerts-file /nonexistent/rules.json", "alerts_file"},
 		{"--alerts-file RULES", "unknown field \"for\""},
-		{"--alert-webhook-url https://example.com/hook",
-		 "https is not supported"},
-		{"--trace-otlp-url ftp://collector/v1/traces", "not an http://"},
+		{"--alert-webhook-url ftp://example.com/hook",
+		 "alert_webhook_url: url \"ftp://example.com/hook\": the "
+		 "scheme \"ftp\" is not supported (http:// or https://)"},
+		{"--alert-webhook-url http://[::1/hook",
+		 "alert_webhook_url: url \"http://[::1/hook\": "},
+		{"--trace-otlp-url ftp://collector/v1/traces",
+		 "trace export: url \"ftp://collector/v1/traces\": the scheme "
+		 "\"ftp\" is not supported"},
 		{"--trace-file /nonexistent/dir/spans.jsonl", "trace_file"},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -835,7 +840,9 @@ static void test_webhook_down(void **state)
 	snprintf(rules, sizeof rules, "%s", tu_tmp_path("alerts_rules2.json"));
 	h_write_file(rules, "{\"rules\": [{\"name\": \"rss\", \"metric\": "
 		     "\"resident_memory\", \"threshold\": 1}]}");
-	snprintf(url, sizeof url, "http://127.0.0.1:%d/hook", port);
+	/* https: accepted at start (libcurl does TLS), then refused at
+	 * connect like any dead webhook */
+	snprintf(url, sizeof url, "https://127.0.0.1:%d/hook", port);
 	const char *ex[] = {"--auth", "false", "--alerts-file", rules,
 			    "--alert-webhook-url", url,
 			    "--health-interval-ms", "50", NULL};

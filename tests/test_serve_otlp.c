@@ -5,8 +5,9 @@
  * traces, the span tree is request > {queue_wait, batch > compute} with
  * nested times, retries reach a collector that first answers 503, a dead
  * collector costs dropped spans (counted), never slow answers; the file
- * export holds the same spans. The outbound client's URL parser and one
- * POST are checked directly. */
+ * export holds the same spans. The outbound client (libcurl) is checked
+ * directly: URL checks, status, Retry-After, connection reuse, refused
+ * connections, TLS failure, timeout. */
 #include "serve_ops_harness.h"
 #include "outbound.h"
 
@@ -147,7 +148,7 @@ static int teardown(void **state)
 
 /* ---- tests ---- */
 
-static void test_url_and_post(void **state)
+static void test_url(void **state)
 {
 	(void)state;
 	struct ob_url u;
@@ -156,6 +157,8 @@ static void test_url_and_post(void **state)
 	assert_string_equal(u.host, "127.0.0.1");
 	assert_int_equal(u.port, 4318);
 	assert_string_equal(u.path, "/v1/traces");
+	assert_string_equal(u.url, "http://127.0.0.1:4318/v1/traces");
+	assert_int_equal(u.tls, 0);
 	assert_status(ob_url_parse("http://collector", &u), PNO_STATUS_OK);
 	assert_int_equal(u.port, 80);
 	assert_string_equal(u.path, "/");
@@ -163,43 +166,206 @@ static void test_url_and_post(void **state)
 		      PNO_STATUS_OK);
 	assert_string_equal(u.host, "::1");
 	assert_string_equal(u.path, "/x?y=1");
+	assert_string_equal(u.url, "http://[::1]:9/x?y=1");	/* no #frag */
+	/* https: libcurl does TLS */
 	assert_status(ob_url_parse("https://collector/v1/traces", &u),
-		      PNO_STATUS_INVALID);
-	assert_non_null(strstr(pno_last_error(), "https is not supported"));
-	const char *bad[] = {"ftp://x/", "http://", "http://h:0/",
-			     "http://h:65536/", "http://h:12x/", "http://a b/",
-			     "http://h/a b", "http://u@h/", "http://[::1/"};
-	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
-		if (ob_url_parse(bad[i], &u) != PNO_STATUS_INVALID)
-			fail_msg("\"%s\" was accepted", bad[i]);
+		      PNO_STATUS_OK);
+	assert_int_equal(u.tls, 1);
+	assert_int_equal(u.port, 443);
+	assert_string_equal(u.url, "https://collector/v1/traces");
+	assert_status(ob_url_parse("HTTPS://Collector:8443", &u), PNO_STATUS_OK);
+	assert_int_equal(u.port, 8443);
+	assert_int_equal(u.tls, 1);
+	/* refused, each with its reason and the URL in the message */
+	struct { const char *url, *msg; } bad[] = {
+		{"ftp://x/", "the scheme \"ftp\" is not supported (http:// or "
+			     "https://)"},
+		{"file:///etc/passwd", "the scheme \"file\" is not supported"},
+		{"gopher://h/", "the scheme \"gopher\" is not supported"},
+		{"collector:4318/v1/traces", "scheme"},
+		{"http://", "host"},
+		{"http://h:0/", "bad port"},
+		{"http://h:65536/", "ort"},
+		{"http://h:12x/", "ort"},
+		{"http://a b/", "hostname"},
+		{"http://h/a b", "path"},
+		{"http://h/caf\xc3\xa9", "the path needs percent-encoding"},
+		{"http://u@h/", "credentials"},
+		{"https://u:pw@h/", "credentials"},
+		{"http://[::1/", "IPv6"},
+		{"", "scheme"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		if (ob_url_parse(bad[i].url, &u) != PNO_STATUS_INVALID)
+			fail_msg("\"%s\" was accepted", bad[i].url);
+		char want[300];
+		snprintf(want, sizeof want, "url \"%s\": ", bad[i].url);
+		if (strncmp(pno_last_error(), want, strlen(want)) ||
+		    !strstr(pno_last_error(), bad[i].msg))
+			fail_msg("\"%s\": message \"%s\" lacks \"%s\"",
+				 bad[i].url, pno_last_error(), bad[i].msg);
+	}
+	assert_status(ob_url_parse(NULL, &u), PNO_STATUS_INVALID);
+	struct ob_client cl;
+	assert_status(ob_client_init(&cl, ""), PNO_STATUS_INVALID);
+	assert_status(ob_client_init(&cl, "a\r\nX-Evil: 1"), PNO_STATUS_INVALID);
+	ob_client_free(NULL);
+}
 
-	/* one POST: a 503 with Retry-After 0, then 200, against a collector
-	 * of our own (the server's main collector is left alone) */
+/* one POST at a time against a collector of our own (the server's main
+ * collector is left alone) */
+static void test_post(void **state)
+{
+	(void)state;
 	struct h_collector k;
 	struct retry_outcome o;
-	h_coll_start(&k, 1, 0);
+	struct ob_client cl;
+	struct ob_url u;
 	char url[96];
+	assert_status(ob_client_init(&cl, "application/json"), PNO_STATUS_OK);
+
+	/* a 503 with Retry-After 0, then 200 with none: both on one
+	 * connection (the handle keeps it alive) */
+	h_coll_start(&k, 1, 0);
 	snprintf(url, sizeof url, "http://127.0.0.1:%d/hook", k.port);
 	assert_status(ob_url_parse(url, &u), PNO_STATUS_OK);
-	ob_post(&u, "application/json", "{\"a\":1}", 7, 2000, &o);
+	ob_post(&cl, &u, "{\"a\":1}", 7, 2000, &o);
 	assert_int_equal(o.http_status, 503);
 	assert_int_equal(o.transport_error, 0);
 	assert_true(o.retry_after_ns == 0);
-	ob_post(&u, "application/json", "{\"a\":2}", 7, 2000, &o);
+	ob_post(&cl, &u, "{\"a\":2}", 7, 2000, &o);
 	assert_int_equal(o.http_status, 200);
+	assert_int_equal(o.transport_error, 0);
 	assert_true(o.retry_after_ns < 0);
 	assert_int_equal(k.n, 2);
+	assert_string_equal(k.body[0], "{\"a\":1}");
 	assert_string_equal(k.body[1], "{\"a\":2}");
 	assert_string_equal(k.path[1], "/hook");
+	/* a 200 kB body arrives whole, at once, on the same connection */
+	static char big[200000];
+	memset(big, 'x', sizeof big - 1);
+	double t0 = h_now();
+	ob_post(&cl, &u, big, sizeof big - 1, 2000, &o);
+	assert_int_equal(o.http_status, 200);
+	assert_true(h_now() - t0 < 0.5);
+	assert_int_equal(k.n, 3);
+	assert_int_equal(strlen(k.body[2]), sizeof big - 1);
+	print_message("3 posts over %d connection(s), the big one %.3f s\n",
+		      k.conns, h_now() - t0);
+	assert_int_equal(k.conns, 1);
 	int port = k.port;
 	h_coll_stop(&k);
-	/* nobody listening: a transport error, at once */
-	snprintf(url, sizeof url, "http://127.0.0.1:%d/hook", port);
-	assert_status(ob_url_parse(url, &u), PNO_STATUS_OK);
-	double t0 = h_now();
-	ob_post(&u, "application/json", "{}", 2, 2000, &o);
+
+	/* the collector went away: the kept connection is dead and a new
+	 * one is refused: a transport error, at once */
+	t0 = h_now();
+	ob_post(&cl, &u, "{}", 2, 2000, &o);
 	assert_int_equal(o.transport_error, 1);
+	assert_int_equal(o.http_status, 0);
 	assert_true(h_now() - t0 < 1.0);
+	snprintf(url, sizeof url, "http://127.0.0.1:%d/hook", port);
+
+	/* https to a plain-http listener: the TLS handshake fails */
+	h_coll_start(&k, 0, 0);
+	snprintf(url, sizeof url, "https://127.0.0.1:%d/hook", k.port);
+	assert_status(ob_url_parse(url, &u), PNO_STATUS_OK);
+	t0 = h_now();
+	ob_post(&cl, &u, "{}", 2, 2000, &o);
+	assert_int_equal(o.transport_error, 1);
+	assert_int_equal(o.http_status, 0);
+	assert_true(h_now() - t0 < 1.9);
+	h_coll_stop(&k);
+
+	/* an answer slower than the timeout: a transport error after it */
+	h_coll_start(&k, 0, 1500);
+	snprintf(url, sizeof url, "http://127.0.0.1:%d/hook", k.port);
+	assert_status(ob_url_parse(url, &u), PNO_STATUS_OK);
+	t0 = h_now();
+	ob_post(&cl, &u, "{}", 2, 300, &o);
+	double dt = h_now() - t0;
+	print_message("timeout 300 ms: a transport error after %.3f s\n", dt);
+	assert_int_equal(o.transport_error, 1);
+	assert_true(dt >= 0.29 && dt < 1.0);
+	h_coll_stop(&k);
+	ob_client_free(&cl);
+}
+
+/* Retry-After as seconds and as an HTTP-date, read from the answer and
+ * honoured by ob_deliver */
+static void test_post_retry_after(void **state)
+{
+	(void)state;
+	struct h_collector k;
+	struct retry_outcome o;
+	struct ob_client cl;
+	struct ob_url u;
+	char url[96], date[64];
+	assert_status(ob_client_init(&cl, "application/json"), PNO_STATUS_OK);
+	h_coll_start(&k, 4, 0);
+	snprintf(url, sizeof url, "http://127.0.0.1:%d/hook", k.port);
+	assert_status(ob_url_parse(url, &u), PNO_STATUS_OK);
+	pthread_mutex_lock(&k.mu);
+	k.retry_after = "7";
+	pthread_mutex_unlock(&k.mu);
+	ob_post(&cl, &u, "{}", 2, 2000, &o);
+	assert_int_equal(o.http_status, 503);
+	assert_true(o.retry_after_ns == 7000000000LL);
+	/* a date 3 s ahead; whole seconds, so 2 to 3 s from now */
+	time_t t = time(NULL) + 3;
+	struct tm tm;
+	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT",
+		 gmtime_r(&t, &tm));
+	pthread_mutex_lock(&k.mu);
+	k.retry_after = date;
+	pthread_mutex_unlock(&k.mu);
+	ob_post(&cl, &u, "{}", 2, 2000, &o);
+	assert_int_equal(o.http_status, 503);
+	print_message("Retry-After %s: %.3f s\n", date, o.retry_after_ns / 1e9);
+	assert_true(o.retry_after_ns >= 1000000000LL &&
+		    o.retry_after_ns <= 3000000000LL);
+	/* unreadable: none (the backoff decides) */
+	pthread_mutex_lock(&k.mu);
+	k.retry_after = "soon";
+	pthread_mutex_unlock(&k.mu);
+	ob_post(&cl, &u, "{}", 2, 2000, &o);
+	assert_int_equal(o.http_status, 503);
+	assert_true(o.retry_after_ns < 0);
+
+	/* honoured: the 4th answer is a 503 with Retry-After 1, the 5th a
+	 * 200; the backoff alone would wait at most 1 ms */
+	pthread_mutex_lock(&k.mu);
+	k.retry_after = "1";
+	pthread_mutex_unlock(&k.mu);
+	struct retry_policy p = retry_policy_default();
+	p.base_ns = p.cap_ns = 1000000;
+	struct retry_budget b;
+	struct retry_budget_config bc = retry_budget_config_default();
+	struct retry_rng rng = {1, 2, 0};
+	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t cv;		/* timed waits on CLOCK_MONOTONIC */
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&cv, &ca);
+	pthread_condattr_destroy(&ca);
+	_Atomic int stop = 0;
+	int retries = -1;
+	assert_status(retry_budget_init(&b, &bc, ob_now_ns()), PNO_STATUS_OK);
+	double t0 = h_now();
+	int ok = ob_deliver(&cl, &u, "{\"d\":1}", 7, 2000, &p, &b, &rng, &mu,
+			    &cv, &stop, &retries);
+	double dt = h_now() - t0;
+	print_message("Retry-After 1: delivered after %.3f s, %d retry\n", dt,
+		      retries);
+	assert_int_equal(ok, 1);
+	assert_int_equal(retries, 1);
+	assert_true(dt >= 1.0 && dt < 2.0);
+	assert_int_equal(k.n, 5);
+	assert_string_equal(k.body[4], "{\"d\":1}");
+	retry_budget_free(&b);
+	pthread_cond_destroy(&cv);
+	h_coll_stop(&k);
+	ob_client_free(&cl);
 }
 
 static void test_trace_kept_end_to_end(void **state)
@@ -497,7 +663,9 @@ static void test_queue_full_drops(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_url_and_post),
+		cmocka_unit_test(test_url),
+		cmocka_unit_test(test_post),
+		cmocka_unit_test(test_post_retry_after),
 		cmocka_unit_test(test_trace_kept_end_to_end),
 		cmocka_unit_test(test_invalid_traceparents_start_new_traces),
 		cmocka_unit_test(test_unsampled_not_exported),

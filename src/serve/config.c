@@ -143,9 +143,10 @@ const struct cfg_key serve_config_keys[] = {
 	KI(alert_window_s, 1, 86400, "60", 1,
 	   "alert window: error rate, p99 latency, latency baseline, seconds"),
 	KS(alert_webhook_url, 0, "", 1, NULL,
-	   "POST alerts firing and resolving here, http:// (\"\": none)"),
+	   "POST alerts firing and resolving here, http:// or https:// "
+	   "(\"\": none)"),
 	KS(trace_otlp_url, 0, "", 0, NULL, "OTLP/HTTP JSON trace collector, "
-	   "http://host:port/v1/traces (\"\": none)"),
+	   "http[s]://host:port/v1/traces (\"\": none)"),
 	KS(trace_file, 0, "", 0, NULL,
 	   "append exported spans here as OTLP/JSON lines (\"\": none)"),
 	KI(trace_queue_spans, 16, 10000000, "8192", 0,

@@ -29,6 +29,7 @@ struct sv_exporter {
 	pthread_t th;
 	int started;
 	struct ob_url url;
+	struct ob_client http;		/* used by the thread only */
 	int has_url;
 	FILE *file;
 	char service[64];
@@ -154,7 +155,7 @@ static void export_batch(struct sv_exporter *e, int n)
 	}
 	if (e->has_url) {
 		int retries = 0;
-		int sent = ob_deliver(&e->url, "application/json", json, len,
+		int sent = ob_deliver(&e->http, &e->url, json, len,
 				      5000, &e->policy, &e->budget, &e->rng,
 				      &e->mu, &e->cv, &e->stop, &retries);
 		if (!sent)
@@ -211,6 +212,7 @@ static void exporter_free(struct sv_exporter *e)
 	if (e->file)
 		fclose(e->file);
 	retry_budget_free(&e->budget);
+	ob_client_free(&e->http);
 	pno_free(e->ring);
 	pno_free(e->batch);
 	pno_free(e);
@@ -239,7 +241,8 @@ enum pno_status sv_export_start(struct sv_ops *o)
 	if ((s = retry_budget_init(&e->budget, &bc, ob_now_ns())))
 		goto fail;
 	if (c->trace_otlp_url[0]) {
-		if ((s = ob_url_parse(c->trace_otlp_url, &e->url)))
+		if ((s = ob_url_parse(c->trace_otlp_url, &e->url)) ||
+		    (s = ob_client_init(&e->http, "application/json")))
 			goto fail;
 		e->has_url = 1;
 	}

@@ -1,20 +1,14 @@
-/* Outbound HTTP: a minimal POST client and a bounded, retrying sender. */
+/* Outbound HTTP: POSTs through libcurl and a bounded, retrying sender. */
 #include "outbound.h"
 #include "../internal.h"
 
 #include <sodium.h>
 
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 int64_t ob_now_ns(void)
 {
@@ -23,201 +17,194 @@ int64_t ob_now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* ---- URLs ---- */
+
+/* part of h into buf (n bytes); "" when absent. 0 ok, -1 too long or
+ * out of memory, 1 absent */
+static int url_part(CURLU *h, CURLUPart what, unsigned flags, char *buf,
+		    size_t n)
+{
+	char *v = NULL;
+	buf[0] = 0;
+	CURLUcode rc = curl_url_get(h, what, &v, flags);
+	if (rc == CURLUE_OUT_OF_MEMORY)
+		return -1;
+	if (rc != CURLUE_OK || !v)
+		return 1;
+	size_t k = strlen(v);
+	int ret = k < n ? 0 : -1;
+	if (!ret)
+		memcpy(buf, v, k + 1);
+	curl_free(v);
+	return ret;
+}
+
 enum pno_status ob_url_parse(const char *url, struct ob_url *out)
 {
 	if (!url || !out)
 		return pno__errorf(PNO_STATUS_INVALID, "url: NULL argument");
 	memset(out, 0, sizeof *out);
-	if (!strncasecmp(url, "https://", 8))
-		return pno__errorf(PNO_STATUS_INVALID, "url \"%.200s\": https is "
-				   "not supported (send to a local collector "
-				   "or relay over http://)", url);
-	if (strncasecmp(url, "http://", 7))
-		return pno__errorf(PNO_STATUS_INVALID, "url \"%.200s\": not an "
-				   "http:// URL", url);
-	const char *h = url + 7, *he, *p;
-	if (*h == '[') {
-		he = strchr(h, ']');
-		if (!he)
-			return pno__errorf(PNO_STATUS_INVALID, "url \"%.200s\": "
-					   "unclosed [", url);
-		h++;
-		p = he + 1;
-	} else {
-		he = h + strcspn(h, ":/?#");
-		p = he;
+	CURLU *h = curl_url();
+	if (!h)
+		return pno__errorf(PNO_STATUS_NOMEM, "url: out of memory");
+	enum pno_status st = PNO_STATUS_INVALID;
+	char scheme[16], port[8], path[1024], query[1024], user[8];
+	const char *why = NULL;
+	CURLUcode rc = curl_url_set(h, CURLUPART_URL, url, 0);
+	if (rc) {
+		why = curl_url_strerror(rc);
+		goto done;
 	}
-	size_t hl = (size_t)(he - h);
-	if (hl == 0 || hl >= sizeof out->host)
-		return pno__errorf(PNO_STATUS_INVALID, "url \"%.200s\": bad host",
-				   url);
-	memcpy(out->host, h, hl);
-	for (size_t i = 0; i < hl; i++)
-		if ((unsigned char)h[i] <= 0x20 || h[i] == '@')
-			return pno__errorf(PNO_STATUS_INVALID, "url \"%.200s\": "
-					   "bad host", url);
-	out->port = 80;
-	if (*p == ':') {
-		char *end;
-		errno = 0;
-		long v = strtol(p + 1, &end, 10);
-		if (end == p + 1 || errno || v < 1 || v > 65535 ||
-		    (*end && *end != '/' && *end != '?'))
-			return pno__errorf(PNO_STATUS_INVALID, "url \"%.200s\": "
-					   "bad port", url);
-		out->port = (int)v;
-		p = end;
+	if (url_part(h, CURLUPART_SCHEME, 0, scheme, sizeof scheme) ||
+	    (strcmp(scheme, "http") && strcmp(scheme, "https"))) {
+		pno__errorf(PNO_STATUS_INVALID, "url \"%.200s\": the scheme "
+			    "\"%s\" is not supported (http:// or https://)",
+			    url, scheme);
+		goto out;
 	}
-	if (*p && *p != '/' && *p != '?')
-		return pno__errorf(PNO_STATUS_INVALID, "url \"%.200s\": bad "
-				   "path", url);
-	size_t pl = strcspn(p, "#");
-	if (pl + 2 > sizeof out->path)
-		return pno__errorf(PNO_STATUS_INVALID, "url \"%.200s\": path too "
-				   "long", url);
-	for (size_t i = 0; i < pl; i++)
-		if ((unsigned char)p[i] <= 0x20 || (unsigned char)p[i] >= 0x7f)
-			return pno__errorf(PNO_STATUS_INVALID, "url \"%.200s\": "
-					   "the path needs percent-encoding", url);
-	snprintf(out->path, sizeof out->path, "%s%.*s", *p == '/' ? "" : "/",
-		 (int)pl, p);
-	return PNO_STATUS_OK;
+	out->tls = !strcmp(scheme, "https");
+	int r = url_part(h, CURLUPART_HOST, 0, out->host, sizeof out->host);
+	if (r) {
+		why = r > 0 ? "no host" : "host too long";
+		goto done;
+	}
+	if (out->host[0] == '[') {	/* IPv6: the address alone */
+		size_t k = strlen(out->host);
+		memmove(out->host, out->host + 1, k - 2);
+		out->host[k - 2] = 0;
+	}
+	if (url_part(h, CURLUPART_PORT, CURLU_DEFAULT_PORT, port, sizeof port) ||
+	    (out->port = atoi(port)) < 1 || out->port > 65535) {
+		why = "bad port (1 to 65535)";
+		goto done;
+	}
+	if (url_part(h, CURLUPART_USER, 0, user, sizeof user) != 1 ||
+	    url_part(h, CURLUPART_PASSWORD, 0, user, sizeof user) != 1) {
+		why = "credentials in the URL are not supported (they would "
+		      "be logged)";
+		goto done;
+	}
+	if (url_part(h, CURLUPART_PATH, 0, path, sizeof path) < 0 ||
+	    url_part(h, CURLUPART_QUERY, 0, query, sizeof query) < 0 ||
+	    snprintf(out->path, sizeof out->path, "%s%s%s", path[0] ? path :
+		     "/", query[0] ? "?" : "", query) >=
+		    (int)sizeof out->path) {
+		why = "path too long";
+		goto done;
+	}
+	for (const char *c = out->path; *c; c++)
+		if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f) {
+			why = "the path needs percent-encoding";
+			goto done;
+		}
+	/* the fragment is never sent */
+	if (curl_url_set(h, CURLUPART_FRAGMENT, NULL, 0) ||
+	    url_part(h, CURLUPART_URL, 0, out->url, sizeof out->url)) {
+		why = "too long";
+		goto done;
+	}
+	st = PNO_STATUS_OK;
+done:
+	if (why)
+		pno__errorf(PNO_STATUS_INVALID, "url \"%.200s\": %s", url, why);
+out:
+	curl_url_cleanup(h);
+	if (st)
+		memset(out, 0, sizeof *out);
+	return st;
 }
 
 /* ---- one POST ---- */
 
-static int remaining_ms(int64_t deadline)
+static size_t discard(char *p, size_t size, size_t n, void *ud)
 {
-	int64_t ms = (deadline - ob_now_ns()) / 1000000;
-	return ms < 0 ? 0 : ms > 3600000 ? 3600000 : (int)ms;
+	(void)p, (void)ud;
+	return size * n;
 }
 
-static int connect_to(const struct ob_url *u, int64_t deadline)
+enum pno_status ob_client_init(struct ob_client *c, const char *content_type)
 {
-	struct addrinfo hints, *res = NULL;
-	char port[8];
-	memset(&hints, 0, sizeof hints);
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	snprintf(port, sizeof port, "%d", u->port);
-	if (getaddrinfo(u->host, port, &hints, &res) != 0)
-		return -1;
-	int fd = -1;
-	for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next) {
-		fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC |
-			    SOCK_NONBLOCK, a->ai_protocol);
-		if (fd < 0)
-			continue;
-		if (connect(fd, a->ai_addr, a->ai_addrlen) == 0)
-			break;
-		if (errno == EINPROGRESS) {
-			struct pollfd p = {fd, POLLOUT, 0};
-			int err = 0;
-			socklen_t el = sizeof err;
-			if (poll(&p, 1, remaining_ms(deadline)) == 1 &&
-			    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 &&
-			    err == 0)
-				break;
-		}
-		close(fd);
-		fd = -1;
+	if (!c || !content_type || !content_type[0] ||
+	    strlen(content_type) > 200 || strpbrk(content_type, "\r\n"))
+		return pno__errorf(PNO_STATUS_INVALID, "http client: bad "
+				   "content type");
+	memset(c, 0, sizeof *c);
+	char ct[256];
+	snprintf(ct, sizeof ct, "Content-Type: %s", content_type);
+	/* "Expect:" off: no 100-continue round trip before large bodies */
+	struct curl_slist *l = curl_slist_append(NULL, ct), *l2 = NULL;
+	if (l && !(l2 = curl_slist_append(l, "Expect:")))
+		curl_slist_free_all(l);
+	c->headers = l2;
+	c->h = curl_easy_init();
+	if (!c->h || !c->headers) {
+		ob_client_free(c);
+		return pno__errorf(PNO_STATUS_NOMEM, "http client: libcurl "
+				   "out of memory");
 	}
-	freeaddrinfo(res);
-	return fd;
+	CURL *h = c->h;
+	CURLcode rc = CURLE_OK;
+#define SET(opt, v)                                                           \
+	if (rc == CURLE_OK)                                                   \
+		rc = curl_easy_setopt(h, opt, v)
+	SET(CURLOPT_NOSIGNAL, 1L);	/* no SIGALRM for timeouts in threads */
+	SET(CURLOPT_POST, 1L);
+	SET(CURLOPT_HTTPHEADER, c->headers);
+	SET(CURLOPT_USERAGENT, "pno/" PNO_VERSION_STRING);
+	SET(CURLOPT_WRITEFUNCTION, discard);
+	SET(CURLOPT_PROTOCOLS_STR, "http,https");
+	SET(CURLOPT_FOLLOWLOCATION, 0L);
+	SET(CURLOPT_TCP_KEEPALIVE, 1L);
+#undef SET
+	if (rc != CURLE_OK) {
+		ob_client_free(c);
+		return pno__errorf(PNO_STATUS_INTERNAL, "http client: libcurl: "
+				   "%s", curl_easy_strerror(rc));
+	}
+	return PNO_STATUS_OK;
 }
 
-static int send_all(int fd, const char *p, size_t n, int64_t deadline)
+void ob_client_free(struct ob_client *c)
 {
-	while (n) {
-		ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-		if (k > 0) {
-			p += k;
-			n -= (size_t)k;
-			continue;
-		}
-		if (k < 0 && errno != EAGAIN && errno != EINTR)
-			return -1;
-		struct pollfd pf = {fd, POLLOUT, 0};
-		if (poll(&pf, 1, remaining_ms(deadline)) != 1)
-			return -1;
-	}
-	return 0;
-}
-
-/* the head of the answer: status and Retry-After */
-static void read_head(int fd, int64_t deadline, struct retry_outcome *o)
-{
-	char buf[8192];
-	size_t n = 0;
-	for (;;) {
-		struct pollfd pf = {fd, POLLIN, 0};
-		if (poll(&pf, 1, remaining_ms(deadline)) != 1)
-			break;
-		ssize_t k = recv(fd, buf + n, sizeof buf - 1 - n, 0);
-		if (k < 0 && (errno == EAGAIN || errno == EINTR))
-			continue;
-		if (k <= 0)
-			break;
-		n += (size_t)k;
-		buf[n] = 0;
-		if (strstr(buf, "\r\n\r\n") || n == sizeof buf - 1)
-			break;
-	}
-	buf[n] = 0;
-	int st;
-	if (n < 12 || strncmp(buf, "HTTP/1.", 7) ||
-	    sscanf(buf + 9, "%3d", &st) != 1 || st < 100 || st > 599) {
-		o->transport_error = 1;
+	if (!c)
 		return;
-	}
-	o->http_status = st;
-	for (char *l = strstr(buf, "\r\n"); l; l = strstr(l + 2, "\r\n")) {
-		if (strncasecmp(l + 2, "Retry-After:", 12))
-			continue;
-		char v[64];
-		const char *s = l + 14;
-		while (*s == ' ' || *s == '\t')
-			s++;
-		size_t k = strcspn(s, "\r\n");
-		snprintf(v, sizeof v, "%.*s", (int)(k < 63 ? k : 63), s);
-		while (k && (v[k - 1] == ' ' || v[k - 1] == '\t'))
-			v[--k] = 0;
-		int64_t ns;
-		if (retry_after_parse(v, (int64_t)time(NULL), &ns) ==
-		    PNO_STATUS_OK)
-			o->retry_after_ns = ns;
-		break;
-	}
+	if (c->h)
+		curl_easy_cleanup(c->h);
+	curl_slist_free_all(c->headers);
+	c->h = NULL;
+	c->headers = NULL;
 }
 
-void ob_post(const struct ob_url *u, const char *content_type,
-	     const char *body, size_t len, int timeout_ms,
-	     struct retry_outcome *o)
+void ob_post(struct ob_client *c, const struct ob_url *u, const char *body,
+	     size_t len, int timeout_ms, struct retry_outcome *o)
 {
 	o->http_status = 0;
-	o->transport_error = 0;
+	o->transport_error = 1;
 	o->retry_after_ns = -1;
-	int64_t deadline = ob_now_ns() + (int64_t)timeout_ms * 1000000;
-	int fd = connect_to(u, deadline);
-	if (fd < 0) {
-		o->transport_error = 1;
+	CURL *h = c->h;
+	long ms = timeout_ms > 0 ? timeout_ms : 1;
+	if (curl_easy_setopt(h, CURLOPT_URL, u->url) ||
+	    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body) ||
+	    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len) ||
+	    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, ms) ||
+	    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, ms) ||
+	    curl_easy_perform(h) != CURLE_OK)
 		return;
-	}
-	char head[1600];
-	int hn = snprintf(head, sizeof head, "POST %s HTTP/1.1\r\nHost: %s%s%s:"
-			  "%d\r\nUser-Agent: pno/" PNO_VERSION_STRING "\r\n"
-			  "Content-Type: %s\r\nContent-Length: %zu\r\n"
-			  "Connection: close\r\n\r\n", u->path,
-			  strchr(u->host, ':') ? "[" : "", u->host,
-			  strchr(u->host, ':') ? "]" : "", u->port,
-			  content_type, len);
-	if (hn < 0 || (size_t)hn >= sizeof head ||
-	    send_all(fd, head, (size_t)hn, deadline) ||
-	    send_all(fd, body, len, deadline))
-		o->transport_error = 1;
-	else
-		read_head(fd, deadline, o);
-	close(fd);
+	long st = 0;
+	if (curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st) != CURLE_OK ||
+	    st < 100 || st > 599)
+		return;
+	o->transport_error = 0;
+	o->http_status = (int)st;
+	/* the header itself, not CURLINFO_RETRY_AFTER, which reads both
+	 * "0" and no header as 0 and anything unparseable as 0 too */
+	struct curl_header *ra;
+	int64_t ns;
+	if (curl_easy_header(h, "Retry-After", 0, CURLH_HEADER, -1, &ra) ==
+		    CURLHE_OK &&
+	    retry_after_parse(ra->value, (int64_t)time(NULL), &ns) ==
+		    PNO_STATUS_OK)
+		o->retry_after_ns = ns;
 }
 
 /* ---- the retry loop ---- */
@@ -226,8 +213,9 @@ struct deliver_env {
 	pthread_mutex_t *mu;
 	pthread_cond_t *cv;
 	const _Atomic int *stop;
+	struct ob_client *c;
 	const struct ob_url *u;
-	const char *ctype, *body;
+	const char *body;
 	size_t len;
 	int timeout_ms;
 };
@@ -261,17 +249,16 @@ static void env_call(void *ud, int attempt, struct retry_outcome *o)
 		o->transport_error = 0;
 		return;
 	}
-	ob_post(e->u, e->ctype, e->body, e->len, e->timeout_ms, o);
+	ob_post(e->c, e->u, e->body, e->len, e->timeout_ms, o);
 }
 
-int ob_deliver(const struct ob_url *u, const char *content_type,
+int ob_deliver(struct ob_client *c, const struct ob_url *u,
 	       const char *body, size_t len, int timeout_ms,
 	       const struct retry_policy *p, struct retry_budget *b,
 	       struct retry_rng *rng, pthread_mutex_t *mu, pthread_cond_t *cv,
 	       const _Atomic int *stop, int *retries)
 {
-	struct deliver_env e = {mu, cv, stop, u, content_type, body, len,
-				timeout_ms};
+	struct deliver_env e = {mu, cv, stop, c, u, body, len, timeout_ms};
 	struct retry_env env = {env_now, env_sleep, &e};
 	struct retry_policy one = *p;
 	int attempts = 0;
@@ -295,7 +282,7 @@ struct ob_sender {
 	int cap, head, count;
 	_Atomic int stop;
 	struct ob_url url;
-	char ctype[64];
+	struct ob_client http;		/* used by the thread only */
 	int timeout_ms;
 	struct retry_policy policy;
 	struct retry_budget budget;
@@ -322,7 +309,7 @@ static void *sender_main(void *arg)
 		struct ob_url u = s->url;
 		pthread_mutex_unlock(&s->mu);
 		int retries = 0;
-		int ok = ob_deliver(&u, s->ctype, s->work, len, s->timeout_ms,
+		int ok = ob_deliver(&s->http, &u, s->work, len, s->timeout_ms,
 				    &s->policy, &s->budget, &s->rng, &s->mu,
 				    &s->cv, &s->stop, &retries);
 		atomic_fetch_add(&s->c.retries, (uint64_t)retries);
@@ -355,7 +342,6 @@ enum pno_status ob_sender_new(struct ob_sender **out, const char *url,
 	s->slot_bytes = slot_bytes;
 	s->timeout_ms = timeout_ms;
 	s->policy = *policy;
-	snprintf(s->ctype, sizeof s->ctype, "%s", content_type);
 	struct retry_budget_config bc = retry_budget_config_default();
 	s->rng.seed = (uint64_t)randombytes_random() << 32 | randombytes_random();
 	s->slots = pno_malloc((size_t)slots * slot_bytes);
@@ -366,7 +352,8 @@ enum pno_status ob_sender_new(struct ob_sender **out, const char *url,
 				 "slots of %zu bytes", slots, slot_bytes);
 		goto fail;
 	}
-	if ((st = retry_budget_init(&s->budget, &bc, ob_now_ns())))
+	if ((st = ob_client_init(&s->http, content_type)) ||
+	    (st = retry_budget_init(&s->budget, &bc, ob_now_ns())))
 		goto fail;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_condattr_t ca;
@@ -386,6 +373,7 @@ enum pno_status ob_sender_new(struct ob_sender **out, const char *url,
 	*out = s;
 	return PNO_STATUS_OK;
 fail:
+	ob_client_free(&s->http);
 	pno_free(s->slots);
 	pno_free(s->lens);
 	pno_free(s->work);
@@ -407,6 +395,7 @@ void ob_sender_free(struct ob_sender *s)
 		pthread_cond_destroy(&s->cv);
 		retry_budget_free(&s->budget);
 	}
+	ob_client_free(&s->http);
 	pno_free(s->slots);
 	pno_free(s->lens);
 	pno_free(s->work);

@@ -1,13 +1,17 @@
 /*
- * What the server sends out (alert webhooks, OTLP trace export): a small
- * HTTP/1.1 POST client and a sender, a bounded queue of fixed-size
- * messages drained by one thread that posts each with retries.
+ * What the server sends out (alert webhooks, OTLP trace export): POSTs
+ * through libcurl and a sender, a bounded queue of fixed-size messages
+ * drained by one thread that posts each with retries.
  *
- * The client speaks plain http:// only (the server's library set has no
- * TLS client; https:// is refused with a message saying to send to a
- * local collector or relay). One connection per try ("Connection:
- * close"), a timeout on connect, send and the answer's head; the answer is
- * its status and Retry-After, the body is not read.
+ * URLs are http:// or https:// (libcurl does TLS, verifying the peer
+ * against the system's CA store), parsed and checked when configured with
+ * libcurl's URL API, so a bad one is refused at start or reload with the
+ * reason. Each sending thread owns one ob_client, a libcurl easy handle
+ * kept across posts so the connection to the collector is reused
+ * (keep-alive). A post has one timeout for the whole exchange (connect,
+ * TLS, send, answer); the answer is its status and Retry-After, the body
+ * is discarded. curl_global_init must have run before the first
+ * ob_client_init (serve_run does it before any thread starts).
  *
  * The sender never blocks its callers: ob_sender_push copies the message
  * into a free slot or drops it (counted) when the queue is full. Its thread
@@ -21,27 +25,42 @@
 
 #include "retry.h"
 
+#include <curl/curl.h>
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
 struct ob_url {
-	char host[256];
-	int port;
+	char url[1024];			/* normalized, no fragment: for libcurl */
+	char host[256];			/* an IPv6 address without its [] */
+	int port;			/* the scheme's default if not given */
+	int tls;			/* https */
 	char path[1024];		/* with the query, "/" at least */
 };
 
-/* http://host[:port][/path]; host a name, IPv4 or [IPv6]. INVALID with
- * the reason (https and anything else). */
+/* http[s]://host[:port][/path][?query][#fragment]; host a name, IPv4 or
+ * [IPv6]. INVALID with the reason: not a URL, another scheme, no host,
+ * port 0, credentials in the URL (they would reach the logs), a path that
+ * is not percent-encoded ASCII, longer than the fields. */
 enum pno_status ob_url_parse(const char *url, struct ob_url *out);
 
+/* One thread's HTTP client: a libcurl easy handle set up for POSTs of
+ * content_type, reused across posts. */
+struct ob_client {
+	CURL *h;
+	struct curl_slist *headers;
+};
+/* INVALID (arguments), NOMEM (libcurl could not make a handle). */
+enum pno_status ob_client_init(struct ob_client *c, const char *content_type);
+void ob_client_free(struct ob_client *c);	/* safe on zeroed */
+
 /* One POST; the outcome as retry.h wants it: transport_error for a
- * failed connect/send/receive or a garbled answer, else http_status and
- * retry_after_ns (-1 none). */
-void ob_post(const struct ob_url *u, const char *content_type,
-	     const char *body, size_t len, int timeout_ms,
-	     struct retry_outcome *o);
+ * failed connect/TLS/send/receive, a timeout or a garbled answer, else
+ * http_status and retry_after_ns (-1 none or unreadable). */
+void ob_post(struct ob_client *c, const struct ob_url *u, const char *body,
+	     size_t len, int timeout_ms, struct retry_outcome *o);
 
 struct ob_counters {
 	_Atomic uint64_t sent;		/* messages delivered (2xx/3xx) */
@@ -66,10 +85,11 @@ enum pno_status ob_sender_set_url(struct ob_sender *s, const char *url);
 const struct ob_counters *ob_sender_counters(const struct ob_sender *s);
 
 /* The retry loop for one payload, shared with the trace exporter: posts
- * until success or retry_decide says stop; sleeps end early when *stop
- * becomes nonzero (signalled on cv under mu). 1 delivered, 0 not;
- * *retries (may be NULL) gets the extra tries. */
-int ob_deliver(const struct ob_url *u, const char *content_type,
+ * through c until success or retry_decide says stop; sleeps end early
+ * when *stop becomes nonzero (signalled on cv under mu; cv must time its
+ * waits on CLOCK_MONOTONIC). 1 delivered, 0 not; *retries (may be NULL)
+ * gets the extra tries. */
+int ob_deliver(struct ob_client *c, const struct ob_url *u,
 	       const char *body, size_t len, int timeout_ms,
 	       const struct retry_policy *p, struct retry_budget *b,
 	       struct retry_rng *rng, pthread_mutex_t *mu, pthread_cond_t *cv,

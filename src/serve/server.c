@@ -347,7 +347,7 @@ int serve_run(const struct serve_opts *o)
 {
 	struct server *srv = pno_calloc(1, sizeof *srv);
 	char err[SV_ERR_MAX];
-	int rc = 1;
+	int rc = 1, curl_up = 0;
 	if (!srv) {
 		fprintf(stderr, "pno serve: out of memory\n");
 		return 1;
@@ -377,6 +377,14 @@ int serve_run(const struct serve_opts *o)
 	}
 	srv->seed_key = (uint64_t)randombytes_random() << 32 |
 			randombytes_random();
+	/* before any thread: older libcurl's global init is not thread-safe
+	 * (the webhook sender and the trace exporter make easy handles) */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		sv_log(srv, PNO_LOG_LEVEL_ERROR, "start_failed",
+		       ",\"reason\":\"libcurl init\"");
+		goto out;
+	}
+	curl_up = 1;
 	if (sv_metrics_init(&srv->met)) {
 		sv_log(srv, PNO_LOG_LEVEL_ERROR, "start_failed",
 		       ",\"reason\":\"metrics: out of memory\"");
@@ -426,6 +434,8 @@ int serve_run(const struct serve_opts *o)
 out:
 	sv_http_stop(srv);
 	sv_ops_stop(srv);	/* reads the state; flushes the last spans */
+	if (curl_up)
+		curl_global_cleanup();	/* every easy handle is gone */
 	sv_state_release(srv->state);
 	sv_workers_wait(srv);
 	sv_audit_close(srv);	/* after every request has its record */
