@@ -507,6 +507,8 @@ int sv_infer_parse(struct req *r, const struct serve_config *cfg)
 		goto out;
 	}
 	const json_t *outs = json_object_get(root, "outputs");
+	if (json_is_array(outs) && json_array_size(outs) == 0)
+		outs = NULL;	/* an empty list asks for the defaults */
 	if (outs) {
 		if (parse_outputs(r, outs, bin_all, have_levels))
 			goto out;

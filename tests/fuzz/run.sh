@@ -33,7 +33,7 @@ for n in $names; do
 	set +e
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	"$bin" -max_total_time="$secs" -timeout=30 -rss_limit_mb=2048 \
+	"$bin" -max_total_time="$secs" -seed="${FUZZ_SEED:-1}" -timeout=30 -rss_limit_mb=2048 \
 		-max_len=65536 -print_final_stats=1 \
 		-artifact_prefix="$work/" "$work/corpus" >"$work/log" 2>&1 &
 	pid=$!
