@@ -300,7 +300,23 @@ static void expect_live(void)
 struct tally {
 	const char *name;
 	int points, ok, refused, ok_hit;
+	int nmsg;
+	char msg[8][160];	/* the distinct refusals: "status error" */
 };
+
+static void tally_msg(struct tally *t, const struct sh_resp *r)
+{
+	char m[160];
+	json_t *j = json_loads(r->body, 0, NULL);
+	const char *e = json_string_value(json_object_get(j, "error"));
+	snprintf(m, sizeof m, "%ld %.150s", r->code, e ? e : "?");
+	json_decref(j);
+	for (int i = 0; i < t->nmsg; i++)
+		if (!strcmp(t->msg[i], m))
+			return;
+	if (t->nmsg < 8)
+		snprintf(t->msg[t->nmsg++], sizeof t->msg[0], "%s", m);
+}
 
 static void tally_print(const struct tally *t)
 {
@@ -308,6 +324,8 @@ static void tally_print(const struct tally *t)
 		      "%4d answered 200 (%d of them past a failed "
 		      "allocation)\n", t->name, t->points, t->refused,
 		      t->ok + t->ok_hit, t->ok_hit);
+	for (int i = 0; i < t->nmsg; i++)
+		print_message("    refused: %s\n", t->msg[i]);
 }
 
 /* One armed request: check the answer; then the same request unarmed
@@ -331,6 +349,7 @@ static int inject_once(const struct rq *q, long k, struct tally *t,
 			fail_msg("%s: status %ld with no injected failure: "
 				 "%.300s", t->name, r.code, r.body);
 		check_clean_error(&r, 500, e1, e2);
+		tally_msg(t, &r);
 		t->refused++;
 	}
 	sh_resp_free(&r);
@@ -400,8 +419,8 @@ static void test_request_fresh(void **state)
 			      "[0.1,0.5,0.9],\"return_samples\":true");
 	struct rq qs = rq_json(small, 1, 2, 2, 0);
 	struct rq qb = rq_json(big, 8, 16, 3, 1);
-	struct tally tf = {"first request, fresh server", 0, 0, 0, 0};
-	struct tally tg = {"grown request, warm server", 0, 0, 0, 0};
+	struct tally tf = {.name = "first request, fresh server"};
+	struct tally tg = {.name = "grown request, warm server"};
 	for (int pass = 0; pass < 2; pass++) {
 		struct tally *t = pass ? &tg : &tf;
 		const struct rq *q = pass ? &qb : &qs;
@@ -464,7 +483,7 @@ static void test_request_warm(void **state)
 		sh_expect(&r, 200);
 		check_infer_ok(qs[i], &r);
 		sh_resp_free(&r);
-		struct tally t = {names[i], 0, 0, 0, 0};
+		struct tally t = {.name = names[i]};
 		loop_request(qs[i], &t);
 	}
 	srv_stop();
@@ -552,6 +571,8 @@ static void loop_reload(const char *path, const char *model, int newv,
 		json_t *j = json_loads(r.body, 0, NULL);
 		assert_non_null(json_string_value(json_object_get(j, "error")));
 		json_decref(j);
+		if (k % 50 == 1 || t->nmsg < 8)
+			tally_msg(t, &r);
 		sh_resp_free(&r);
 		t->refused++;
 		refused400 += r.code == 400;
@@ -642,14 +663,14 @@ static void test_reload(void **state)
 	srv_start(NULL);
 	assert_int_equal(answers("m", 0), 1);
 	write_model("m", 2, 22);	/* a new version to load */
-	struct tally ti = {"reload: POST repository/index", 0, 0, 0, 0};
+	struct tally ti = {.name = "reload: POST repository/index"};
 	loop_reload("/v2/repository/index", "m", 2, 1, reset_index, &ti);
 	reset_load();
-	struct tally tl = {"reload: POST models/n/load", 0, 0, 0, 0};
+	struct tally tl = {.name = "reload: POST models/n/load"};
 	loop_reload("/v2/repository/models/n/load", "n", 1, 0, reset_load,
 		    &tl);
 	write_model("m", 3, 33);
-	struct tally th = {"reload: SIGHUP", 0, 0, 0, 0};
+	struct tally th = {.name = "reload: SIGHUP"};
 	loop_sighup(&th);
 	srv_stop();
 	snprintf(d, sizeof d, "%s/m/2", repo);
@@ -769,7 +790,7 @@ static void test_auth_audit(void **state)
 	/* sessions */
 	struct rq qsess = {"POST", "/v2/sessions", bearer, "", 0, 0, 0, 0, 0,
 			   0, 0};
-	struct tally ts = {"session POST (auth on)", 0, 0, 0, 0};
+	struct tally ts = {.name = "session POST (auth on)"};
 	for (long k = 1;; k++) {
 		struct sh_resp r;
 		assert_true(k < MAX_K);
@@ -786,6 +807,7 @@ static void test_auth_audit(void **state)
 		} else {
 			assert_true(hit);
 			check_clean_error(&r, 500, "out of memory", NULL);
+			tally_msg(&ts, &r);
 			ts.refused++;
 		}
 		sh_resp_free(&r);
@@ -808,7 +830,7 @@ static void test_auth_audit(void **state)
 	call(&q, &r);
 	sh_expect(&r, 200);
 	sh_resp_free(&r);
-	struct tally ta = {"audited inference (auth on)", 0, 0, 0, 0};
+	struct tally ta = {.name = "audited inference (auth on)"};
 	for (long k = 1;; k++) {
 		assert_true(k < MAX_K);
 		if (inject_once(&q, k, &ta, "out of memory",
