@@ -30,6 +30,7 @@
 #include "auth.h"
 #include "serve.h"
 
+#include <execinfo.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/resource.h>
@@ -45,6 +46,13 @@ static void *fa_alloc(void *ud, size_t size, size_t align)
 	long n = atomic_fetch_add(&fa_n, 1) + 1;
 	if (n == atomic_load(&fa_at)) {
 		atomic_fetch_add(&fa_hits, 1);
+		if (getenv("INJ_TRACE")) {	/* debugging aid: who failed? */
+			void *bt[12];
+			int nb = backtrace(bt, 12);
+			fprintf(stderr, "injected failure of allocation %ld:\n",
+				n);
+			backtrace_symbols_fd(bt, nb, 2);
+		}
 		return NULL;
 	}
 	if (posix_memalign(&p, align, size) != 0)
