@@ -482,7 +482,8 @@ static enum MHD_Result repository(struct req *r, enum route rt)
 	char *b = pno_malloc(cap);
 	if (!b) {
 		sv_state_release(st);
-		return send_error(r, 503, "out of memory");
+		return send_error(r, 503, "the reload was applied; out of "
+				  "memory listing the index");
 	}
 	k = (size_t)snprintf(b, cap, "[");
 	for (int i = 0; i < st->nm; i++)
@@ -805,6 +806,28 @@ static enum MHD_Result header_bytes(void *cls, enum MHD_ValueKind kind,
 	return MHD_YES;
 }
 
+/* No request object (out of memory): a static 503 rather than a dropped
+ * connection; nothing else can be done for it (no metrics, no record). */
+static enum MHD_Result answer_nomem(struct server *srv,
+				    struct MHD_Connection *c)
+{
+	static const char body[] = "{\"error\":\"out of memory: the request "
+				   "could not be accepted\"}";
+	char ra[16];
+	struct MHD_Response *resp = MHD_create_response_from_buffer(
+		sizeof body - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, "Content-Type", "application/json");
+	snprintf(ra, sizeof ra, "%d", atomic_load(&srv->retry_after));
+	MHD_add_response_header(resp, "Retry-After", ra);
+	sv_log(srv, PNO_LOG_LEVEL_WARN, "request", ",\"status\":503,"
+	       "\"error\":\"out of memory for a request object\"");
+	enum MHD_Result ret = MHD_queue_response(c, 503, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 				  const char *url, const char *method,
 				  const char *version, const char *upload,
@@ -815,7 +838,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 	(void)version;
 	if (!r) {
 		if (!(r = req_get(srv)))
-			return MHD_NO;
+			return answer_nomem(srv, c);
 		*con_cls = r;
 		r->conn = c;
 		r->t_start = sv_now();
@@ -886,6 +909,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 	if (*upload_size) {
 		size_t n = *upload_size, max = (size_t)atomic_load(&srv->max_body);
 		*upload_size = 0;
+		if (r->body_nomem) {
+			r->discarded += n;	/* answered 503 at its end */
+			return r->discarded > max ? MHD_NO : MHD_YES;
+		}
 		if (r->too_large || r->body_len + n > max) {
 			/* a chunked body past the limit: drop it, answer 413
 			 * at its end; one limit's worth more, then close */
@@ -893,14 +920,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 			r->discarded += n;
 			return r->discarded > max ? MHD_NO : MHD_YES;
 		}
-		if (sv_buf_reserve(&r->body, &r->body_cap, r->body_len + n + 1))
-			return MHD_NO;
+		if (sv_buf_reserve(&r->body, &r->body_cap,
+				   r->body_len + n + 1)) {
+			r->body_nomem = 1;
+			r->discarded += n;
+			return MHD_YES;
+		}
 		memcpy(r->body + r->body_len, upload, n);
 		r->body_len += n;
 		return MHD_YES;
 	}
 	if (atomic_load(&r->ready))
 		return infer_finish(r);
+	if (r->body_nomem)
+		return send_error(r, 503, "out of memory for the request body");
 	if (r->too_large)
 		return send_error(r, 413, "the body exceeds max_body_bytes "
 				  "(%" PRId64 ")", atomic_load(&srv->max_body));

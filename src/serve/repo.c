@@ -124,17 +124,23 @@ static struct mversion *reusable(const struct serve_state *old,
 	return mv;
 }
 
-/* the numeric version directories of one model with a model file */
+/* the numeric version directories of one model with a model file; a
+ * version directory without one is skipped (being filled), but a
+ * model.safetensors that is there and not a readable regular file is an
+ * error (err): the version must not silently stop being served */
 static int list_versions(struct server *srv, const char *dir, long **out,
-			 int *n)
+			 int *n, char *err, size_t errsz)
 {
 	DIR *d = opendir(dir);
 	struct dirent *e;
 	int cap = 0;
 	*out = NULL;
 	*n = 0;
-	if (!d)
+	if (!d) {
+		snprintf(err, errsz, "cannot list %s: %s", dir,
+			 strerror(errno));
 		return -1;
+	}
 	while ((e = readdir(d))) {
 		char *end, path[4400];
 		struct stat sb;
@@ -144,7 +150,17 @@ static int list_versions(struct server *srv, const char *dir, long **out,
 		long v = strtol(e->d_name, &end, 10);
 		snprintf(path, sizeof path, "%s/%s/model.safetensors", dir,
 			 e->d_name);
-		if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		int se = stat(path, &sb) != 0 ? errno : 0;
+		if ((!se && !S_ISREG(sb.st_mode)) || (se && se != ENOENT)) {
+			snprintf(err, errsz, "%.400s: %s", path, se ? strerror(se) :
+				 "not a regular file");
+			pno_free(*out);
+			*out = NULL;
+			*n = 0;
+			closedir(d);
+			return -1;
+		}
+		if (se) {
 			sv_log(srv, PNO_LOG_LEVEL_WARN, "repository",
 			       ",\"message\":\"version directory without a "
 			       "model.safetensors skipped\",\"version\":%ld", v);
@@ -154,6 +170,10 @@ static int list_versions(struct server *srv, const char *dir, long **out,
 			long *p = pno_malloc(sizeof *p * (size_t)(cap ? 2 * cap
 								      : 8));
 			if (!p) {
+				snprintf(err, errsz, "out of memory");
+				pno_free(*out);
+				*out = NULL;
+				*n = 0;
 				closedir(d);
 				return -1;
 			}
@@ -298,9 +318,8 @@ static struct serve_state *scan(struct server *srv,
 		snprintf(dir, sizeof dir, "%s/%s", cfg->repository, e->d_name);
 		if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
 			continue;
-		if (list_versions(srv, dir, &vs, &nv)) {
-			snprintf(err, errsz, "model %s: cannot list %s",
-				 e->d_name, dir);
+		if (list_versions(srv, dir, &vs, &nv, why, sizeof why)) {
+			snprintf(err, errsz, "model %s: %s", e->d_name, why);
 			goto fail;
 		}
 		if (nv == 0)

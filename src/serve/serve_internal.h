@@ -68,6 +68,7 @@ struct req {
 	size_t body_len, body_cap;
 	size_t discarded;		/* bytes dropped after the limit */
 	int too_large;
+	int body_nomem;			/* no room for the body: 503 */
 	int queued;			/* counted in flight */
 	size_t header_len;		/* Inference-Header-Content-Length */
 	int bad_name;			/* the URL's model name or version is
