@@ -29,9 +29,9 @@ static PLINT pl_code;
 static char pl_errmsg[1024];
 static char pl_fatal[512];
 
-/* PLplot's exit handler: it runs first in plexit(), before plexit's own
- * message and exit(), and never returns here: it jumps back into render(),
- * which turns the error into a status. */
+/* PLplot's exit handler: plexit() calls it first and it never returns:
+ * it jumps back into render(), which turns the error into a status, so
+ * plexit's own printing and exit() are never reached. */
 static int on_plexit(const char *msg)
 {
 	snprintf(pl_fatal, sizeof pl_fatal, "%s", msg ? msg : "");
